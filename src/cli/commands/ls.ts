@@ -1,0 +1,54 @@
+// `plinth ls`: every extension of the plugin directories with id, version, runtime and state.
+import path from 'node:path';
+import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
+import { scanExtensions, loadTrustStoreFor, type ExtensionRecord } from '../../registry/index.ts';
+import { EXIT, printJson, table, usageError, type Io } from '../output.ts';
+
+function trustText(r: ExtensionRecord): string {
+  switch (r.trust?.status) {
+    case 'trusted':
+      return `signed by ${r.trust.publisher}`;
+    case 'untrusted':
+      return `UNTRUSTED (${r.trust.error.code})`;
+    case 'unchecked':
+      return 'not checked (policy off)';
+    default:
+      return r.error ? r.error.code : '';
+  }
+}
+
+export function recordJson(r: ExtensionRecord): Record<string, unknown> {
+  return {
+    id: r.id,
+    version: r.version ?? null,
+    runtime: r.runtime ?? null,
+    state: r.state,
+    path: r.dir,
+    trust: r.trust === undefined ? null : r.trust.status === 'untrusted' ? { status: 'untrusted', reason: r.trust.error.toJSON() } : r.trust,
+    ...(r.error ? { reason: r.error.toJSON() } : {}),
+  };
+}
+
+export async function ls(io: Io, flags: ConfigFlags & { json?: boolean }): Promise<number> {
+  const config = await loadHostConfig({ flags });
+  if (config.plugins.length === 0) {
+    throw usageError('no plugin directories given', 'pass --plugins <dir>[,<dir>…], set PLINTH_PLUGINS, or list them under `plugins` in plinth.config.yaml');
+  }
+  const store = await loadTrustStoreFor(config.trust.store, config.trust.policy);
+  const { extensions, directoryErrors } = await scanExtensions(config.plugins, store, config.trust.policy);
+  for (const e of directoryErrors) io.err(`warning: ${e.describe()}`);
+
+  if (flags.json) {
+    printJson(io, extensions.map(recordJson));
+  } else if (extensions.length === 0) {
+    io.out(`no extensions found in ${config.plugins.join(', ')}`);
+  } else {
+    const cwd = process.cwd();
+    io.out(table(['ID', 'VERSION', 'RUNTIME', 'STATE', 'TRUST', 'PATH'], extensions.map((r) => [r.id, r.version ?? '-', r.runtime ?? '-', r.state, trustText(r), path.relative(cwd, r.dir) || '.'])));
+    const failed = extensions.filter((r) => r.error);
+    for (const r of failed) io.out(`\n${r.id}: ${r.error!.describe()}`);
+    for (const r of extensions) if (r.trust?.status === 'untrusted') io.err(`warning: ${r.id} loads untrusted (policy warn): ${r.trust.error.describe()}`);
+  }
+  // Like `npm ls`: a problem anywhere makes the exit status non-zero, for scripts.
+  return extensions.some((r) => r.state === 'failed') || directoryErrors.length > 0 ? EXIT.failed : EXIT.ok;
+}

@@ -1,0 +1,108 @@
+// The `plinth` command line (DESIGN.md §8). Each command returns its exit code: 0 ok, 1 failed, 2 usage or
+// configuration error. Errors print their PLINTH_ERR_* code and what to do on stderr.
+import { Command, CommanderError, Option } from 'commander';
+import type { ConfigFlags } from '../config/index.ts';
+import { EXIT, processIo, reportError, type Io } from './output.ts';
+import { ls } from './commands/ls.ts';
+import { keygen, sign, verify } from './commands/trust.ts';
+
+const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+
+interface HostOptions {
+  config?: string;
+  plugins?: string[];
+  trust?: string;
+  trustPolicy?: string;
+  dev?: boolean;
+  dataDir?: string;
+  json?: boolean;
+}
+
+function hostFlags(o: HostOptions): ConfigFlags & { json?: boolean } {
+  const flags: ConfigFlags & { json?: boolean } = {};
+  if (o.config !== undefined) flags.config = o.config;
+  if (o.plugins !== undefined) flags.plugins = o.plugins;
+  if (o.trust !== undefined) flags.trustStore = o.trust;
+  if (o.trustPolicy !== undefined) flags.trustPolicy = o.trustPolicy;
+  if (o.dev !== undefined) flags.dev = o.dev;
+  if (o.dataDir !== undefined) flags.dataDir = o.dataDir;
+  if (o.json !== undefined) flags.json = o.json;
+  return flags;
+}
+
+function withHostOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'host config file (default: ./plinth.config.yaml if present)')
+    .option('-p, --plugins <dirs>', 'plugin directories, comma-separated, searched in order', list)
+    .option('--trust <file>', 'trust store (JSON, schemas/trust-store.schema.json)')
+    .addOption(new Option('--trust-policy <policy>', 'what to do with unsigned or untrusted extensions').choices(['required', 'warn', 'off']))
+    .option('--dev', 'development mode (trust policy defaults to warn)')
+    .option('--json', 'print JSON for scripts');
+}
+
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  let code: number = EXIT.ok;
+  let json = false;
+  const run = (fn: () => Promise<number>) => async () => {
+    code = await fn();
+  };
+
+  const program = new Command('plinth')
+    .description('Plinth plugin host: signed drop-in extensions, sandboxed, in pipelines and on an event bus.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .showHelpAfterError('(run `plinth help <command>` for its options)');
+
+  withHostOptions(program.command('ls').description('list the extensions of the plugin directories with their state')).action(function (this: Command) {
+    const o = this.opts<HostOptions>();
+    json = o.json ?? false;
+    return run(() => ls(io, hostFlags(o)))();
+  });
+
+  program
+    .command('keygen')
+    .description('make an Ed25519 key pair: <prefix>.key (private, mode 0600) and <prefix>.pub')
+    .requiredOption('-o, --out <prefix>', 'path prefix of the two key files')
+    .option('-f, --force', 'overwrite existing key files')
+    .option('--json', 'print JSON for scripts')
+    .action(function (this: Command) {
+      const o = this.opts<{ out: string; force?: boolean; json?: boolean }>();
+      json = o.json ?? false;
+      return run(() => keygen(io, o))();
+    });
+
+  program
+    .command('sign')
+    .description('sign an extension folder: writes <dir>/plinth.sig over every other file')
+    .argument('<dir>', 'extension folder')
+    .option('-k, --key <file>', 'private key file (<prefix>.key from `plinth keygen`)')
+    .option('--publisher <id>', 'publisher id, as listed in trust stores')
+    .option('--json', 'print JSON for scripts')
+    .action(function (this: Command, dir: string) {
+      const o = this.opts<{ key?: string; publisher?: string; json?: boolean }>();
+      json = o.json ?? false;
+      return run(() => sign(io, dir, o))();
+    });
+
+  withHostOptions(
+    program
+      .command('verify')
+      .description("verify an extension folder's signature against a trust store; exit 1 naming the file at fault")
+      .argument('<dir>', 'extension folder'),
+  ).action(function (this: Command, dir: string) {
+    const o = this.opts<HostOptions>();
+    json = o.json ?? false;
+    return run(() => verify(io, dir, hostFlags(o)))();
+  });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end through here with exit code 0.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    return reportError(io, err, json);
+  }
+}

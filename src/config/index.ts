@@ -1,0 +1,197 @@
+// Host configuration: defaults ← plinth.config.yaml/.json ← PLINTH_* environment ← command-line flags.
+// The merged result is validated against schemas/host-config.schema.json; each problem names where the bad
+// value came from (file, variable or flag) so the user knows what to edit.
+import { readFile, access } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { PlinthError, type Problem } from '../errors.ts';
+import { validators, toProblems } from '../schema/index.ts';
+import type { TrustPolicy } from '../trust/index.ts';
+
+export const CONFIG_FILE_NAMES = ['plinth.config.yaml', 'plinth.config.yml', 'plinth.config.json'] as const;
+
+export interface BreakerSettings {
+  failureRateThreshold: number;
+  minimumCalls: number;
+  windowMs: number;
+  recoveryTimeoutMs: number;
+  halfOpenMaxCalls: number;
+  slowCallDurationMs: number;
+  slowCallRateThreshold: number;
+}
+
+export interface HostConfig {
+  /** The file read, if any. */
+  file: string | undefined;
+  /** Absolute plugin directories, in priority order. */
+  plugins: string[];
+  dev: boolean;
+  dataDir: string;
+  trust: { store: string | undefined; policy: TrustPolicy };
+  log: { level: string };
+  budget: { memoryMb: number; concurrency: number };
+  defaults: {
+    limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
+    breaker: BreakerSettings;
+    health: { intervalMs: number; timeoutMs: number; unhealthyThreshold: number; recoveryThreshold: number };
+  };
+  extensions: Record<string, { enabled: boolean; config?: Record<string, unknown> }>;
+}
+
+/** Overrides from the command line; undefined means "not given". Relative paths are taken from `cwd`. */
+export interface ConfigFlags {
+  config?: string;
+  plugins?: string[];
+  dev?: boolean;
+  dataDir?: string;
+  trustStore?: string;
+  trustPolicy?: string;
+  logLevel?: string;
+}
+
+type Parser = (raw: string) => unknown;
+const asString: Parser = (raw) => raw;
+const asList: Parser = (raw) => raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+const asBoolean: Parser = (raw) => (/^(1|true|yes|on)$/i.test(raw) ? true : /^(0|false|no|off)$/i.test(raw) ? false : raw);
+// A value that is not a number stays a string, so the schema reports it with its path and source.
+const asInteger: Parser = (raw) => (/^-?\d+$/.test(raw.trim()) ? Number(raw) : raw);
+
+/** Every PLINTH_* variable the host reads, the config path it sets, and how it is parsed. Documented in README. */
+export const ENVIRONMENT: ReadonlyArray<{ name: string; path: string[]; parse: Parser; isPath?: boolean }> = [
+  { name: 'PLINTH_PLUGINS', path: ['plugins'], parse: asList, isPath: true },
+  { name: 'PLINTH_DEV', path: ['dev'], parse: asBoolean },
+  { name: 'PLINTH_DATA_DIR', path: ['dataDir'], parse: asString, isPath: true },
+  { name: 'PLINTH_TRUST_STORE', path: ['trust', 'store'], parse: asString, isPath: true },
+  { name: 'PLINTH_TRUST_POLICY', path: ['trust', 'policy'], parse: asString },
+  { name: 'PLINTH_LOG_LEVEL', path: ['log', 'level'], parse: asString },
+  { name: 'PLINTH_BUDGET_MEMORY_MB', path: ['budget', 'memoryMb'], parse: asInteger },
+  { name: 'PLINTH_BUDGET_CONCURRENCY', path: ['budget', 'concurrency'], parse: asInteger },
+];
+
+const PATH_KEYS = [['plugins'], ['dataDir'], ['trust', 'store']];
+
+type Doc = Record<string, unknown>;
+
+function setIn(doc: Doc, keys: string[], value: unknown): void {
+  let node = doc;
+  for (const k of keys.slice(0, -1)) {
+    if (typeof node[k] !== 'object' || node[k] === null || Array.isArray(node[k])) node[k] = {};
+    node = node[k] as Doc;
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+function getIn(doc: Doc, keys: string[]): unknown {
+  let node: unknown = doc;
+  for (const k of keys) node = typeof node === 'object' && node !== null ? (node as Doc)[k] : undefined;
+  return node;
+}
+
+function resolvePaths(value: unknown, base: string): unknown {
+  if (typeof value === 'string') return path.resolve(base, value);
+  if (Array.isArray(value)) return (value as unknown[]).map((v) => (typeof v === 'string' ? path.resolve(base, v) : v));
+  return value;
+}
+
+async function findConfigFile(cwd: string): Promise<string | undefined> {
+  for (const name of CONFIG_FILE_NAMES) {
+    const file = path.join(cwd, name);
+    try {
+      await access(file);
+      return file;
+    } catch {
+      // try the next name
+    }
+  }
+  return undefined;
+}
+
+async function readConfigFile(file: string): Promise<Doc> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new PlinthError('PLINTH_ERR_CONFIG_UNREADABLE', `cannot read config file ${file}: ${(err as Error).message}`, {
+      file,
+      cause: err,
+      hint: 'check the --config / PLINTH_CONFIG path',
+    });
+  }
+  let doc: unknown;
+  try {
+    // YAML is a superset of JSON, so one parser reads both; duplicate keys are errors.
+    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (err) {
+    throw new PlinthError('PLINTH_ERR_CONFIG_UNREADABLE', `${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`, { file, cause: err });
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new PlinthError('PLINTH_ERR_CONFIG_INVALID', `${file} must hold a mapping of settings at the top level`, { file, problems: [{ path: '', message: 'must be an object' }] });
+  }
+  return doc as Doc;
+}
+
+/**
+ * Loads the host configuration. A missing default file is fine (every key has a default); a file named by
+ * --config or PLINTH_CONFIG must exist.
+ */
+export async function loadHostConfig(options: { cwd?: string; env?: NodeJS.ProcessEnv; flags?: ConfigFlags } = {}): Promise<HostConfig> {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
+  const flags = options.flags ?? {};
+
+  const named = flags.config ?? env.PLINTH_CONFIG;
+  const file = named !== undefined ? path.resolve(cwd, named) : await findConfigFile(cwd);
+  const doc: Doc = file ? await readConfigFile(file) : {};
+  const sources = new Map<string, string>();
+  if (file) {
+    const base = path.dirname(file);
+    for (const keys of PATH_KEYS) {
+      const v = getIn(doc, keys);
+      if (v !== undefined) setIn(doc, keys, resolvePaths(v, base));
+    }
+  }
+
+  for (const v of ENVIRONMENT) {
+    const raw = env[v.name];
+    if (raw === undefined || raw === '') continue;
+    const value = v.parse(raw);
+    setIn(doc, v.path, v.isPath ? resolvePaths(value, cwd) : value);
+    sources.set('/' + v.path.join('/'), `environment variable ${v.name}`);
+  }
+
+  const flagValues: Array<[string[], unknown, string]> = [
+    [['plugins'], flags.plugins && resolvePaths(flags.plugins, cwd), '--plugins'],
+    [['dev'], flags.dev, '--dev'],
+    [['dataDir'], flags.dataDir && resolvePaths(flags.dataDir, cwd), '--data-dir'],
+    [['trust', 'store'], flags.trustStore && resolvePaths(flags.trustStore, cwd), '--trust'],
+    [['trust', 'policy'], flags.trustPolicy, '--trust-policy'],
+    [['log', 'level'], flags.logLevel, '--log-level'],
+  ];
+  for (const [keys, value, flag] of flagValues) {
+    if (value === undefined) continue;
+    setIn(doc, keys, value);
+    sources.set('/' + keys.join('/'), `flag ${flag}`);
+  }
+
+  if (!validators.hostConfig(doc)) {
+    const problems: Problem[] = toProblems(validators.hostConfig.errors).map((p) => {
+      const source = [...sources.entries()].find(([at]) => p.path === at || p.path.startsWith(at + '/'))?.[1];
+      return source ? { ...p, message: `${p.message} (set by ${source})` } : p;
+    });
+    throw new PlinthError('PLINTH_ERR_CONFIG_INVALID', `host configuration${file ? ` ${file}` : ''} has ${problems.length} problem(s)`, {
+      ...(file ? { file } : {}),
+      problems,
+      hint: 'see schemas/host-config.schema.json for every setting',
+    });
+  }
+
+  // Defaults were filled in by the schema (`useDefaults`); only the dataDir default is relative.
+  const cfg = doc as unknown as Omit<HostConfig, 'file'> & { trust: { store?: string; policy?: TrustPolicy } };
+  return {
+    ...cfg,
+    file,
+    dataDir: path.resolve(file ? path.dirname(file) : cwd, cfg.dataDir),
+    trust: { store: cfg.trust.store, policy: cfg.trust.policy ?? (cfg.dev ? 'warn' : 'required') },
+  };
+}

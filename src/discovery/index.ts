@@ -1,0 +1,138 @@
+// Finds extensions in plugin directories: every subfolder (and @scope/name subfolder) whose package.json has a
+// `plinth` block. Other folders are ignored silently; anything unreadable or invalid is reported, never thrown,
+// so one broken extension never stops the others.
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { PlinthError, isPlinthError } from '../errors.ts';
+import { readPackageJson, isExtensionPackage, validateExtensionPackage, type ExtensionPackage } from '../manifest/index.ts';
+
+export interface DiscoveredExtension {
+  id: string;
+  version: string;
+  /** Absolute extension folder and the plugin directory it was found in. */
+  dir: string;
+  pluginDir: string;
+  pkg: ExtensionPackage;
+}
+
+export interface DiscoveryFailure {
+  /** The package name when it could be read, else the folder name (e.g. `@acme/broken`). */
+  id: string;
+  dir: string;
+  pluginDir: string;
+  error: PlinthError;
+}
+
+export interface DiscoveryResult {
+  extensions: DiscoveredExtension[];
+  failures: DiscoveryFailure[];
+  /** Problems with a plugin directory itself (missing, unreadable). */
+  directoryErrors: PlinthError[];
+}
+
+function unreadable(dir: string, err: unknown): PlinthError {
+  return new PlinthError('PLINTH_ERR_PLUGIN_DIR_UNREADABLE', `cannot read ${dir}: ${(err as Error).message}`, {
+    file: dir,
+    cause: err,
+    hint: 'check that the folder exists and the host user may read it',
+  });
+}
+
+/** Candidate folders of one plugin directory, as `[folder name relative to it, absolute path]`, sorted. */
+async function candidateFolders(pluginDir: string, errors: PlinthError[]): Promise<Array<[string, string]>> {
+  const list = async (dir: string, prefix: string): Promise<Array<[string, string]>> => {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch (err) {
+      errors.push(unreadable(dir, err));
+      return [];
+    }
+    const out: Array<[string, string]> = [];
+    for (const name of names) {
+      if (name.startsWith('.') || name === 'node_modules') continue;
+      const full = path.join(dir, name);
+      let isDir: boolean;
+      try {
+        isDir = (await stat(full)).isDirectory(); // follows links: a linked extension folder is fine
+      } catch (err) {
+        errors.push(unreadable(full, err));
+        continue;
+      }
+      if (!isDir) continue;
+      if (prefix === '' && name.startsWith('@')) out.push(...(await list(full, `${name}/`)));
+      else out.push([prefix + name, full]);
+    }
+    return out;
+  };
+  return list(pluginDir, '');
+}
+
+async function inspectFolder(folder: string, dir: string, pluginDir: string): Promise<DiscoveredExtension | DiscoveryFailure | undefined> {
+  let raw: unknown;
+  try {
+    raw = await readPackageJson(dir);
+  } catch (err) {
+    return { id: folder, dir, pluginDir, error: err as PlinthError };
+  }
+  if (raw === undefined || !isExtensionPackage(raw)) return undefined;
+  const name = (raw as { name?: unknown }).name;
+  const id = typeof name === 'string' && name !== '' ? name : folder;
+  try {
+    const pkg = await validateExtensionPackage(dir, raw);
+    return { id: pkg.id, version: pkg.version, dir, pluginDir, pkg };
+  } catch (err) {
+    // Anything but a PlinthError is a bug of ours, still contained to this one extension.
+    const error = isPlinthError(err)
+      ? err
+      : new PlinthError('PLINTH_ERR_MANIFEST_INVALID', `extension ${id} at ${dir}: ${(err as Error).message}`, { extension: id, file: dir, cause: err });
+    return { id, dir, pluginDir, error };
+  }
+}
+
+/**
+ * Discovers the extensions of `pluginDirs`. When one id is found more than once, the copy in the plugin
+ * directory listed first wins (like PATH); within one directory, the folder whose name sorts first. Every
+ * other copy is reported as PLINTH_ERR_DUPLICATE_EXTENSION naming both folders.
+ */
+export async function discoverExtensions(pluginDirs: string[]): Promise<DiscoveryResult> {
+  const result: DiscoveryResult = { extensions: [], failures: [], directoryErrors: [] };
+  for (const pluginDir of pluginDirs) {
+    try {
+      if (!(await stat(pluginDir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      result.directoryErrors.push(
+        code === 'ENOENT'
+          ? new PlinthError('PLINTH_ERR_PLUGIN_DIR_MISSING', `plugin directory ${pluginDir} does not exist`, { file: pluginDir, hint: 'create it, or fix --plugins / the `plugins` setting' })
+          : unreadable(pluginDir, err),
+      );
+      continue;
+    }
+    const folders = await candidateFolders(pluginDir, result.directoryErrors);
+    const found = await Promise.all(folders.map(([folder, dir]) => inspectFolder(folder, dir, pluginDir)));
+    for (const f of found) {
+      if (f === undefined) continue;
+      if ('error' in f) {
+        result.failures.push(f);
+        continue;
+      }
+      const winner = result.extensions.find((e) => e.id === f.id);
+      if (!winner) {
+        result.extensions.push(f);
+        continue;
+      }
+      result.failures.push({
+        id: f.id,
+        dir: f.dir,
+        pluginDir,
+        error: new PlinthError('PLINTH_ERR_DUPLICATE_EXTENSION', `extension ${f.id} is in both ${winner.dir} (${winner.version}, used) and ${f.dir} (${f.version}, ignored)`, {
+          extension: f.id,
+          file: f.dir,
+          hint: 'remove one copy, or order --plugins so the directory whose copy you want comes first',
+        }),
+      });
+    }
+  }
+  return result;
+}

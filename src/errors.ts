@@ -1,0 +1,92 @@
+// One table of coded errors (STYLE.md "Errors people can act on"). Every error names what it concerns
+// (extension, file, option path) and what to do; tests assert `code`, never message text.
+// docs/errors.md documents every code; test/errors.test.ts keeps the two in step.
+
+export const ERROR_CODES = {
+  PLINTH_ERR_CONFIG_INVALID: 'The host configuration (file, PLINTH_* variable or flag) does not match schemas/host-config.schema.json.',
+  PLINTH_ERR_CONFIG_UNREADABLE: 'The host configuration file cannot be read or parsed as YAML/JSON.',
+  PLINTH_ERR_PLUGIN_DIR_MISSING: 'A configured plugin directory does not exist.',
+  PLINTH_ERR_PLUGIN_DIR_UNREADABLE: 'A plugin directory or an extension folder inside it cannot be read.',
+  PLINTH_ERR_PACKAGE_JSON_INVALID: "An extension folder's package.json is not valid JSON or cannot be read.",
+  PLINTH_ERR_MANIFEST_INVALID: "An extension's package.json / plinth block does not match schemas/extension-manifest.schema.json.",
+  PLINTH_ERR_MAIN_NOT_SET: "An extension's package.json has no `main` naming its entry module.",
+  PLINTH_ERR_MAIN_NOT_FOUND: "The file named by an extension's `main` does not exist inside its folder.",
+  PLINTH_ERR_STAGE_SCHEMA_INVALID: "A stage's input/output schema or the configSchema is not a valid JSON Schema.",
+  PLINTH_ERR_DUPLICATE_EXTENSION: 'The same extension id was found in two folders; the first plugin directory listed wins.',
+  PLINTH_ERR_SIG_MISSING: 'The extension has no plinth.sig and the trust policy is `required`.',
+  PLINTH_ERR_SIG_MALFORMED: 'plinth.sig is not valid JSON or does not match schemas/signature.schema.json.',
+  PLINTH_ERR_SIG_INVALID: 'The Ed25519 signature in plinth.sig does not verify against the publisher key.',
+  PLINTH_ERR_SIG_FILE_CHANGED: 'A file of the extension differs from the hash recorded in plinth.sig.',
+  PLINTH_ERR_SIG_FILE_ADDED: 'A file present in the extension is not listed in plinth.sig.',
+  PLINTH_ERR_SIG_FILE_MISSING: 'A file listed in plinth.sig is missing from the extension.',
+  PLINTH_ERR_SIG_SYMLINK: 'The extension contains a symbolic link; signed packages must contain regular files only.',
+  PLINTH_ERR_SIG_UNTRUSTED_PUBLISHER: "The publisher or key in plinth.sig is not in the host's trust store.",
+  PLINTH_ERR_SIG_REVOKED_KEY: "The key that signed the extension is revoked in the host's trust store.",
+  PLINTH_ERR_TRUST_STORE_INVALID: 'The trust store file cannot be read or does not match schemas/trust-store.schema.json.',
+  PLINTH_ERR_KEY_INVALID: 'A key file is not a PEM-encoded Ed25519 key.',
+  PLINTH_ERR_FILE_EXISTS: 'Refusing to overwrite an existing file.',
+  PLINTH_ERR_USAGE: 'The command line is incomplete or contradictory.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** One problem of a schema validation: where it is and how to fix it. */
+export interface Problem {
+  /** JSON Pointer into the validated document, e.g. `/plinth/stages/parse/input`. */
+  path: string;
+  message: string;
+  hint?: string;
+}
+
+export interface PlinthErrorOptions {
+  /** Extension id (package name) the error concerns. */
+  extension?: string;
+  /** File or folder the error concerns. */
+  file?: string;
+  /** What the user should do about it. */
+  hint?: string;
+  problems?: Problem[];
+  cause?: unknown;
+}
+
+export class PlinthError extends Error {
+  readonly code: ErrorCode;
+  readonly extension: string | undefined;
+  readonly file: string | undefined;
+  readonly hint: string | undefined;
+  readonly problems: Problem[];
+
+  constructor(code: ErrorCode, message: string, options: PlinthErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PlinthError';
+    this.code = code;
+    this.extension = options.extension;
+    this.file = options.file;
+    this.hint = options.hint;
+    this.problems = options.problems ?? [];
+  }
+
+  /** Plain data for `--json` output and, later, JSON-RPC `error.data`. */
+  toJSON(): Record<string, unknown> {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.extension === undefined ? {} : { extension: this.extension }),
+      ...(this.file === undefined ? {} : { file: this.file }),
+      ...(this.hint === undefined ? {} : { hint: this.hint }),
+      ...(this.problems.length === 0 ? {} : { problems: this.problems }),
+    };
+  }
+
+  /** Multi-line text for people: the message, each problem with its path and hint, then the hint. */
+  describe(): string {
+    const lines = [`${this.code}: ${this.message}`];
+    for (const p of this.problems) lines.push(`  - ${p.path || '/'}: ${p.message}${p.hint ? ` (${p.hint})` : ''}`);
+    if (this.hint) lines.push(`  hint: ${this.hint}`);
+    return lines.join('\n');
+  }
+}
+
+export function isPlinthError(err: unknown): err is PlinthError {
+  return err instanceof PlinthError;
+}

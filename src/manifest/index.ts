@@ -1,0 +1,227 @@
+// Reads an extension's package.json, validates it against schemas/extension-package.schema.json (which embeds
+// the manifest schema), checks `main`, and compiles every schema the extension declares — once, here.
+import { readFile, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { ValidateFunction } from 'ajv/dist/2020.js';
+import { PlinthError, type Problem } from '../errors.ts';
+import { validators, toProblems, compileAuthoredSchema } from '../schema/index.ts';
+
+export type Runtime = 'worker' | 'isolate' | 'remote';
+
+export interface Dependency {
+  range: string;
+  optional: boolean;
+}
+
+export interface StageDeclaration {
+  description?: string;
+  input: object | boolean;
+  output: object | boolean;
+  timeoutMs?: number;
+}
+
+export interface Permissions {
+  fs?: { read?: string[]; write?: string[] };
+  network?: string[];
+  env?: string[];
+  events?: { publish?: string[]; subscribe?: string[] };
+  kv?: boolean;
+}
+
+export interface HealthSettings {
+  intervalMs: number;
+  timeoutMs: number;
+  unhealthyThreshold: number;
+  recoveryThreshold: number;
+}
+
+export interface LimitSettings {
+  memoryMb: number;
+  callTimeoutMs: number;
+  concurrency: number;
+}
+
+/** The `plinth` block after validation, with dependencies normalised to `{ range, optional }`. */
+export interface Manifest {
+  runtime: Runtime;
+  displayName?: string;
+  capabilities: string[];
+  dependencies: Record<string, Dependency>;
+  permissions: Permissions;
+  configSchema?: object | boolean;
+  stages: Record<string, StageDeclaration>;
+  subscribes: string[];
+  health?: Partial<HealthSettings>;
+  limits?: Partial<LimitSettings>;
+}
+
+export interface CompiledSchemas {
+  config?: ValidateFunction;
+  stages: Record<string, { input: ValidateFunction; output: ValidateFunction }>;
+}
+
+export interface ExtensionPackage {
+  /** The package name: the extension's id. */
+  id: string;
+  version: string;
+  /** Absolute path of the extension folder. */
+  dir: string;
+  /** `main` as written, and resolved to an absolute path inside `dir`. */
+  main: string;
+  mainPath: string;
+  /** `engines.plinth`: host API versions the extension supports (npm range), if stated. */
+  hostRange?: string;
+  manifest: Manifest;
+  schemas: CompiledSchemas;
+}
+
+interface RawPackage {
+  name: string;
+  version: string;
+  main?: string;
+  engines?: { plinth?: string };
+  plinth: Omit<Manifest, 'dependencies'> & { dependencies?: Record<string, string | { version: string; optional?: boolean }> };
+}
+
+export const PACKAGE_JSON = 'package.json';
+
+/** Reads and parses `<dir>/package.json`. Returns undefined when there is none (not an extension folder). */
+export async function readPackageJson(dir: string): Promise<unknown> {
+  const file = path.join(dir, PACKAGE_JSON);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new PlinthError('PLINTH_ERR_PACKAGE_JSON_INVALID', `cannot read ${file}: ${(err as Error).message}`, {
+      file,
+      hint: 'make package.json a readable regular file',
+      cause: err,
+    });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new PlinthError('PLINTH_ERR_PACKAGE_JSON_INVALID', `${file} is not valid JSON: ${(err as Error).message}`, {
+      file,
+      hint: 'fix the JSON syntax (a linter such as `npx jsonlint` shows the spot)',
+      cause: err,
+    });
+  }
+}
+
+/** True when a parsed package.json declares a Plinth extension (has a `plinth` block). */
+export function isExtensionPackage(pkg: unknown): boolean {
+  return typeof pkg === 'object' && pkg !== null && !Array.isArray(pkg) && Object.hasOwn(pkg, 'plinth');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * Validates a parsed package.json of the extension folder `dir`. Throws a PlinthError naming the folder:
+ * MANIFEST_INVALID (every schema problem at once), MAIN_NOT_SET, MAIN_NOT_FOUND, STAGE_SCHEMA_INVALID.
+ */
+export async function validateExtensionPackage(dir: string, pkg: unknown): Promise<ExtensionPackage> {
+  const file = path.join(dir, PACKAGE_JSON);
+  const label = typeof (pkg as { name?: unknown }).name === 'string' ? (pkg as { name: string }).name : path.basename(dir);
+  if (!validators.extensionPackage(pkg)) {
+    const problems = toProblems(validators.extensionPackage.errors);
+    throw new PlinthError('PLINTH_ERR_MANIFEST_INVALID', `extension ${label} at ${dir}: package.json has ${problems.length} problem(s)`, {
+      extension: label,
+      file,
+      problems,
+      hint: 'see schemas/extension-manifest.schema.json for every field of the plinth block',
+    });
+  }
+  const raw = pkg as RawPackage;
+
+  if (raw.main === undefined) {
+    throw new PlinthError('PLINTH_ERR_MAIN_NOT_SET', `extension ${raw.name} at ${dir}: package.json has no "main"`, {
+      extension: raw.name,
+      file,
+      hint: 'add "main": "<entry module>", e.g. "main": "index.js"',
+    });
+  }
+  const mainPath = await resolveMain(dir, raw.name, raw.main);
+
+  const schemas = compileSchemas(dir, raw);
+  const dependencies: Record<string, Dependency> = {};
+  for (const [id, spec] of Object.entries(raw.plinth.dependencies ?? {})) {
+    dependencies[id] = typeof spec === 'string' ? { range: spec, optional: false } : { range: spec.version, optional: spec.optional ?? false };
+  }
+  const manifest: Manifest = {
+    ...raw.plinth,
+    capabilities: raw.plinth.capabilities ?? [],
+    dependencies,
+    permissions: raw.plinth.permissions ?? {},
+    stages: raw.plinth.stages ?? {},
+    subscribes: raw.plinth.subscribes ?? [],
+  };
+  return {
+    id: raw.name,
+    version: raw.version,
+    dir,
+    main: raw.main,
+    mainPath,
+    ...(raw.engines?.plinth === undefined ? {} : { hostRange: raw.engines.plinth }),
+    manifest: deepFreeze(manifest),
+    schemas,
+  };
+}
+
+async function resolveMain(dir: string, id: string, main: string): Promise<string> {
+  const candidate = path.resolve(dir, main);
+  const notFound = (why: string) =>
+    new PlinthError('PLINTH_ERR_MAIN_NOT_FOUND', `extension ${id} at ${dir}: "main" is ${JSON.stringify(main)} but ${why}`, {
+      extension: id,
+      file: candidate,
+      hint: 'build the extension (e.g. `npm run build`) or point "main" at its entry module',
+    });
+  let real: string;
+  try {
+    real = await realpath(candidate);
+  } catch {
+    throw notFound('that file does not exist');
+  }
+  const realDir = await realpath(dir);
+  if (real !== realDir && !real.startsWith(realDir + path.sep)) throw notFound('it resolves outside the extension folder');
+  if (!(await stat(real)).isFile()) throw notFound('it is not a file');
+  return candidate;
+}
+
+function compileSchemas(dir: string, raw: RawPackage): CompiledSchemas {
+  const problems: Problem[] = [];
+  const compile = (schema: unknown, at: string): ValidateFunction | undefined => {
+    try {
+      return compileAuthoredSchema(schema);
+    } catch (err) {
+      problems.push({ path: at, message: `is not a valid JSON Schema: ${(err as Error).message}` });
+      return undefined;
+    }
+  };
+  const out: CompiledSchemas = { stages: {} };
+  if (raw.plinth.configSchema !== undefined) {
+    const config = compile(raw.plinth.configSchema, '/plinth/configSchema');
+    if (config) out.config = config;
+  }
+  for (const [name, stage] of Object.entries(raw.plinth.stages ?? {})) {
+    const input = compile(stage.input, `/plinth/stages/${name}/input`);
+    const output = compile(stage.output, `/plinth/stages/${name}/output`);
+    if (input && output) out.stages[name] = { input, output };
+  }
+  if (problems.length > 0) {
+    throw new PlinthError('PLINTH_ERR_STAGE_SCHEMA_INVALID', `extension ${raw.name} at ${dir}: ${problems.length} declared schema(s) are not valid JSON Schemas`, {
+      extension: raw.name,
+      file: path.join(dir, PACKAGE_JSON),
+      problems,
+      hint: 'each stage input/output and configSchema must be a JSON Schema (2020-12)',
+    });
+  }
+  return out;
+}

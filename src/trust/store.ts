@@ -1,0 +1,67 @@
+// The host's trust store (schemas/trust-store.schema.json): publisher id → trusted Ed25519 keys and revoked key ids.
+import { readFile } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { PlinthError } from '../errors.ts';
+import { validators, toProblems } from '../schema/index.ts';
+import { keyIdOf, parsePublicKey } from './keys.ts';
+
+export interface TrustedPublisher {
+  keys: Map<string, KeyObject>;
+  revoked: Set<string>;
+}
+
+export interface TrustStore {
+  /** Where it was read from, for messages; undefined for an empty store. */
+  file: string | undefined;
+  publishers: Map<string, TrustedPublisher>;
+}
+
+interface RawTrustStore {
+  publishers: Record<string, { keys: string[]; revoked?: string[] }>;
+}
+
+export function emptyTrustStore(): TrustStore {
+  return { file: undefined, publishers: new Map() };
+}
+
+export function parseTrustStore(doc: unknown, file: string): TrustStore {
+  if (!validators.trustStore(doc)) {
+    throw new PlinthError('PLINTH_ERR_TRUST_STORE_INVALID', `trust store ${file} does not match schemas/trust-store.schema.json`, {
+      file,
+      problems: toProblems(validators.trustStore.errors),
+    });
+  }
+  const publishers = new Map<string, TrustedPublisher>();
+  for (const [id, entry] of Object.entries((doc as RawTrustStore).publishers)) {
+    const keys = new Map<string, KeyObject>();
+    entry.keys.forEach((pem, i) => {
+      let key: KeyObject;
+      try {
+        key = parsePublicKey(pem, `${file}#/publishers/${id}/keys/${i}`);
+      } catch (err) {
+        throw new PlinthError('PLINTH_ERR_TRUST_STORE_INVALID', `trust store ${file}: /publishers/${id}/keys/${i} is not an Ed25519 public key in PEM form`, {
+          file,
+          cause: err,
+          hint: 'paste the whole content of the <prefix>.pub written by `plinth keygen`',
+        });
+      }
+      keys.set(keyIdOf(key), key);
+    });
+    publishers.set(id, { keys, revoked: new Set(entry.revoked ?? []) });
+  }
+  return { file, publishers };
+}
+
+export async function loadTrustStore(file: string): Promise<TrustStore> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch (err) {
+    throw new PlinthError('PLINTH_ERR_TRUST_STORE_INVALID', `cannot read trust store ${file}: ${(err as Error).message}`, {
+      file,
+      cause: err,
+      hint: 'pass --trust <file> (or set trust.store) pointing at a JSON trust store',
+    });
+  }
+  return parseTrustStore(doc, file);
+}
