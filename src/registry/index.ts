@@ -60,7 +60,8 @@ export async function scanExtensions(pluginDirs: string[], store: TrustStore, po
       } catch (err) {
         const error = isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_SIG_MALFORMED', `extension ${e.id}: ${(err as Error).message}`, { extension: e.id, file: e.dir, cause: err });
         if (policy === 'warn') return { ...base, state: 'verified', trust: { status: 'untrusted', error }, error: undefined };
-        return { ...base, state: 'failed', trust: undefined, error };
+        // Refused: the record keeps no package, so nothing downstream can start it.
+        return { ...base, pkg: undefined, state: 'failed', trust: undefined, error };
       }
     }),
   );

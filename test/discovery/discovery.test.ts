@@ -1,0 +1,105 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { mkdir, writeFile, symlink, readFile } from 'node:fs/promises';
+import { discoverExtensions } from '../../src/discovery/index.ts';
+import { pluginDir, tempDir } from '../helpers.ts';
+
+describe('discovery', () => {
+  it('finds extension folders and @scope/name folders; ignores other folders, files and dot-folders silently', async () => {
+    const dir = await pluginDir(await tempDir(), { basic: 'basic', 'some-lib': 'not-an-extension', '@acme/scoped': 'scoped', '.hidden': 'basic' });
+    await mkdir(path.join(dir, 'empty-folder'));
+    await writeFile(path.join(dir, 'README.md'), 'notes');
+    const result = await discoverExtensions([dir]);
+    assert.deepEqual(result.extensions.map((e) => e.id).sort(), ['@acme/scoped-ext', 'basic-ext']);
+    assert.deepEqual(result.failures, []);
+    assert.deepEqual(result.directoryErrors, []);
+    const scoped = result.extensions.find((e) => e.id === '@acme/scoped-ext')!;
+    assert.equal(scoped.dir, path.join(dir, '@acme', 'scoped'));
+    assert.equal(scoped.pluginDir, dir);
+  });
+
+  it('one broken extension is reported with its own error and never stops the others', async () => {
+    const dir = await pluginDir(await tempDir(), {
+      a: 'basic',
+      b: 'bad-json',
+      c: 'bad-manifest',
+      d: 'no-main',
+      e: 'main-missing',
+      f: 'bad-stage-schema',
+      '@acme/g': 'scoped',
+    });
+    const result = await discoverExtensions([dir]);
+    assert.deepEqual(result.extensions.map((e) => e.id).sort(), ['@acme/scoped-ext', 'basic-ext']);
+    const codes = Object.fromEntries(result.failures.map((f) => [f.id, f.error.code]));
+    assert.deepEqual(codes, {
+      b: 'PLINTH_ERR_PACKAGE_JSON_INVALID',
+      'bad-manifest': 'PLINTH_ERR_MANIFEST_INVALID',
+      'no-main': 'PLINTH_ERR_MAIN_NOT_SET',
+      'main-missing': 'PLINTH_ERR_MAIN_NOT_FOUND',
+      'bad-stage-schema': 'PLINTH_ERR_STAGE_SCHEMA_INVALID',
+    });
+  });
+
+  it('the same id in two plugin directories: the first directory wins and the error names both paths', async () => {
+    const first = await pluginDir(path.join(await tempDir(), 'first'), { basic: 'basic' });
+    const second = await pluginDir(path.join(path.dirname(first), 'second'), { 'basic-copy': 'basic' });
+    for (const order of [[first, second], [second, first]]) {
+      const result = await discoverExtensions(order);
+      assert.equal(result.extensions.length, 1);
+      assert.equal(result.extensions[0]!.pluginDir, order[0]);
+      assert.equal(result.failures.length, 1);
+      const err = result.failures[0]!.error;
+      assert.equal(err.code, 'PLINTH_ERR_DUPLICATE_EXTENSION');
+      assert.ok(err.message.includes(path.join(first, 'basic')) && err.message.includes(path.join(second, 'basic-copy')), err.message);
+      assert.equal(err.file, result.failures[0]!.dir);
+    }
+  });
+
+  it('the same id twice in one directory: the folder whose name sorts first wins', async () => {
+    const dir = await pluginDir(await tempDir(), { 'zz-basic': 'basic', 'aa-basic': 'basic' });
+    const result = await discoverExtensions([dir]);
+    assert.equal(result.extensions[0]!.dir, path.join(dir, 'aa-basic'));
+    assert.equal(result.failures[0]!.error.code, 'PLINTH_ERR_DUPLICATE_EXTENSION');
+  });
+
+  it('a broken copy does not shadow a working copy of the same id', async () => {
+    const root = await tempDir();
+    const first = await pluginDir(path.join(root, 'first'), { basic: 'basic' });
+    const pkgFile = path.join(first, 'basic', 'package.json');
+    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as { plinth: { runtime: string } };
+    pkg.plinth.runtime = 'nope';
+    await writeFile(pkgFile, JSON.stringify(pkg));
+    const second = await pluginDir(path.join(root, 'second'), { basic: 'basic' });
+    const result = await discoverExtensions([first, second]);
+    assert.equal(result.extensions[0]!.dir, path.join(second, 'basic'));
+    assert.equal(result.failures[0]!.error.code, 'PLINTH_ERR_MANIFEST_INVALID');
+  });
+
+  it('a missing plugin directory is reported, and the others still load', async () => {
+    const root = await tempDir();
+    const dir = await pluginDir(path.join(root, 'ok'), { basic: 'basic' });
+    const result = await discoverExtensions([path.join(root, 'nope'), dir]);
+    assert.equal(result.extensions.length, 1);
+    assert.equal(result.directoryErrors[0]!.code, 'PLINTH_ERR_PLUGIN_DIR_MISSING');
+    assert.equal(result.directoryErrors[0]!.file, path.join(root, 'nope'));
+  });
+
+  it('a plugin "directory" that is a file, and a dangling link inside one, are reported as unreadable', async () => {
+    const root = await tempDir();
+    await writeFile(path.join(root, 'file'), 'x');
+    const dir = await pluginDir(path.join(root, 'ok'), { basic: 'basic' });
+    await symlink(path.join(root, 'gone'), path.join(dir, 'dangling'));
+    const result = await discoverExtensions([path.join(root, 'file'), dir]);
+    assert.deepEqual(result.directoryErrors.map((e) => [e.code, e.file]), [
+      ['PLINTH_ERR_PLUGIN_DIR_UNREADABLE', path.join(root, 'file')],
+      ['PLINTH_ERR_PLUGIN_DIR_UNREADABLE', path.join(dir, 'dangling')],
+    ]);
+    assert.equal(result.extensions.length, 1);
+  });
+
+  it('an empty plugin directory yields nothing and no error', async () => {
+    const result = await discoverExtensions([await tempDir()]);
+    assert.deepEqual(result, { extensions: [], failures: [], directoryErrors: [] });
+  });
+});

@@ -1,0 +1,86 @@
+// Shared test helpers: real temp directories, fixture folders copied into them, keys made per run,
+// and the CLI run as a subprocess on the same Node as the tests.
+import { cp, mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
+import { generateKeyPair, parseTrustStore, type TrustStore } from '../src/trust/index.ts';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'extensions');
+export const BIN = path.join(ROOT, 'bin', 'plinth.js');
+
+/** A fresh temp directory, removed when the test file ends. */
+export async function tempDir(prefix = 'plinth-test-'): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Copies fixture extension folders into `dir` under the given folder names; returns `dir`. */
+export async function pluginDir(dir: string, folders: Record<string, string>): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  for (const [folder, fixture] of Object.entries(folders)) await cp(path.join(FIXTURES, fixture), path.join(dir, folder), { recursive: true });
+  return dir;
+}
+
+export interface TestPublisher {
+  id: string;
+  privateKey: KeyObject;
+  privateKeyPem: string;
+  publicKeyPem: string;
+  keyId: string;
+}
+
+export function makePublisher(id = 'test-pub'): TestPublisher {
+  const pair = generateKeyPair();
+  return { id, ...pair, privateKey: createPrivateKey(pair.privateKeyPem) };
+}
+
+export function trustStoreDoc(publishers: TestPublisher[], revoked: Record<string, string[]> = {}): unknown {
+  return {
+    publishers: Object.fromEntries(
+      publishers.map((p) => [p.id, { keys: [p.publicKeyPem], ...(revoked[p.id] ? { revoked: revoked[p.id] } : {}) }]),
+    ),
+  };
+}
+
+export function trustStore(publishers: TestPublisher[], revoked: Record<string, string[]> = {}): TrustStore {
+  return parseTrustStore(trustStoreDoc(publishers, revoked), 'test-trust.json');
+}
+
+export async function writeTrustStore(file: string, publishers: TestPublisher[], revoked: Record<string, string[]> = {}): Promise<string> {
+  await writeFile(file, JSON.stringify(trustStoreDoc(publishers, revoked), null, 2));
+  return file;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `plinth <args>` as a real subprocess; never rejects on a non-zero exit. */
+export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Asserts that `promise` rejects with a PlinthError of `code`; returns the error for further checks. */
+export async function rejectsWith<T = unknown>(promise: Promise<T>, code: string): Promise<import('../src/errors.ts').PlinthError> {
+  const { PlinthError } = await import('../src/errors.ts');
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof PlinthError && err.code === code) return err;
+    throw new Error(`expected a PlinthError ${code}, got ${err instanceof PlinthError ? err.code : String(err)}`, { cause: err });
+  }
+  throw new Error(`expected a PlinthError ${code}, but it resolved`);
+}
