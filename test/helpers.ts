@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
 import { generateKeyPair, parseTrustStore, type TrustStore } from '../src/trust/index.ts';
+import { PlinthError } from '../src/errors.ts';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -74,8 +75,7 @@ export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.Pro
 }
 
 /** Asserts that `promise` rejects with a PlinthError of `code`; returns the error for further checks. */
-export async function rejectsWith<T = unknown>(promise: Promise<T>, code: string): Promise<import('../src/errors.ts').PlinthError> {
-  const { PlinthError } = await import('../src/errors.ts');
+export async function rejectsWith<T = unknown>(promise: Promise<T>, code: string): Promise<PlinthError> {
   try {
     await promise;
   } catch (err) {

@@ -1,7 +1,10 @@
 // What commands print: JSON for scripts (`--json`), plain text for people; errors on stderr with their code.
-import { PlinthError, isPlinthError } from '../errors.ts';
+import { PlinthError, isPlinthError, type ErrorCode } from '../errors.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+/** Errors in how Plinth was invoked or configured, rather than in what it found: exit 2. */
+const USAGE_CODES = new Set<ErrorCode>(['PLINTH_ERR_USAGE', 'PLINTH_ERR_CONFIG_INVALID', 'PLINTH_ERR_CONFIG_UNREADABLE']);
 
 export interface Io {
   out: (text: string) => void;
@@ -23,7 +26,7 @@ export function reportError(io: Io, err: unknown, json: boolean): number {
   if (json) printJson(io, { ok: false, error: error ? error.toJSON() : { message: String((err as Error)?.message ?? err) } });
   if (error) {
     io.err(error.describe() + (error.file && !error.describe().includes(error.file) ? `\n  file: ${error.file}` : ''));
-    return error.code === 'PLINTH_ERR_USAGE' || error.code.startsWith('PLINTH_ERR_CONFIG') ? EXIT.usage : EXIT.failed;
+    return USAGE_CODES.has(error.code) ? EXIT.usage : EXIT.failed;
   }
   io.err(`plinth: internal error: ${(err as Error)?.stack ?? String(err)}`);
   return EXIT.failed;

@@ -1,0 +1,58 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { scanExtensions } from '../../src/registry/index.ts';
+import { signExtension } from '../../src/trust/index.ts';
+import { makePublisher, pluginDir, tempDir, trustStore } from '../helpers.ts';
+
+const alice = makePublisher('alice');
+
+/** basic (signed by alice), scoped (unsigned), tampered (signed, then changed). */
+async function mixedDir(): Promise<string> {
+  const dir = await pluginDir(await tempDir(), { basic: 'basic', '@acme/scoped': 'scoped' });
+  await signExtension(path.join(dir, 'basic'), alice.privateKey, 'alice');
+  return dir;
+}
+
+describe('scan with trust policy', () => {
+  it('required: unsigned extensions fail with their code and keep no package to start', async () => {
+    const dir = await mixedDir();
+    const { extensions } = await scanExtensions([dir], trustStore([alice]), 'required');
+    const byId = Object.fromEntries(extensions.map((e) => [e.id, e]));
+    assert.equal(byId['basic-ext']!.state, 'verified');
+    assert.deepEqual(byId['basic-ext']!.trust, { status: 'trusted', publisher: 'alice', keyId: alice.keyId });
+    assert.equal(byId['@acme/scoped-ext']!.state, 'failed');
+    assert.equal(byId['@acme/scoped-ext']!.error!.code, 'PLINTH_ERR_SIG_MISSING');
+    assert.equal(byId['@acme/scoped-ext']!.pkg, undefined);
+  });
+
+  it('warn: verification failures load as untrusted with the reason', async () => {
+    const dir = await mixedDir();
+    await writeFile(path.join(dir, 'basic', 'index.js'), 'tampered');
+    const { extensions } = await scanExtensions([dir], trustStore([alice]), 'warn');
+    for (const e of extensions) {
+      assert.equal(e.state, 'verified');
+      assert.equal(e.trust!.status, 'untrusted');
+    }
+    const codes = extensions.map((e) => (e.trust!.status === 'untrusted' ? e.trust!.error.code : '')).sort();
+    assert.deepEqual(codes, ['PLINTH_ERR_SIG_FILE_CHANGED', 'PLINTH_ERR_SIG_MISSING']);
+  });
+
+  it('off: nothing is checked', async () => {
+    const dir = await mixedDir();
+    const { extensions } = await scanExtensions([dir], trustStore([]), 'off');
+    assert.deepEqual(extensions.map((e) => [e.state, e.trust!.status]), [['verified', 'unchecked'], ['verified', 'unchecked']]);
+  });
+
+  it('manifest failures and duplicates appear as failed records beside the good ones', async () => {
+    const dir = await pluginDir(await tempDir(), { basic: 'basic', bad: 'bad-manifest', dup: 'basic' });
+    await signExtension(path.join(dir, 'basic'), alice.privateKey, 'alice');
+    const { extensions } = await scanExtensions([dir], trustStore([alice]), 'required');
+    assert.deepEqual(extensions.map((e) => [e.id, e.state, e.error?.code ?? null]), [
+      ['bad-manifest', 'failed', 'PLINTH_ERR_MANIFEST_INVALID'],
+      ['basic-ext', 'verified', null],
+      ['basic-ext', 'failed', 'PLINTH_ERR_DUPLICATE_EXTENSION'],
+    ]);
+  });
+});
