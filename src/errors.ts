@@ -26,6 +26,24 @@ export const ERROR_CODES = {
   PLINTH_ERR_KEY_INVALID: 'A key file is not a PEM-encoded Ed25519 key.',
   PLINTH_ERR_FILE_EXISTS: 'Refusing to overwrite an existing file.',
   PLINTH_ERR_USAGE: 'The command line is incomplete or contradictory.',
+  PLINTH_ERR_EXTENSION_NOT_FOUND: 'No loaded extension has that id.',
+  PLINTH_ERR_EXTENSION_UNAVAILABLE: 'The extension is not active (failed, stopped, or restarting past the call timeout).',
+  PLINTH_ERR_EXTENSION_LOAD_FAILED: "The extension's module could not be loaded, or its initialize()/start() threw.",
+  PLINTH_ERR_RUNTIME_NOT_ALLOWED: 'The extension asks for a runtime its trust status does not allow (untrusted code runs only as isolate).',
+  PLINTH_ERR_IMPORT_REFUSED: 'Isolate extension code imported something other than a relative file inside its own package.',
+  PLINTH_ERR_STAGE_UNKNOWN: 'The extension does not declare or export that stage.',
+  PLINTH_ERR_STAGE_INPUT_INVALID: "A stage's input does not match the input schema its manifest declares.",
+  PLINTH_ERR_STAGE_OUTPUT_INVALID: "A stage's output does not match the output schema its manifest declares.",
+  PLINTH_ERR_STAGE_FAILED: 'The extension code threw an error (its own stack is attached).',
+  PLINTH_ERR_STAGE_TIMEOUT: 'A call ran past its timeout; the code running it was stopped.',
+  PLINTH_ERR_CPU_LIMIT: 'A call used more CPU time than allowed; the isolate running it was stopped.',
+  PLINTH_ERR_OUT_OF_MEMORY: 'The extension exceeded its memory limit; its sandbox was replaced.',
+  PLINTH_ERR_SANDBOX_CRASHED: "The extension's sandbox (thread or process) exited during the call; it is being restarted.",
+  PLINTH_ERR_RESULT_TOO_LARGE: 'A value crossing the sandbox boundary is larger than the allowed size.',
+  PLINTH_ERR_PERMISSION_DENIED: "The extension used something its manifest's permissions do not grant.",
+  PLINTH_ERR_CIRCUIT_OPEN: "The extension's circuit breaker is open after repeated failures: calls fail fast until it recovers.",
+  PLINTH_ERR_BUDGET_EXCEEDED: "Starting the extension would exceed the host's memory or concurrency budget.",
+  PLINTH_ERR_SHUTDOWN: 'The host or the extension is shutting down; the call was not run.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -46,6 +64,8 @@ export interface PlinthErrorOptions {
   /** What the user should do about it. */
   hint?: string;
   problems?: Problem[];
+  /** Stack trace from inside the extension (never the host's), when its code threw. */
+  extensionStack?: string;
   cause?: unknown;
 }
 
@@ -55,6 +75,7 @@ export class PlinthError extends Error {
   readonly file: string | undefined;
   readonly hint: string | undefined;
   readonly problems: Problem[];
+  readonly extensionStack: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: PlinthErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -64,6 +85,21 @@ export class PlinthError extends Error {
     this.file = options.file;
     this.hint = options.hint;
     this.problems = options.problems ?? [];
+    this.extensionStack = options.extensionStack;
+  }
+
+  /** Rebuilds an error that crossed a process or thread boundary as `toJSON()` data. */
+  static fromJSON(data: unknown): PlinthError {
+    const d = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
+    const code = typeof d.code === 'string' && d.code in ERROR_CODES ? (d.code as ErrorCode) : 'PLINTH_ERR_STAGE_FAILED';
+    const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+    const options: PlinthErrorOptions = {};
+    if (str(d.extension) !== undefined) options.extension = str(d.extension)!;
+    if (str(d.file) !== undefined) options.file = str(d.file)!;
+    if (str(d.hint) !== undefined) options.hint = str(d.hint)!;
+    if (str(d.extensionStack) !== undefined) options.extensionStack = str(d.extensionStack)!;
+    if (Array.isArray(d.problems)) options.problems = d.problems as Problem[];
+    return new PlinthError(code, str(d.message) ?? code, options);
   }
 
   /** Plain data for `--json` output and, later, JSON-RPC `error.data`. */
@@ -75,6 +111,7 @@ export class PlinthError extends Error {
       ...(this.file === undefined ? {} : { file: this.file }),
       ...(this.hint === undefined ? {} : { hint: this.hint }),
       ...(this.problems.length === 0 ? {} : { problems: this.problems }),
+      ...(this.extensionStack === undefined ? {} : { extensionStack: this.extensionStack }),
     };
   }
 
@@ -83,6 +120,7 @@ export class PlinthError extends Error {
     const lines = [`${this.code}: ${this.message}`];
     for (const p of this.problems) lines.push(`  - ${p.path || '/'}: ${p.message}${p.hint ? ` (${p.hint})` : ''}`);
     if (this.hint) lines.push(`  hint: ${this.hint}`);
+    if (this.extensionStack) lines.push(...this.extensionStack.split('\n').map((l) => `  | ${l}`));
     return lines.join('\n');
   }
 }

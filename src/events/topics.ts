@@ -1,0 +1,35 @@
+// Topics are dot-separated words; patterns use AMQP wildcards: `*` exactly one word, `#` zero or more (DESIGN.md §6).
+
+const WORD = /^[A-Za-z0-9_-]+$/;
+
+/** True for a concrete topic (no wildcards) such as `orders.created`. */
+export function isValidTopic(topic: string): boolean {
+  return typeof topic === 'string' && topic.length > 0 && topic.length <= 255 && topic.split('.').every((w) => WORD.test(w));
+}
+
+/** True for a pattern such as `orders.*` or `security.#`. */
+export function isValidPattern(pattern: string): boolean {
+  return typeof pattern === 'string' && pattern.length > 0 && pattern.length <= 255 && pattern.split('.').every((w) => w === '*' || w === '#' || WORD.test(w));
+}
+
+/** Does `topic` match `pattern`? Iterative over word positions, so hostile patterns cannot blow up. */
+export function matchTopic(pattern: string, topic: string): boolean {
+  const p = pattern.split('.');
+  const t = topic.split('.');
+  // reachable[j]: the first i pattern words can match the first j topic words.
+  let reachable = new Array<boolean>(t.length + 1).fill(false);
+  reachable[0] = true;
+  for (const word of p) {
+    const next = new Array<boolean>(t.length + 1).fill(false);
+    for (let j = 0; j <= t.length; j++) {
+      if (!reachable[j]) continue;
+      if (word === '#') {
+        for (let k = j; k <= t.length; k++) next[k] = true;
+        break;
+      }
+      if (j < t.length && (word === '*' || word === t[j])) next[j + 1] = true;
+    }
+    reachable = next;
+  }
+  return reachable[t.length] === true;
+}
