@@ -1,0 +1,65 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Bulkhead, Budget, backoffDelay } from '../../src/resilience/index.ts';
+import { rejectsWith } from '../helpers.ts';
+
+describe('bulkhead', () => {
+  it('runs at most `limit` at once and queues the rest in FIFO order', async () => {
+    const b = new Bulkhead(2);
+    let running = 0;
+    let peak = 0;
+    const order: number[] = [];
+    const task = (i: number) => async () => {
+      running++;
+      peak = Math.max(peak, running);
+      await delay(20);
+      running--;
+      order.push(i);
+      return i;
+    };
+    const results = await Promise.all([0, 1, 2, 3, 4].map((i) => b.run(task(i))));
+    assert.deepEqual(results, [0, 1, 2, 3, 4]);
+    assert.equal(peak, 2);
+    assert.deepEqual(order.slice(2), [2, 3, 4]);
+  });
+
+  it('a queued call whose signal aborts leaves the queue without running', async () => {
+    const b = new Bulkhead(1);
+    const blocker = b.run(() => delay(100));
+    const controller = new AbortController();
+    let ran = false;
+    const queued = b.run(() => { ran = true; return Promise.resolve(); }, controller.signal);
+    assert.equal(b.queued, 1);
+    controller.abort(new Error('deadline'));
+    await assert.rejects(queued, /deadline/);
+    assert.equal(b.queued, 0);
+    await blocker;
+    assert.equal(ran, false);
+  });
+});
+
+describe('budget', () => {
+  it('reserves declared limits and refuses what does not fit with PLINTH_ERR_BUDGET_EXCEEDED', async () => {
+    const budget = new Budget({ memoryMb: 256, concurrency: 10 });
+    budget.reserve('a#1', 'a', { memoryMb: 128, concurrency: 4 });
+    budget.reserve('b#1', 'b', { memoryMb: 64, concurrency: 4 });
+    const err = await rejectsWith(Promise.resolve().then(() => budget.reserve('c#1', 'c', { memoryMb: 128, concurrency: 1 })), 'PLINTH_ERR_BUDGET_EXCEEDED');
+    assert.equal(err.extension, 'c');
+    assert.match(err.message, /needs 128 MB, 64 MB of 256 MB left/);
+    assert.deepEqual(budget.used, { memoryMb: 192, concurrency: 8 }, 'a refused reservation holds nothing');
+    budget.release('a#1');
+    budget.reserve('c#1', 'c', { memoryMb: 128, concurrency: 1 });
+  });
+});
+
+describe('backoff', () => {
+  it('grows exponentially with jitter and is capped', () => {
+    const s = { baseMs: 100, maxMs: 5000 };
+    assert.equal(backoffDelay(0, s, () => 0), 50);
+    assert.equal(backoffDelay(0, s, () => 1), 100);
+    assert.equal(backoffDelay(3, s, () => 1), 800);
+    assert.equal(backoffDelay(20, s, () => 1), 5000);
+    assert.equal(backoffDelay(1000, s, () => 0.5), 3750);
+  });
+});
