@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_EXTENSION_NOT_FOUND: 'No loaded extension has that id.',
   PLINTH_ERR_EXTENSION_UNAVAILABLE: 'The extension is not active (failed, stopped, or restarting past the call timeout).',
   PLINTH_ERR_EXTENSION_LOAD_FAILED: "The extension's module could not be loaded, or its initialize()/start() threw.",
+  PLINTH_ERR_EXTENSION_CONFIG_INVALID: "The extension's config in the host configuration does not match its configSchema.",
   PLINTH_ERR_RUNTIME_NOT_ALLOWED: 'The extension asks for a runtime its trust status does not allow (untrusted code runs only as isolate).',
   PLINTH_ERR_IMPORT_REFUSED: 'Isolate extension code imported something other than a relative file inside its own package.',
   PLINTH_ERR_STAGE_UNKNOWN: 'The extension does not declare or export that stage.',
@@ -43,6 +44,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_PERMISSION_DENIED: "The extension used something its manifest's permissions do not grant.",
   PLINTH_ERR_CIRCUIT_OPEN: "The extension's circuit breaker is open after repeated failures: calls fail fast until it recovers.",
   PLINTH_ERR_BUDGET_EXCEEDED: "Starting the extension would exceed the host's memory or concurrency budget.",
+  PLINTH_ERR_CANCELLED: 'The caller cancelled the call (e.g. its pipeline run was cancelled).',
   PLINTH_ERR_SHUTDOWN: 'The host or the extension is shutting down; the call was not run.',
 } as const;
 

@@ -10,7 +10,7 @@ export const BREAKER_STATES = { closed: 'closed', open: 'open', halfOpen: 'half-
 export type BreakerState = (typeof BREAKER_STATES)[keyof typeof BREAKER_STATES];
 
 /** Failures that say nothing about the extension's health (the caller's mistake) do not count. */
-const NOT_COUNTED = new Set(['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_CIRCUIT_OPEN', 'PLINTH_ERR_SHUTDOWN']);
+const NOT_COUNTED = new Set(['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_CIRCUIT_OPEN', 'PLINTH_ERR_SHUTDOWN', 'PLINTH_ERR_CANCELLED']);
 
 function notCounted(err: unknown): boolean {
   return err instanceof PlinthError && NOT_COUNTED.has(err.code);

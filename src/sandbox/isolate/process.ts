@@ -1,0 +1,495 @@
+// The sandbox process (DESIGN.md §4 `isolate`): forked by the host with --no-node-snapshot, it holds one
+// isolated-vm Isolate per extension and answers the host over the JSON-RPC Peer of ../link (methods: protocol.ts).
+// The host can SIGKILL it at any time; nothing here is persistent.
+//
+// Settle pattern (never `new ivm.Callback(fn, { async: true })`): the isolate gets two synchronous host functions.
+//   hostRequest(callId, opJson) -> request id   the op is forwarded to the host's ContextHandler; when it settles
+//                                               we call dispatch('settle', id, ok, json) back into the isolate.
+//   hostDone(callId, status, text)              the shim reports a call's outcome (result JSON or error strings).
+// Both are plain functions over primitives that never throw.
+//
+// Walls, because isolated-vm's `timeout` misses code that runs after the guest awaited a host call, promises
+// that never settle and uninterruptible built-ins (measured: BigInt('9'.repeat(2e7)) runs 4.4 s past a 200 ms
+// timeout; new Array(2 ** 26).fill(1.5) 9.4 s): a watchdog tick here checks every active call's wall-clock
+// deadline and the isolate's CPU time, and disposes the isolate past either. When dispose() itself cannot get
+// the thread back, the host's own watchdog (deadline + grace, and RSS) kills this whole process.
+import ivm from 'isolated-vm';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Peer, parentTransport } from '../link/index.ts';
+import { PlinthError, type ErrorCode } from '../../errors.ts';
+import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
+import type { Json } from '../../sdk/index.ts';
+import { SHIM_FILENAME, SHIM_SOURCE } from './shim.ts';
+import {
+  MAX_REQUEST_CHARS,
+  MIN_MEMORY_MB,
+  type AbortParams,
+  type CtxResult,
+  type DisposeParams,
+  type ExitParams,
+  type InvokeKind,
+  type InvokeParams,
+  type InvokeResult,
+  type LoadParams,
+  type LoadResult,
+  type StatsResult,
+} from './protocol.ts';
+
+const WATCHDOG_TICK_MS = 20;
+const MAX_DETAIL = 2048;
+
+interface ActiveCall {
+  callId: number;
+  kind: InvokeKind | 'load';
+  startedAt: number;
+  deadline: number;
+  cpuStart: bigint;
+  cpuLimit: bigint;
+  resolve(result: InvokeResult): void;
+  reject(err: PlinthError): void;
+}
+
+interface Guest {
+  spec: SandboxSpec;
+  isolate: ivm.Isolate;
+  dispatch: ivm.Reference<(...args: unknown[]) => unknown> | undefined;
+  calls: Map<number, ActiveCall>;
+  maxResultBytes: number;
+  dead: boolean;
+}
+
+const peer = new Peer(parentTransport());
+const guests = new Map<string, Guest>();
+let nextRequestId = 1;
+let nextInternalCallId = -1;
+
+function cap(text: string, n = MAX_DETAIL): string {
+  return text.length > n ? `${text.slice(0, n)}...[truncated]` : text;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function cpuNow(g: Guest): bigint {
+  try {
+    return g.isolate.cpuTime;
+  } catch {
+    return 0n;
+  }
+}
+
+/** Ends a guest that can no longer be trusted to finish: its calls fail, the host hears why, the isolate goes. */
+function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: string, trigger?: ActiveCall): void {
+  if (g.dead) return;
+  g.dead = true;
+  guests.delete(g.spec.instanceId);
+  const id = g.spec.id;
+  const exit: { reason: SandboxExit['reason']; code: ErrorCode } =
+    cause === 'oom'
+      ? { reason: 'out-of-memory', code: 'PLINTH_ERR_OUT_OF_MEMORY' }
+      : cause === 'crashed'
+        ? { reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED' }
+        : { reason: 'killed', code: cause === 'cpu' ? 'PLINTH_ERR_CPU_LIMIT' : 'PLINTH_ERR_STAGE_TIMEOUT' };
+  for (const call of g.calls.values()) {
+    const code: ErrorCode = call === trigger || cause === 'oom' ? exit.code : 'PLINTH_ERR_SANDBOX_CRASHED';
+    const what = call.kind === 'stage' ? 'the call' : `${call.kind}()`;
+    const msg = call === trigger || cause === 'oom' ? `extension ${id}: ${what} was stopped: ${detail}` : `extension ${id}: its isolate was stopped during ${what}: ${detail}`;
+    call.reject(new PlinthError(code, msg, { extension: id }));
+  }
+  g.calls.clear();
+  const notice: ExitParams = { instanceId: g.spec.instanceId, reason: exit.reason, code: exit.code, detail: cap(detail), ...(trigger ? { triggerCallId: trigger.callId } : {}) };
+  // Off this turn, so the calls' replies go out first. dispose() last: it may block while the isolate's thread is
+  // stuck in uninterruptible code; the host's watchdog ends this process if we never come back.
+  setImmediate(() => {
+    peer.notify('exit', notice);
+    try {
+      g.isolate.dispose();
+    } catch {
+      // already disposed (e.g. by its memory limit)
+    }
+  });
+}
+
+/** A rejection from isolated-vm itself (the shim never throws): memory limit, timeout, disposal. */
+function onIvmError(g: Guest, err: unknown, call?: ActiveCall): void {
+  const msg = messageOf(err);
+  if (/memory limit/i.test(msg)) kill(g, 'oom', `the isolate exceeded its memory limit of ${g.spec.limits.memoryMb} MB`, call);
+  else if (/timed out/i.test(msg)) kill(g, 'timeout', 'it ran past its timeout', call);
+  else if (g.dead) return;
+  else kill(g, 'crashed', `isolated-vm: ${cap(msg, 500)}`, call);
+}
+
+function watchdog(): void {
+  const now = Date.now();
+  for (const g of guests.values()) {
+    if (g.dead || g.calls.size === 0) continue;
+    const cpu = cpuNow(g);
+    for (const call of g.calls.values()) {
+      if (now >= call.deadline) {
+        kill(g, 'timeout', `it ran past its timeout of ${call.deadline - call.startedAt} ms`, call);
+        break;
+      }
+      if (cpu - call.cpuStart > call.cpuLimit) {
+        kill(g, 'cpu', `it used more than ${Number(call.cpuLimit / 1_000_000n)} ms of CPU time`, call);
+        break;
+      }
+    }
+  }
+}
+setInterval(watchdog, WATCHDOG_TICK_MS);
+
+/** Registers a call the watchdog bounds; `begin` starts it, hostDone or a watchdog ends it. */
+function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: number, cpuLimitMs: number, begin: (call: ActiveCall) => void): Promise<InvokeResult> {
+  return new Promise<InvokeResult>((resolve, reject) => {
+    const startedAt = Date.now();
+    const call: ActiveCall = {
+      callId,
+      kind,
+      startedAt,
+      deadline: startedAt + timeoutMs,
+      cpuStart: cpuNow(g),
+      cpuLimit: BigInt(Math.max(1, Math.round(cpuLimitMs))) * 1_000_000n,
+      resolve: (r) => {
+        g.calls.delete(callId);
+        resolve(r);
+      },
+      reject: (e) => {
+        g.calls.delete(callId);
+        reject(e);
+      },
+    };
+    g.calls.set(callId, call);
+    begin(call);
+  });
+}
+
+function usage(g: Guest, call: ActiveCall): { cpuMs: number; wallMs: number } {
+  return { cpuMs: Number(cpuNow(g) - call.cpuStart) / 1e6, wallMs: Date.now() - call.startedAt };
+}
+
+/** Remaining time of the call a ctx op belongs to (or the longest-running one): bounds the settle continuation. */
+function remainingFor(g: Guest, callId: number): number {
+  const now = Date.now();
+  const own = g.calls.get(callId);
+  if (own) return Math.max(1, own.deadline - now);
+  let best = 0;
+  for (const c of g.calls.values()) best = Math.max(best, c.deadline - now);
+  return Math.max(1, best || g.spec.limits.callTimeoutMs);
+}
+
+function hostRequest(g: Guest, callId: unknown, text: unknown): number {
+  try {
+    if (g.dead || typeof text !== 'string' || text.length > MAX_REQUEST_CHARS) return 0;
+    const op = JSON.parse(text) as ContextOp;
+    const id = nextRequestId++;
+    const cid = typeof callId === 'number' ? callId : 0;
+    void forward(g, id, cid, op);
+    return id;
+  } catch {
+    return 0;
+  }
+}
+
+async function forward(g: Guest, id: number, callId: number, op: ContextOp): Promise<void> {
+  let reply: CtxResult;
+  try {
+    reply = (await peer.request('ctx', { instanceId: g.spec.instanceId, op })) as CtxResult;
+  } catch (err) {
+    reply = { ok: false, error: { code: err instanceof PlinthError ? err.code : 'PLINTH_ERR_SANDBOX_CRASHED', name: 'Error', message: 'the host did not answer the ctx operation' } };
+  }
+  if (g.dead || !g.dispatch) return;
+  let ok = false;
+  let payload: string;
+  try {
+    if (reply.ok) {
+      ok = true;
+      payload = reply.undefined === true ? '' : JSON.stringify(reply.value ?? null);
+    } else {
+      payload = JSON.stringify({ code: String(reply.error.code), name: String(reply.error.name), message: cap(String(reply.error.message), 4096) });
+    }
+  } catch {
+    ok = false;
+    payload = '{"code":"PLINTH_ERR_SANDBOX_CRASHED","name":"Error","message":"malformed reply from the host"}';
+  }
+  g.dispatch.apply(undefined, ['settle', id, ok, payload], { timeout: remainingFor(g, callId) }).then(
+    () => undefined,
+    (err: unknown) => onIvmError(g, err, g.calls.get(callId)),
+  );
+}
+
+function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): void {
+  try {
+    if (typeof callId !== 'number' || typeof status !== 'string' || typeof text !== 'string') return;
+    const call = g.calls.get(callId);
+    if (!call) return;
+    const id = g.spec.id;
+    const what = call.kind === 'stage' ? 'the stage' : call.kind === 'event' ? 'handleEvent()' : `${call.kind}()`;
+    switch (status) {
+      case 'ok': {
+        if (text.length > g.maxResultBytes) {
+          call.reject(new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${id}: ${what} returned ${text.length} characters of JSON; at most ${g.maxResultBytes} may leave an isolate`, { extension: id }));
+          return;
+        }
+        call.resolve({ value: JSON.parse(text) as Json, absent: false, ...usage(g, call) });
+        return;
+      }
+      case 'absent':
+        call.resolve({ value: null, absent: true, ...usage(g, call) });
+        return;
+      case 'unknown':
+        call.reject(new PlinthError('PLINTH_ERR_STAGE_UNKNOWN', `extension ${id} does not export that stage in its default export's "stages"`, { extension: id }));
+        return;
+      case 'too-large':
+        call.reject(new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${id}: ${what} returned ${cap(text, 20)} characters of JSON; at most ${g.maxResultBytes} may leave an isolate`, { extension: id, hint: 'return less data, or write it with ctx.fs and return a path' }));
+        return;
+      case 'error':
+      case 'unserialisable': {
+        const d = JSON.parse(text) as { name?: unknown; message?: unknown; stack?: unknown; code?: unknown };
+        const name = typeof d.name === 'string' ? d.name : 'Error';
+        const message = typeof d.message === 'string' ? d.message : '';
+        const stack = typeof d.stack === 'string' && d.stack !== '' ? d.stack : `${name}: ${message}`;
+        const lead = status === 'error' ? `${what} threw ${name}: ${message}` : `${what} returned a value that is not JSON-serialisable (${name}: ${message})`;
+        call.reject(new PlinthError('PLINTH_ERR_STAGE_FAILED', cap(`extension ${id}: ${lead}`, 4096), { extension: id, extensionStack: stack }));
+        return;
+      }
+      default:
+        call.reject(new PlinthError('PLINTH_ERR_STAGE_FAILED', `extension ${id}: malformed outcome from the isolate`, { extension: id }));
+    }
+  } catch {
+    // A host function must never throw into isolated-vm; a malformed report just leaves the call to its watchdog.
+  }
+}
+
+function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string; input?: Json; timeoutMs: number; cpuLimitMs: number; runId?: string; traceId?: string }): Promise<InvokeResult> {
+  const dispatch = g.dispatch;
+  if (g.dead || !dispatch) return Promise.reject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `extension ${g.spec.id}: its isolate is gone`, { extension: g.spec.id }));
+  const inputJson = p.input === undefined ? '' : JSON.stringify(p.input);
+  const meta = JSON.stringify({ runId: p.runId ?? null, traceId: p.traceId ?? '' });
+  return track(g, p.callId, p.kind, p.timeoutMs, p.cpuLimitMs, (call) => {
+    dispatch.apply(undefined, ['run', p.callId, p.kind, p.name ?? '', inputJson, meta], { timeout: Math.max(1, p.timeoutMs) }).then(
+      () => undefined,
+      (err: unknown) => onIvmError(g, err, call),
+    );
+  });
+}
+
+// --- module loading -------------------------------------------------------------------------------------------
+
+function isInside(root: string, target: string): boolean {
+  return target === root || target.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+}
+
+function refused(spec: SandboxSpec, from: string, what: string, hint: string): PlinthError {
+  return new PlinthError('PLINTH_ERR_IMPORT_REFUSED', `extension ${spec.id}: ${from} imports ${what}`, { extension: spec.id, file: from, hint });
+}
+
+// `import(` not preceded by an identifier character or a dot (so `x.import(` and `reimport(` pass). Dynamic
+// import also fails at run time in an isolate ("Not supported"); refusing at load names the file instead.
+const DYNAMIC_IMPORT = /(?<![\w$.])import\s*(?:\/\*[\s\S]*?\*\/\s*)*\(/;
+
+async function resolveImport(spec: SandboxSpec, root: string, from: string, specifier: string): Promise<string> {
+  const rel = path.relative(root, from);
+  const hint = 'an isolate extension may import only relative files inside its own folder ("./lib.js"); bundle any dependency into the package';
+  if (!specifier.startsWith('./') && !specifier.startsWith('../')) {
+    throw refused(spec, rel, `"${specifier}", which is not a relative path (Node built-ins, packages, absolute paths and URLs are not available in an isolate)`, hint);
+  }
+  const target = path.resolve(path.dirname(from), specifier);
+  if (!isInside(root, target)) throw refused(spec, rel, `"${specifier}", which is outside the extension's folder`, hint);
+  let real: string;
+  try {
+    real = await realpath(target);
+  } catch {
+    throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${rel} imports "${specifier}", which does not exist`, { extension: spec.id, file: target });
+  }
+  if (!isInside(root, real)) throw refused(spec, rel, `"${specifier}", which leads outside the extension's folder (a link)`, hint);
+  if (!(await stat(real)).isFile()) throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${rel} imports "${specifier}", which is not a file`, { extension: spec.id, file: real });
+  return real;
+}
+
+/** Compiles the main module and everything it imports, refusing anything outside the extension's folder. */
+async function compileGraph(g: Guest): Promise<{ main: ivm.Module; resolve: (specifier: string, referrer: ivm.Module) => ivm.Module }> {
+  const spec = g.spec;
+  const root = await realpath(spec.dir);
+  let mainReal: string;
+  try {
+    mainReal = await realpath(spec.mainPath);
+  } catch {
+    throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its main module ${spec.mainPath} does not exist`, { extension: spec.id, file: spec.mainPath });
+  }
+  if (!isInside(root, mainReal)) throw refused(spec, 'package.json "main"', 'a file outside the extension\'s folder', 'point "main" at a file inside the package');
+  const byFile = new Map<string, ivm.Module>();
+  const fileOf = new Map<ivm.Module, string>();
+  const edges = new Map<string, Map<string, string>>();
+  const queue = [mainReal];
+  while (queue.length > 0) {
+    const file = queue.pop()!;
+    if (byFile.has(file)) continue;
+    const rel = path.relative(root, file);
+    const source = await readFile(file, 'utf8');
+    if (DYNAMIC_IMPORT.test(source)) throw refused(spec, rel, 'with import(), which is not available in an isolate', 'use static relative imports only');
+    let mod: ivm.Module;
+    try {
+      // The label in stack traces names the extension and its own relative path, never a host path.
+      mod = await g.isolate.compileModule(source, { filename: `plinth-extension://${spec.id}/${rel.split(path.sep).join('/')}` });
+    } catch (err) {
+      throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${rel} does not compile: ${cap(messageOf(err), 1000)}`, { extension: spec.id, file });
+    }
+    byFile.set(file, mod);
+    fileOf.set(mod, file);
+    const deps = new Map<string, string>();
+    for (const specifier of mod.dependencySpecifiers) {
+      const target = await resolveImport(spec, root, file, specifier);
+      deps.set(specifier, target);
+      queue.push(target);
+    }
+    edges.set(file, deps);
+  }
+  const resolve = (specifier: string, referrer: ivm.Module): ivm.Module => {
+    const file = fileOf.get(referrer);
+    const target = file === undefined ? undefined : edges.get(file)?.get(specifier);
+    const mod = target === undefined ? undefined : byFile.get(target);
+    if (!mod) throw new Error(`import "${specifier}" was not resolved`);
+    return mod;
+  };
+  return { main: byFile.get(mainReal)!, resolve };
+}
+
+function loadFailed(spec: SandboxSpec, err: unknown): PlinthError {
+  if (err instanceof PlinthError && (err.code === 'PLINTH_ERR_IMPORT_REFUSED' || err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED')) return err;
+  const options = { extension: spec.id, ...(err instanceof PlinthError && err.extensionStack !== undefined ? { extensionStack: err.extensionStack } : {}) };
+  const why = err instanceof PlinthError ? `${err.code}: ${err.message}` : cap(messageOf(err), 1000);
+  return new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id} could not be started: ${why}`, options);
+}
+
+async function load(params: LoadParams): Promise<LoadResult> {
+  const spec = params.spec;
+  if (guests.has(spec.instanceId)) throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: instance ${spec.instanceId} is already loaded`, { extension: spec.id });
+  const isolate = new ivm.Isolate({
+    memoryLimit: Math.max(MIN_MEMORY_MB, Math.round(spec.limits.memoryMb)),
+    // isolated-vm: V8 lost control of an isolate; this process must not go on serving.
+    onCatastrophicError: (message) => {
+      process.stderr.write(`plinth isolate sandbox: catastrophic isolated-vm error: ${message}\n`);
+      process.kill(process.pid, 'SIGKILL');
+    },
+  });
+  const g: Guest = { spec, isolate, dispatch: undefined, calls: new Map(), maxResultBytes: params.maxResultBytes, dead: false };
+  guests.set(spec.instanceId, g);
+  const timeoutMs = spec.limits.callTimeoutMs;
+  const started = cpuNow(g);
+  try {
+    const context = await isolate.createContext();
+    const identity = JSON.stringify({ id: spec.id, version: spec.version });
+    const env = JSON.stringify(params.env);
+    g.dispatch = (await context.evalClosure(
+      SHIM_SOURCE,
+      [
+        new ivm.Callback((callId: unknown, text: unknown) => hostRequest(g, callId, text)),
+        new ivm.Callback((callId: unknown, status: unknown, text: unknown) => hostDone(g, callId, status, text)),
+        identity,
+        env,
+        params.maxResultBytes,
+        MAX_REQUEST_CHARS,
+      ],
+      { result: { reference: true }, filename: SHIM_FILENAME, timeout: 5000 },
+    )) as ivm.Reference<(...args: unknown[]) => unknown>;
+    const { main, resolve } = await compileGraph(g);
+    await main.instantiate(context, resolve);
+    // Top-level code runs under the same watchdog as a call.
+    await track(g, nextInternalCallId--, 'load', timeoutMs, timeoutMs, (call) => {
+      main.evaluate({ timeout: timeoutMs }).then(
+        () => call.resolve({ value: null, absent: false, ...usage(g, call) }),
+        (err: unknown) => {
+          if (/timed out|memory limit|disposed/i.test(messageOf(err))) onIvmError(g, err, call);
+          else call.reject(new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its module threw while loading: ${cap(messageOf(err), 1000)}`, { extension: spec.id }));
+        },
+      );
+    });
+    const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: timeoutMs });
+    if (typeof bound === 'string' && bound !== '') throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${bound}`, { extension: spec.id, file: spec.mainPath });
+    for (const kind of ['initialize', 'start'] as const) {
+      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { input: spec.config } : {}), timeoutMs, cpuLimitMs: timeoutMs });
+    }
+    return { cpuMs: Number(cpuNow(g) - started) / 1e6 };
+  } catch (err) {
+    if (!g.dead) {
+      g.dead = true;
+      guests.delete(spec.instanceId);
+      setImmediate(() => {
+        try {
+          isolate.dispose();
+        } catch {
+          // already gone
+        }
+      });
+    }
+    throw loadFailed(spec, err);
+  }
+}
+
+// --- the link -------------------------------------------------------------------------------------------------
+
+peer.handle('load', (params) => load(params as LoadParams));
+
+peer.handle('invoke', (params) => {
+  const p = params as InvokeParams;
+  const g = guests.get(p.instanceId);
+  if (!g || g.dead) throw new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `instance ${p.instanceId} is not loaded in this sandbox process`);
+  return runCall(g, p);
+});
+
+peer.handle('abort', (params) => {
+  const p = params as AbortParams;
+  const g = guests.get(p.instanceId);
+  if (!g || g.dead || !g.dispatch || !g.calls.has(p.callId)) return;
+  const call = g.calls.get(p.callId);
+  g.dispatch.apply(undefined, ['abort', p.callId, 'the call was cancelled by the host'], { timeout: Math.max(1, (call?.deadline ?? Date.now() + 1000) - Date.now()) }).then(
+    () => undefined,
+    (err: unknown) => onIvmError(g, err, call),
+  );
+});
+
+peer.handle('dispose', (params) => {
+  const p = params as DisposeParams;
+  const g = guests.get(p.instanceId);
+  if (!g) return;
+  g.dead = true;
+  guests.delete(p.instanceId);
+  for (const call of g.calls.values()) call.reject(new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${g.spec.id} is stopping`, { extension: g.spec.id }));
+  g.calls.clear();
+  setImmediate(() => {
+    try {
+      g.isolate.dispose();
+    } catch {
+      // already gone
+    }
+  });
+});
+
+peer.handle('stats', (): StatsResult => ({
+  pid: process.pid,
+  rssBytes: process.memoryUsage.rss(),
+  isolates: [...guests.values()].map((g) => {
+    let heapBytes = 0;
+    let externalBytes = 0;
+    try {
+      const h = g.isolate.getHeapStatisticsSync();
+      heapBytes = h.total_heap_size;
+      externalBytes = h.externally_allocated_size;
+    } catch {
+      // disposed meanwhile
+    }
+    return { instanceId: g.spec.instanceId, id: g.spec.id, heapBytes, externalBytes, cpuMs: Number(cpuNow(g)) / 1e6 };
+  }),
+}));
+
+// Backstops: one guest's trouble must not take the process down by accident. Logged, never rethrown.
+process.on('uncaughtException', (err) => process.stderr.write(`plinth isolate sandbox: uncaught exception: ${messageOf(err)}\n`));
+process.on('unhandledRejection', (err) => process.stderr.write(`plinth isolate sandbox: unhandled rejection: ${messageOf(err)}\n`));
+
+// Without its host this process has no purpose. SIGKILL rather than exit(): a thread stuck in uninterruptible
+// isolate code can hang a normal exit (isolated-vm #260).
+peer.onClose(() => process.kill(process.pid, 'SIGKILL'));
+
+peer.notify('ready', { pid: process.pid });

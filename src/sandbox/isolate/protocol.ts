@@ -1,0 +1,88 @@
+// The isolate runtime's wire contract, one file for both sides (STYLE.md: VS Code keeps its RPC contract in one
+// protocol file). Host and sandbox process speak JSON-RPC 2.0 through the Peer of ../link (DESIGN.md §4: one
+// protocol for everything outside the host process), so a remote runner can later serve the same methods.
+//
+//   host → process  requests:      load, invoke, dispose            notifications: abort
+//   process → host  requests:      ctx (a ContextOp to check and perform)
+//                   notifications: ready, exit (an isolate died on its own: watchdog, memory limit)
+//
+// Erasable TypeScript only: the sandbox process runs this file by Node's type stripping.
+import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
+import type { ErrorCode } from '../../errors.ts';
+import type { Json } from '../../sdk/index.ts';
+
+/** Default cap of a value leaving an isolate (a stage result as JSON text, in UTF-16 code units). */
+export const DEFAULT_MAX_RESULT_BYTES = 8 * 1024 * 1024;
+/** Cap of one ctx op leaving an isolate: ctx.fs writes may carry up to grants.MAX_TEXT_BYTES of text. */
+export const MAX_REQUEST_CHARS = 17 * 1024 * 1024;
+/** ivm refuses memory limits below 8 MB. */
+export const MIN_MEMORY_MB = 8;
+
+export interface LoadParams {
+  spec: SandboxSpec;
+  maxResultBytes: number;
+  /** Values of the env names the host's ContextHandler granted at start (ctx.env is synchronous, as in the SDK). */
+  env: Record<string, string | null>;
+}
+
+export interface LoadResult {
+  /** Isolate CPU time used by loading, initialize() and start(), in ms. */
+  cpuMs: number;
+}
+
+export type InvokeKind = 'initialize' | 'start' | 'stage' | 'event' | 'health' | 'stop';
+
+export interface InvokeParams {
+  instanceId: string;
+  callId: number;
+  kind: InvokeKind;
+  /** Stage name for kind 'stage'. */
+  name?: string;
+  input?: Json;
+  timeoutMs: number;
+  /** CPU time the isolate may use while this call is pending. */
+  cpuLimitMs: number;
+  runId?: string;
+  traceId?: string;
+}
+
+export interface InvokeResult {
+  /** The value, parsed from the JSON text the isolate produced (undefined became null). */
+  value: Json;
+  /** The extension does not define the hook (handleEvent, healthCheck, stop, ...). */
+  absent: boolean;
+  cpuMs: number;
+  wallMs: number;
+}
+
+export interface AbortParams {
+  instanceId: string;
+  callId: number;
+}
+
+export interface DisposeParams {
+  instanceId: string;
+}
+
+export interface CtxParams {
+  instanceId: string;
+  op: ContextOp;
+}
+
+/** A ctx op's outcome as plain data: the host never throws its own Error objects (or stacks) over the link. */
+export type CtxResult = { ok: true; value: Json | null; undefined?: boolean } | { ok: false; error: { code: string; name: string; message: string } };
+
+export interface StatsResult {
+  pid: number;
+  rssBytes: number;
+  isolates: Array<{ instanceId: string; id: string; heapBytes: number; externalBytes: number; cpuMs: number }>;
+}
+
+export interface ExitParams {
+  instanceId: string;
+  reason: SandboxExit['reason'];
+  code: ErrorCode;
+  detail: string;
+  /** The call whose watchdog fired: it fails with `code`; the guest's other calls with SANDBOX_CRASHED. */
+  triggerCallId?: number;
+}

@@ -1,0 +1,374 @@
+// The code that runs first in every extension's isolate context, before the extension's module is evaluated.
+// It is the guest half of the settle pattern (see process.ts) and the only holder of the two host functions.
+//
+// Rules it keeps (isolated-vm README/SECURITY; STYLE.md "One failure stays one failure"):
+// - strict mode; every intrinsic it relies on is captured here, before extension code can replace or poison it;
+// - the host functions (`hostRequest`, `hostDone`) stay in this closure: no Reference, ExternalCopy, Callback or
+//   other isolated-vm object is ever reachable from extension code (they arrive as closure arguments, not globals);
+// - only primitives cross: ctx ops and results are serialised here, with the captured JSON.stringify, so toJSON,
+//   getters and `then` of extension values run inside the isolate (under its watchdogs), never in the host, and a
+//   SharedArrayBuffer-backed argument is copied (into JSON text) before the host checks anything;
+// - every thrown value is turned into plain, length-capped strings here; nothing the extension throws escapes into
+//   isolated-vm's own conversion (a looping `message` getter there could outlive dispose());
+// - ctx and everything on it are frozen null-prototype objects.
+// The source is a string because it is compiled inside the isolate, not by Node; the stack traces it appears in are
+// labelled with SHIM_FILENAME (no host paths) and its frames are dropped from the stacks reported to the host.
+
+export const SHIM_FILENAME = 'plinth:isolate-shim';
+
+export const SHIM_SOURCE = String.raw`
+return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, maxRequestChars) {
+  'use strict';
+  const JSONParse = JSON.parse;
+  const JSONStringify = JSON.stringify;
+  const ObjectFreeze = Object.freeze;
+  const ObjectHasOwn = Object.hasOwn;
+  const ObjectDefineProperty = Object.defineProperty;
+  const ReflectApply = Reflect.apply;
+  const PromiseCtor = Promise;
+  const ErrorCtor = Error;
+  const TypeErrorCtor = TypeError;
+  const StringCtor = String;
+  const StringSlice = String.prototype.slice;
+  const StringIndexOf = String.prototype.indexOf;
+  const MAX_NAME = 128;
+  const MAX_MESSAGE = 4096;
+  const MAX_STACK = 16384;
+  const SHIM_MARK = 'plinth:isolate-shim';
+
+  const identity = JSONParse(identityJson);
+  const envValues = JSONParse(envJson);
+  let extension;
+  const pending = { __proto__: null };
+  const calls = { __proto__: null };
+
+  function cap(s, n) {
+    return s.length > n ? ReflectApply(StringSlice, s, [0, n]) + '...[truncated]' : s;
+  }
+
+  // Drops this shim's own frames from a stack: what is left is the extension's.
+  function cleanStack(stack) {
+    let out = '';
+    let start = 0;
+    while (start <= stack.length) {
+      let end = ReflectApply(StringIndexOf, stack, ['\n', start]);
+      if (end === -1) end = stack.length;
+      const line = ReflectApply(StringSlice, stack, [start, end]);
+      if (ReflectApply(StringIndexOf, line, [SHIM_MARK]) === -1) out = out === '' ? line : out + '\n' + line;
+      start = end + 1;
+    }
+    return out;
+  }
+
+  function primitiveText(v) {
+    try {
+      return typeof v === 'symbol' ? 'a symbol' : StringCtor(v);
+    } catch (e) {
+      return typeof v;
+    }
+  }
+
+  // Whatever was thrown, as JSON text of plain capped strings. Reads happen in try blocks: a throwing getter
+  // loses that field, a looping one is stopped by the call's watchdogs.
+  function describe(e) {
+    const out = { __proto__: null, name: 'Error', message: '', stack: '', code: '' };
+    if ((typeof e === 'object' && e !== null) || typeof e === 'function') {
+      let v;
+      try { v = e.name; if (typeof v === 'string') out.name = cap(v, MAX_NAME); } catch (x) { /* lost */ }
+      try { v = e.message; if (typeof v === 'string') out.message = cap(v, MAX_MESSAGE); } catch (x) { /* lost */ }
+      try { v = e.stack; if (typeof v === 'string') out.stack = cap(cleanStack(v), MAX_STACK); } catch (x) { /* lost */ }
+      try { v = e.code; if (typeof v === 'string') out.code = cap(v, MAX_NAME); } catch (x) { /* lost */ }
+      if (out.message === '' && out.stack === '') out.message = 'a value without message or stack was thrown';
+    } else {
+      out.name = 'NonError';
+      out.message = cap('a non-error value was thrown: ' + primitiveText(e), MAX_MESSAGE);
+    }
+    try {
+      return JSONStringify(out);
+    } catch (x) {
+      return '{"name":"Error","message":"the thrown value could not be described","stack":"","code":""}';
+    }
+  }
+
+  function done(callId, status, text) {
+    try {
+      hostDone(callId, status, text);
+    } catch (x) {
+      /* the host side never throws; nothing to do if it did */
+    }
+  }
+
+  function codedError(code, name, message) {
+    const err = new ErrorCtor(typeof message === 'string' ? message : 'ctx operation failed');
+    if (typeof name === 'string' && name !== '' && name !== 'Error') ObjectDefineProperty(err, 'name', { value: name, writable: true, configurable: true, enumerable: false });
+    if (typeof code === 'string' && code !== '') ObjectDefineProperty(err, 'code', { value: code, writable: true, configurable: true, enumerable: true });
+    return err;
+  }
+
+  function rejected(err) {
+    return new PromiseCtor(function (resolve, reject) { reject(err); });
+  }
+
+  // The guest half of the settle pattern: hostRequest returns a request id at once; the sandbox process later
+  // calls dispatch('settle', id, ...) when the host's ContextHandler has answered.
+  function request(callId, op, ignoreResult) {
+    let text;
+    try {
+      text = JSONStringify(op);
+    } catch (e) {
+      return rejected(new TypeErrorCtor('ctx arguments must be JSON-serialisable'));
+    }
+    if (typeof text !== 'string') return rejected(new TypeErrorCtor('ctx arguments must be JSON-serialisable'));
+    if (text.length > maxRequestChars) return rejected(codedError('PLINTH_ERR_RESULT_TOO_LARGE', 'Error', 'ctx operation larger than ' + maxRequestChars + ' characters'));
+    let id;
+    try {
+      id = hostRequest(callId, text);
+    } catch (e) {
+      id = 0;
+    }
+    if (typeof id !== 'number' || id <= 0) return rejected(codedError('PLINTH_ERR_SANDBOX_CRASHED', 'Error', 'the sandbox is shutting down'));
+    if (ignoreResult) {
+      pending[id] = { __proto__: null, resolve: function () {}, reject: function () {} };
+      return undefined;
+    }
+    return new PromiseCtor(function (resolve, reject) {
+      pending[id] = { __proto__: null, resolve: resolve, reject: reject };
+    });
+  }
+
+  function settle(id, ok, payload) {
+    const p = pending[id];
+    if (p === undefined) return;
+    delete pending[id];
+    if (ok === true) {
+      let value;
+      try {
+        value = payload === '' ? undefined : JSONParse(payload);
+      } catch (e) {
+        p.reject(new TypeErrorCtor('malformed reply from the host'));
+        return;
+      }
+      p.resolve(value);
+      return;
+    }
+    let info;
+    try {
+      info = JSONParse(payload);
+    } catch (e) {
+      info = { __proto__: null };
+    }
+    p.reject(codedError(info.code, info.name, info.message));
+  }
+
+  function logText(message) {
+    if (typeof message === 'string') return message;
+    try {
+      return StringCtor(message);
+    } catch (e) {
+      return '[unprintable]';
+    }
+  }
+
+  function makeCtx(callId, extra) {
+    const log = ObjectFreeze({
+      __proto__: null,
+      debug: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'debug', message: logText(message), fields: fields }, true); },
+      info: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'info', message: logText(message), fields: fields }, true); },
+      warn: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'warn', message: logText(message), fields: fields }, true); },
+      error: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'error', message: logText(message), fields: fields }, true); },
+    });
+    const fs = ObjectFreeze({
+      __proto__: null,
+      readText: function (path) { return request(callId, { __proto__: null, op: 'fs.readText', path: path }); },
+      writeText: function (path, text) { return request(callId, { __proto__: null, op: 'fs.writeText', path: path, text: text }); },
+      appendText: function (path, text) { return request(callId, { __proto__: null, op: 'fs.appendText', path: path, text: text }); },
+    });
+    const kv = ObjectFreeze({
+      __proto__: null,
+      get: function (key) { return request(callId, { __proto__: null, op: 'kv.get', key: key }); },
+      set: function (key, value) { return request(callId, { __proto__: null, op: 'kv.set', key: key, value: value }); },
+      delete: function (key) { return request(callId, { __proto__: null, op: 'kv.delete', key: key }); },
+    });
+    const ctx = {
+      __proto__: null,
+      extension: ObjectFreeze({ __proto__: null, id: identity.id, version: identity.version }),
+      log: log,
+      fs: fs,
+      kv: kv,
+      emit: ObjectFreeze(function emit(topic, payload) {
+        return request(callId, { __proto__: null, op: 'emit', topic: topic, payload: payload === undefined ? null : payload });
+      }),
+      fetch: ObjectFreeze(function fetch(url, init) {
+        return request(callId, { __proto__: null, op: 'fetch', url: url, init: init });
+      }),
+      // Synchronous as in the SDK: the host asked its ContextHandler for every granted name when the sandbox
+      // started; any other name is one the handler did not grant.
+      env: ObjectFreeze(function env(name) {
+        if (typeof name === 'string' && ObjectHasOwn(envValues, name)) {
+          const v = envValues[name];
+          return v === null ? undefined : v;
+        }
+        throw codedError('PLINTH_ERR_PERMISSION_DENIED', 'Error', 'extension ' + identity.id + ': environment variable ' + primitiveText(name) + ' is not granted (add it under permissions.env)');
+      }),
+    };
+    if (extra !== undefined) {
+      ctx.stage = extra.stage;
+      ctx.signal = extra.signal;
+      ctx.runId = extra.runId;
+      ctx.traceId = extra.traceId;
+    }
+    return ObjectFreeze(ctx);
+  }
+
+  const baseCtx = makeCtx(0, undefined);
+
+  // AbortSignal does not exist in a bare isolate: a frozen look-alike, aborted by dispatch('abort').
+  function makeSignal() {
+    let aborted = false;
+    let reason;
+    let onabort = null;
+    const listeners = [];
+    const signal = ObjectFreeze({
+      __proto__: null,
+      get aborted() { return aborted; },
+      get reason() { return reason; },
+      get onabort() { return onabort; },
+      set onabort(fn) { onabort = typeof fn === 'function' ? fn : null; },
+      addEventListener: function (type, fn) { if (type === 'abort' && typeof fn === 'function') listeners[listeners.length] = fn; },
+      removeEventListener: function (type, fn) {
+        for (let i = 0; i < listeners.length; i++) if (listeners[i] === fn) listeners[i] = null;
+      },
+      throwIfAborted: function () { if (aborted) throw reason; },
+    });
+    function fire(message) {
+      if (aborted) return;
+      aborted = true;
+      reason = codedError('', 'AbortError', message);
+      const ev = ObjectFreeze({ __proto__: null, type: 'abort', target: signal });
+      if (onabort !== null) {
+        try { ReflectApply(onabort, signal, [ev]); } catch (e) { /* a listener's failure is its own */ }
+      }
+      for (let i = 0; i < listeners.length; i++) {
+        const l = listeners[i];
+        if (l !== null) {
+          try { ReflectApply(l, signal, [ev]); } catch (e) { /* a listener's failure is its own */ }
+        }
+      }
+    }
+    return { __proto__: null, signal: signal, fire: fire };
+  }
+
+  function normaliseHealth(v) {
+    if (typeof v === 'boolean') return { __proto__: null, healthy: v };
+    if (v !== null && typeof v === 'object') {
+      const healthy = v.healthy;
+      const detail = v.detail;
+      if (typeof healthy === 'boolean') return typeof detail === 'string' ? { __proto__: null, healthy: healthy, detail: cap(detail, MAX_MESSAGE) } : { __proto__: null, healthy: healthy };
+    }
+    return { __proto__: null, healthy: false, detail: 'healthCheck() returned neither a boolean nor { healthy }' };
+  }
+
+  async function finish(callId, kind, result) {
+    let value;
+    try {
+      value = await result;
+    } catch (e) {
+      delete calls[callId];
+      if (kind === 'health') {
+        done(callId, 'ok', JSONStringify({ healthy: false, detail: JSONParse(describe(e)).message }));
+        return;
+      }
+      done(callId, 'error', describe(e));
+      return;
+    }
+    delete calls[callId];
+    let text;
+    try {
+      if (kind === 'health') value = normaliseHealth(value);
+      text = value === undefined ? 'null' : JSONStringify(value);
+    } catch (e) {
+      done(callId, 'unserialisable', describe(e));
+      return;
+    }
+    if (typeof text !== 'string') text = 'null';
+    if (text.length > maxResultChars) {
+      done(callId, 'too-large', '' + text.length);
+      return;
+    }
+    done(callId, 'ok', text);
+  }
+
+  const HOOKS = { __proto__: null, initialize: 'initialize', start: 'start', stop: 'stop', health: 'healthCheck', event: 'handleEvent' };
+
+  function run(callId, kind, name, inputJson, metaJson) {
+    let result;
+    try {
+      const input = inputJson === '' ? undefined : JSONParse(inputJson);
+      const meta = JSONParse(metaJson);
+      const ext = extension;
+      if (kind === 'stage') {
+        const stages = ext.stages;
+        const fn = stages !== null && (typeof stages === 'object' || typeof stages === 'function') ? stages[name] : undefined;
+        if (typeof fn !== 'function') {
+          done(callId, 'unknown', '');
+          return;
+        }
+        const s = makeSignal();
+        calls[callId] = s;
+        const ctx = makeCtx(callId, { __proto__: null, stage: name, signal: s.signal, runId: meta.runId === null ? undefined : meta.runId, traceId: meta.traceId });
+        result = ReflectApply(fn, stages, [input, ctx]);
+      } else {
+        const hook = HOOKS[kind];
+        const fn = hook === undefined ? undefined : ext[hook];
+        if (fn === undefined || fn === null) {
+          done(callId, 'absent', '');
+          return;
+        }
+        if (typeof fn !== 'function') throw new TypeErrorCtor('the default export\'s ' + hook + ' is not a function');
+        result = kind === 'initialize' || kind === 'event' ? ReflectApply(fn, ext, [input, baseCtx]) : ReflectApply(fn, ext, [baseCtx]);
+      }
+    } catch (e) {
+      delete calls[callId];
+      if (kind === 'health') {
+        done(callId, 'ok', JSONStringify({ healthy: false, detail: JSONParse(describe(e)).message }));
+        return;
+      }
+      done(callId, 'error', describe(e));
+      return;
+    }
+    finish(callId, kind, result);
+  }
+
+  function bind(namespace) {
+    let ext;
+    try {
+      ext = namespace.default;
+    } catch (e) {
+      return 'reading the default export threw: ' + JSONParse(describe(e)).message;
+    }
+    if (ext === null || (typeof ext !== 'object' && typeof ext !== 'function')) return 'the module has no default export object ({ initialize, start, stages, ... })';
+    extension = ext;
+    return '';
+  }
+
+  function abort(callId, message) {
+    const s = calls[callId];
+    if (s === undefined) return;
+    delete calls[callId];
+    s.fire(message);
+  }
+
+  // The one entry point the sandbox process holds (as a Reference). It never throws into isolated-vm.
+  return function dispatch(cmd, a, b, c, d, e) {
+    try {
+      if (cmd === 'run') run(a, b, c, d, e);
+      else if (cmd === 'settle') settle(a, b, c);
+      else if (cmd === 'abort') abort(a, b);
+      else if (cmd === 'bind') return bind(a);
+    } catch (x) {
+      /* never into isolated-vm's conversion */
+    }
+    return undefined;
+  };
+})($0, $1, $2, $3, $4, $5);
+`;
