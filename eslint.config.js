@@ -18,8 +18,11 @@ export default tseslint.config(
   },
   {
     // Extensions are plain ES modules that run inside the host's sandboxes: linted as JavaScript, not type-checked.
-    files: ['plugins/**/*.js', 'test/fixtures/**/*.js'],
+    files: ['plugins/**/*.js', 'test/fixtures/**/*.js', 'bench/**/*.js'],
     ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      globals: { setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', queueMicrotask: 'readonly' },
+    },
   },
   {
     // Tests of the bundled extensions call their untyped JavaScript.

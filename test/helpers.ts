@@ -14,10 +14,15 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'extensions');
 export const BIN = path.join(ROOT, 'bin', 'plinth.js');
 
+// Registered at import, so it belongs to the test file itself: an `after` called from inside a `before` hook
+// would run as soon as that hook ends, deleting folders the suite still uses.
+const created: string[] = [];
+after(() => Promise.all(created.map((dir) => rm(dir, { recursive: true, force: true }))));
+
 /** A fresh temp directory, removed when the test file ends. */
 export async function tempDir(prefix = 'plinth-test-'): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
-  after(() => rm(dir, { recursive: true, force: true }));
+  created.push(dir);
   return dir;
 }
 

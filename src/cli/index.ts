@@ -5,6 +5,7 @@ import type { ConfigFlags } from '../config/index.ts';
 import { EXIT, processIo, reportError, type Io } from './output.ts';
 import { ls } from './commands/ls.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
+import { call, type CallFlags } from './commands/call.ts';
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
 
@@ -37,6 +38,7 @@ function withHostOptions(cmd: Command): Command {
     .option('--trust <file>', 'trust store (JSON, schemas/trust-store.schema.json)')
     .addOption(new Option('--trust-policy <policy>', 'what to do with unsigned or untrusted extensions').choices(['required', 'warn', 'off']))
     .option('--dev', 'development mode (trust policy defaults to warn)')
+    .option('--data-dir <dir>', 'where the host keeps its state and extension data (default .plinth)')
     .option('--json', 'print JSON for scripts');
 }
 
@@ -93,6 +95,27 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     const o = this.opts<HostOptions>();
     json = o.json ?? false;
     return run(() => verify(io, dir, hostFlags(o)))();
+  });
+
+  withHostOptions(
+    program
+      .command('call')
+      .description('run one stage of an extension in an embedded host and print its output JSON')
+      .argument('<extension>', 'extension id (package name)')
+      .argument('<stage>', 'stage name')
+      .option('-i, --input <json>', 'stage input as JSON (default {})')
+      .option('--input-file <file>', 'read the input JSON from a file, or - for standard input')
+      .option('-t, --timeout <ms>', 'call timeout in milliseconds (default: the stage\'s own)')
+      .option('-v, --verbose', 'log the host\'s lifecycle to stderr'),
+  ).action(function (this: Command, extension: string, stage: string) {
+    const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean }>();
+    json = o.json ?? false;
+    const flags: CallFlags = { ...hostFlags(o) };
+    if (o.input !== undefined) flags.input = o.input;
+    if (o.inputFile !== undefined) flags.inputFile = o.inputFile;
+    if (o.timeout !== undefined) flags.timeout = o.timeout;
+    if (o.verbose !== undefined) flags.verbose = o.verbose;
+    return run(() => call(io, extension, stage, flags))();
   });
 
   try {

@@ -33,3 +33,8 @@ export function matchTopic(pattern: string, topic: string): boolean {
   }
   return reachable[t.length] === true;
 }
+
+/** An extension id as one topic word (`@acme/csv.v2` → `acme_csv_v2`); event payloads carry the real id. */
+export function topicWord(id: string): string {
+  return id.replace(/^@/, '').replace(/[^A-Za-z0-9_-]/g, '_');
+}

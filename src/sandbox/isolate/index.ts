@@ -282,8 +282,13 @@ export class IsolateProcess {
     const gen = this.#gen;
     if (!gen || gen.exited) return;
     const gone = new Promise<void>((resolve) => gen.child.once('exit', () => resolve()));
+    // Held (ref'd) until the child is gone: an unref'd child and timer would let the event loop empty while a
+    // caller is still awaiting this, ending the host with "unsettled top-level await".
+    gen.child.ref();
     gen.kill({ reason: 'stopped', code: 'PLINTH_ERR_SHUTDOWN', detail: 'the isolate sandbox process was shut down' });
-    await Promise.race([gone, new Promise<void>((resolve) => setTimeout(resolve, 5000).unref())]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([gone, new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)))]);
+    clearTimeout(timer);
   }
 
   /** @internal The live process, forked if there is none (or the last one died). */

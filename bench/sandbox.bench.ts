@@ -1,0 +1,188 @@
+// Stage-call path benchmark (issue: sandboxed runtimes). Every figure is printed beside its baseline measured in
+// the same run on the same payload: worker extension vs raw piscina.run and vs a raw worker_threads
+// MessageChannel; isolate extension vs raw isolated-vm driven from a child process over IPC. Then cold start
+// and idle memory per extension. Not a test: numbers are printed, nothing is asserted.
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { pino } from 'pino';
+import { loadHostConfig } from '../src/config/index.ts';
+import { Host } from '../src/host/index.ts';
+import { IsolateProcess } from '../src/sandbox/index.ts';
+import { generateKeyPair, signExtension } from '../src/trust/index.ts';
+import { createPrivateKey } from 'node:crypto';
+import type { Json } from '../src/sdk/index.ts';
+import { compareLine, median, pipelined, sequential } from './stats.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
+const PIPELINED = Number(process.env.BENCH_PIPELINED ?? 20000);
+const IN_FLIGHT = 64;
+
+const payload: Json = {
+  records: Array.from({ length: 20 }, (_, i) => ({ id: i, name: `user ${i}`, email: `user${i}@example.com`, amount: i * 1.5, tags: ['a', 'b'] })),
+};
+
+const key = generateKeyPair();
+const privateKey = createPrivateKey(key.privateKeyPem);
+
+/** A temp plugin dir with the given fixture extensions (copied under new ids), signed, plus a host config. */
+async function workspace(extensions: Array<{ fixture: string; id: string }>): Promise<{ root: string; host: Host }> {
+  const root = await mkdtemp(path.join(tmpdir(), 'plinth-bench-'));
+  await mkdir(path.join(root, 'plugins'));
+  for (const { fixture, id } of extensions) {
+    const dir = path.join(root, 'plugins', id);
+    await cp(path.join(HERE, 'fixtures', fixture), dir, { recursive: true });
+    const pkgFile = path.join(dir, 'package.json');
+    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as { name: string };
+    pkg.name = id;
+    await writeFile(pkgFile, JSON.stringify(pkg, null, 2));
+    await signExtension(dir, privateKey, 'bench');
+  }
+  await writeFile(path.join(root, 'trust.json'), JSON.stringify({ publishers: { bench: { keys: [key.publicKeyPem] } } }));
+  await writeFile(path.join(root, 'plinth.config.yaml'), 'plugins: [plugins]\ntrust: { store: trust.json }\ndataDir: data\nbudget: { memoryMb: 100000, concurrency: 100000 }\n');
+  const config = await loadHostConfig({ cwd: root, env: {} });
+  return { root, host: new Host(config, { logger: pino({ level: 'warn' }) }) };
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+async function callPaths(): Promise<void> {
+  console.log(`\n## Stage call path (payload ${JSON.stringify(payload).length} bytes JSON; sequential ${SEQUENTIAL} calls, pipelined ${PIPELINED} calls at ${IN_FLIGHT} in flight)\n`);
+  const { root, host } = await workspace([
+    { fixture: 'echo-worker', id: 'echo-worker' },
+    { fixture: 'echo-isolate', id: 'echo-isolate' },
+  ]);
+  await host.start();
+
+  // Raw piscina: one thread, same concurrentTasksPerWorker as the extension's pool.
+  const pool = new Piscina({ filename: path.join(HERE, 'raw', 'piscina-echo.js'), minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: IN_FLIGHT });
+  const rawPiscina = () => pool.run(payload);
+  const hostWorker = () => host.call('echo-worker', 'echo', payload);
+  console.log(compareLine('worker, sequential', await sequential(hostWorker, SEQUENTIAL), await sequential(rawPiscina, SEQUENTIAL), 'raw piscina.run'));
+  console.log(compareLine(`worker, ${IN_FLIGHT} in flight`, await pipelined(hostWorker, PIPELINED, IN_FLIGHT), await pipelined(rawPiscina, PIPELINED, IN_FLIGHT), 'raw piscina.run'));
+
+  // Raw worker_threads: a MessageChannel echo, pipelined with ids.
+  const worker = new Worker(path.join(HERE, 'raw', 'channel-echo.js'));
+  const { port1, port2 } = new MessageChannel();
+  worker.postMessage({ port: port2 }, [port2]);
+  const waiting = new Map<number, () => void>();
+  let nextId = 0;
+  port1.on('message', (m: { id: number }) => {
+    waiting.get(m.id)?.();
+    waiting.delete(m.id);
+  });
+  const rawChannel = () =>
+    new Promise<void>((resolve) => {
+      const id = nextId++;
+      waiting.set(id, resolve);
+      port1.postMessage({ id, payload });
+    });
+  console.log(compareLine(`worker, ${IN_FLIGHT} in flight`, await pipelined(hostWorker, PIPELINED, IN_FLIGHT), await pipelined(rawChannel, PIPELINED, IN_FLIGHT), 'raw MessageChannel'));
+  port1.close();
+  await worker.terminate();
+  await pool.destroy();
+
+  // Raw isolated-vm in a child process over IPC, the way the sandbox process is driven.
+  const child = fork(path.join(HERE, 'raw', 'ivm-child.js'), [], { execArgv: ['--no-node-snapshot'] });
+  await new Promise<void>((resolve) => child.once('message', () => resolve()));
+  const pending = new Map<number, () => void>();
+  child.on('message', (m: { id?: number }) => {
+    if (m.id === undefined) return;
+    pending.get(m.id)?.();
+    pending.delete(m.id);
+  });
+  let childId = 0;
+  const rawIsolate = () =>
+    new Promise<void>((resolve) => {
+      const id = childId++;
+      pending.set(id, resolve);
+      child.send({ id, input: payload });
+    });
+  const hostIsolate = () => host.call('echo-isolate', 'echo', payload);
+  console.log(compareLine('isolate, sequential', await sequential(hostIsolate, SEQUENTIAL), await sequential(rawIsolate, SEQUENTIAL), 'raw ivm child'));
+  console.log(compareLine(`isolate, ${IN_FLIGHT} in flight`, await pipelined(hostIsolate, PIPELINED, IN_FLIGHT), await pipelined(rawIsolate, PIPELINED, IN_FLIGHT), 'raw ivm child'));
+  child.kill();
+
+  await host.stop();
+  await rm(root, { recursive: true, force: true });
+}
+
+async function coldStart(): Promise<void> {
+  console.log('\n## Cold start (scan + manifest + signature check + sandbox start → active; median of 5)\n');
+  for (const runtime of ['worker', 'isolate'] as const) {
+    const times: number[] = [];
+    const firstProcess: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { root, host } = await workspace([{ fixture: `echo-${runtime}`, id: `echo-${runtime}` }]);
+      if (runtime === 'isolate') {
+        // Measure the shared sandbox process's own start apart from the extension's.
+        await IsolateProcess.shutdownAll();
+        const t0 = performance.now();
+        await host.start();
+        firstProcess.push(performance.now() - t0);
+        await host.stop();
+        const again = new Host(host.config, { logger: pino({ level: 'warn' }) });
+        const t1 = performance.now();
+        await again.start();
+        times.push(performance.now() - t1);
+        await again.stop();
+      } else {
+        const t = performance.now();
+        await host.start();
+        times.push(performance.now() - t);
+        await host.stop();
+      }
+      await rm(root, { recursive: true, force: true });
+    }
+    if (runtime === 'isolate') console.log(`isolate extension, sandbox process already running: ${median(times).toFixed(1)} ms   (first one, forking the sandbox process: ${median(firstProcess).toFixed(1)} ms)`);
+    else console.log(`worker extension: ${median(times).toFixed(1)} ms`);
+  }
+}
+
+async function idleMemory(): Promise<void> {
+  console.log('\n## Idle memory per extension\n');
+  const isolates = 20;
+  await IsolateProcess.shutdownAll();
+  const probe = await workspace([{ fixture: 'echo-isolate', id: 'echo-isolate-0' }]);
+  await probe.host.start();
+  const pid = IsolateProcess.shared().pid!;
+  await new Promise((r) => setTimeout(r, 300));
+  const one = rssMb(pid);
+  await probe.host.stop();
+  await rm(probe.root, { recursive: true, force: true });
+
+  await IsolateProcess.shutdownAll();
+  const many = await workspace(Array.from({ length: isolates }, (_, i) => ({ fixture: 'echo-isolate', id: `echo-isolate-${i}` })));
+  await many.host.start();
+  await new Promise((r) => setTimeout(r, 300));
+  const all = rssMb(IsolateProcess.shared().pid!);
+  console.log(`isolate: sandbox process RSS with 1 extension ${one.toFixed(1)} MB (process baseline), with ${isolates}: ${all.toFixed(1)} MB → ${((all - one) / (isolates - 1)).toFixed(2)} MB per additional isolate extension   (target ≤ 2 MB)`);
+  await many.host.stop();
+  await rm(many.root, { recursive: true, force: true });
+
+  const workers = 10;
+  const w = await workspace(Array.from({ length: workers }, (_, i) => ({ fixture: 'echo-worker', id: `echo-worker-${i}` })));
+  global.gc?.();
+  const before = process.memoryUsage().rss / 1024 / 1024;
+  await w.host.start();
+  await new Promise((r) => setTimeout(r, 300));
+  global.gc?.();
+  const after = process.memoryUsage().rss / 1024 / 1024;
+  console.log(`worker: host RSS ${before.toFixed(1)} MB → ${after.toFixed(1)} MB with ${workers} worker extensions → ${((after - before) / workers).toFixed(2)} MB per worker extension   (target ≤ 10 MB)`);
+  await w.host.stop();
+  await rm(w.root, { recursive: true, force: true });
+}
+
+await callPaths();
+await coldStart();
+await idleMemory();
+await IsolateProcess.shutdownAll();

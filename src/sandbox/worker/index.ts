@@ -1,0 +1,578 @@
+// The `worker` runtime (DESIGN.md §4): one piscina pool of worker threads per extension, full Node APIs.
+//
+// A WORKER IS NOT A SECURITY BOUNDARY. It isolates crashes, hangs and memory blow-ups of trusted extensions from the
+// host and from each other; it does not contain hostile code. Extension code in a thread can use node:fs,
+// node:child_process, process.env, the network and everything else Node offers directly — ctx and its grants
+// (grants.ts) are the supported way out and are enforced for every op sent through ctx, but nothing stops code that
+// does not use ctx. Untrusted extensions run as `isolate`.
+//
+// Threads: `threads` (default 1) threads per pool, each importing the extension's module and running
+// initialize()/start() on its own. Module state lives per thread, so with several threads an extension has several
+// independent module instances (counters, caches, `let` variables are not shared). A call is one piscina task;
+// `spec.limits.concurrency` calls run at once per thread so async stages overlap (piscina's
+// concurrentTasksPerWorker, plus one slot kept free for health probes and stop()).
+//
+// Failure containment: any failure that takes a thread down (a call past its deadline that ignores ctx.signal, out of
+// memory, process.exit(), an uncaught exception) ends the whole sandbox: the pool is destroyed, every pending call is
+// rejected, onExit fires once ('crashed' | 'out-of-memory' | 'killed') and further calls reject SANDBOX_CRASHED.
+// Restarting (with backoff) is the supervisor's job, not this file's.
+import { debuglog } from 'node:util';
+import type { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { PlinthError, type ErrorCode } from '../../errors.ts';
+import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
+import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
+import { isCtxHello, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
+
+export { MAX_RESULT_BYTES } from './protocol.ts';
+
+const debug = debuglog('plinth:sandbox:worker');
+const THREAD_FILE = fileURLToPath(new URL('./thread.ts', import.meta.url));
+
+/** After a deadline or a cancel, a running call gets this long to honour ctx.signal before its thread is killed. */
+export const KILL_GRACE_MS = 500;
+/** How long ctx.env() may block its thread waiting for the host. */
+const SYNC_OP_TIMEOUT_MS = 5_000;
+/** destroy() of a pool waits for its threads' exit events; never longer than this. */
+const DESTROY_BOUND_MS = 2_000;
+
+/** piscina's error when a thread exits with a task in flight; it carries no stack of the extension. */
+const PISCINA_EXIT = /^worker exited with code: (-?\d+)/;
+const LOAD_HINT = 'fix the error in its module, initialize() or start(); `plinth dev` shows it with file and line';
+
+export interface WorkerSandboxOptions {
+  /** Threads in the pool (default 1). More threads = more module instances of the extension, not shared state. */
+  threads?: number;
+}
+
+type State = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed' | 'dead';
+
+/** One call or event delivery, from call() until both its caller and its piscina task are done. */
+interface Pending {
+  callId: number;
+  task: Extract<Task, { type: 'call' | 'event' }>;
+  label: string;
+  timeoutMs: number;
+  resolve: (value: Json) => void;
+  reject: (err: PlinthError) => void;
+  /** The caller has its answer. */
+  settled: boolean;
+  /** Handed to piscina (running in a thread). */
+  dispatched: boolean;
+  /** piscina's promise settled: the thread is done with it. */
+  taskDone: boolean;
+  timers: Set<NodeJS.Timeout>;
+  cleanup: (() => void) | undefined;
+}
+
+function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return t;
+}
+
+function positiveInt(value: number, what: string, spec: SandboxSpec): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${what} must be a positive integer, got ${String(value)}`, { extension: spec.id });
+  }
+  return value;
+}
+
+function serialiseCtxError(err: unknown): CtxFailure {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const hint = (err as { hint?: unknown }).hint;
+    return { message: err.message, name: err.name, ...(typeof code === 'string' ? { code } : {}), ...(typeof hint === 'string' ? { hint } : {}) };
+  }
+  return { message: String(err) };
+}
+
+class WorkerSandbox implements Sandbox {
+  readonly runtime = 'worker' as const;
+  readonly spec: SandboxSpec;
+  readonly #context: ContextHandler;
+  readonly #threads: number;
+  readonly #concurrency: number;
+  #state: State = 'idle';
+  #pool: Piscina<Task, TaskResult> | undefined;
+  #startPromise: Promise<void> | undefined;
+  #stopPromise: Promise<void> | undefined;
+  #destroyPromise: Promise<void> | undefined;
+  /** True while we tear the pool down ourselves: thread exits and rejections are then expected. */
+  #destroying = false;
+  readonly #links = new Set<CtxHello>();
+  readonly #queue: Pending[] = [];
+  readonly #running = new Map<number, Pending>();
+  #nextCallId = 1;
+  readonly #exitListeners: Array<(exit: SandboxExit) => void> = [];
+  #exit: SandboxExit | undefined;
+
+  constructor(spec: SandboxSpec, context: ContextHandler, options: WorkerSandboxOptions) {
+    this.spec = spec;
+    this.#context = context;
+    this.#threads = positiveInt(options.threads ?? 1, 'threads', spec);
+    this.#concurrency = positiveInt(spec.limits.concurrency, 'limits.concurrency', spec);
+    positiveInt(spec.limits.memoryMb, 'limits.memoryMb', spec);
+  }
+
+  /** The state now (a method, so TypeScript does not narrow it across awaits). */
+  #in(...states: State[]): boolean {
+    return states.includes(this.#state);
+  }
+
+  // --- lifecycle ---------------------------------------------------------------------------------------------
+
+  start(): Promise<void> {
+    this.#startPromise ??= this.#start();
+    return this.#startPromise;
+  }
+
+  async #start(): Promise<void> {
+    if (this.#state !== 'idle') throw this.#unavailable();
+    this.#state = 'starting';
+    const began = performance.now();
+    const spec = this.spec;
+    const workerData: ThreadData = {
+      instanceId: spec.instanceId,
+      id: spec.id,
+      version: spec.version,
+      mainPath: spec.mainPath,
+      config: spec.config,
+      stages: spec.stages,
+      syncTimeoutMs: SYNC_OP_TIMEOUT_MS,
+    };
+    const memoryMb = spec.limits.memoryMb;
+    const pool = new Piscina<Task, TaskResult>({
+      filename: THREAD_FILE,
+      minThreads: this.#threads,
+      maxThreads: this.#threads,
+      // Async stages overlap on one thread; one more slot so a health probe or stop() is not stuck behind them.
+      // Calls themselves are limited to `concurrency` per thread by our own queue (see #pump).
+      concurrentTasksPerWorker: this.#concurrency + 1,
+      // Fair queueing: without it a task that cannot be dispatched goes to the back and can starve (DESIGN.md §10).
+      stricterFIFO: true,
+      // piscina's default parks an idle thread in Atomics.wait(), which freezes the extension's own timers and
+      // our ctx port between tasks; a plugin thread must keep its event loop running.
+      atomics: 'disabled',
+      resourceLimits: {
+        maxOldGenerationSizeMb: memoryMb,
+        maxYoungGenerationSizeMb: Math.max(2, Math.min(32, Math.floor(memoryMb / 8))),
+      },
+      workerData,
+      recordTiming: false,
+    });
+    this.#pool = pool;
+    pool.on('message', (message: unknown) => {
+      if (isCtxHello(message, spec.instanceId)) this.#link(message);
+    });
+    // An error with no task in flight (a timer threw between calls, or OOM outside a call). Without a listener
+    // piscina's 'error' event would throw in the host.
+    pool.on('error', (err: unknown) => this.#threadFailed(err, undefined));
+    for (const worker of pool.threads) this.#watch(worker);
+
+    // One `ready` task per thread: the least-busy balancer hands each to a different idle thread.
+    const timeoutMs = spec.limits.callTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const deadlineError = new Error(`initialize()/start() did not finish within ${timeoutMs} ms (limits.callTimeoutMs)`);
+    const deadline = new Promise<never>((_, reject) => {
+      timer = unrefTimer(() => reject(deadlineError), timeoutMs);
+    });
+    try {
+      const results = await Promise.race([Promise.all(Array.from({ length: this.#threads }, () => pool.run({ type: 'ready' }))), deadline]);
+      const failed = results.find((r): r is Extract<TaskResult, { ok: false }> => !r.ok);
+      if (failed) {
+        throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id} failed to load: ${failed.error.message}`, {
+          extension: spec.id,
+          file: spec.mainPath,
+          ...(failed.error.stack ? { extensionStack: failed.error.stack } : {}),
+          hint: LOAD_HINT,
+        });
+      }
+    } catch (err) {
+      clearTimeout(timer);
+      if (this.#in('stopping', 'stopped')) {
+        // stop() was called while the extension was still loading.
+        await this.#destroy();
+        throw this.#unavailable();
+      }
+      this.#state = 'failed';
+      await this.#destroy();
+      if (err instanceof PlinthError && err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED') throw err;
+      // The thread died while loading (process.exit(), OOM, an uncaught exception in a timer) or never answered.
+      const e = err as { message?: unknown; stack?: unknown; code?: unknown } | undefined;
+      const message = typeof e?.message === 'string' ? e.message : String(err);
+      const fromExtension = err !== deadlineError && e?.code !== 'ERR_WORKER_OUT_OF_MEMORY' && !PISCINA_EXIT.test(message) && typeof e?.stack === 'string';
+      throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id} failed to load: ${message}`, {
+        extension: spec.id,
+        file: spec.mainPath,
+        ...(fromExtension ? { extensionStack: e.stack as string } : {}),
+        hint: LOAD_HINT,
+        cause: err,
+      });
+    }
+    clearTimeout(timer);
+    if (!this.#in('starting')) throw this.#unavailable();
+    this.#state = 'running';
+    debug('%s: %d thread(s) ready in %d ms', spec.id, this.#threads, Math.round(performance.now() - began));
+  }
+
+  stop(timeoutMs: number): Promise<void> {
+    this.#stopPromise ??= this.#stop(timeoutMs).catch((err: unknown) => debug('%s: stop: %o', this.spec.id, err));
+    return this.#stopPromise;
+  }
+
+  async #stop(timeoutMs: number): Promise<void> {
+    const state = this.#state;
+    if (state === 'idle' || state === 'failed' || state === 'dead' || state === 'stopped') {
+      if (state === 'idle') this.#state = 'stopped';
+      await this.#destroy();
+      return;
+    }
+    this.#state = 'stopping';
+    // Calls that have not started are not run.
+    for (const p of this.#queue.splice(0)) this.#settle(p, this.#error('PLINTH_ERR_SHUTDOWN', `extension ${this.spec.id} is stopping; ${p.label} was not run`));
+    const pool = this.#pool;
+    if (pool && state === 'running') {
+      // VS Code's deactivate(): the extension's stop() is time-boxed; a hanging one is cut off by destroying the pool.
+      let timer: NodeJS.Timeout | undefined;
+      const bound = Math.max(0, timeoutMs);
+      await Promise.race([
+        pool.run({ type: 'stop', callId: this.#nextCallId++ }).then(
+          (r) => {
+            if (!r.ok) debug('%s: stop() threw: %s', this.spec.id, r.error.message);
+          },
+          () => undefined,
+        ),
+        new Promise<void>((resolve) => (timer = unrefTimer(resolve, bound))),
+      ]);
+      clearTimeout(timer);
+    }
+    this.#state = 'stopped';
+    for (const p of [...this.#running.values()]) this.#settle(p, this.#error('PLINTH_ERR_SHUTDOWN', `extension ${this.spec.id} was stopped during ${p.label}`));
+    await this.#destroy();
+  }
+
+  onExit(listener: (exit: SandboxExit) => void): void {
+    this.#exitListeners.push(listener);
+  }
+
+  // --- calls ---------------------------------------------------------------------------------------------
+
+  call(stage: string, input: Json, options: CallOptions): Promise<Json> {
+    if (!this.spec.stages.includes(stage)) {
+      return Promise.reject(
+        new PlinthError('PLINTH_ERR_STAGE_UNKNOWN', `extension ${this.spec.id} has no stage "${stage}"`, {
+          extension: this.spec.id,
+          hint: `declared stages: ${this.spec.stages.join(', ') || '(none)'}`,
+        }),
+      );
+    }
+    const callId = this.#nextCallId++;
+    return this.#enqueue({ type: 'call', callId, stage, input, runId: options.runId, traceId: options.traceId }, `stage "${stage}"`, options);
+  }
+
+  async deliver(event: PlinthEvent, options: CallOptions): Promise<void> {
+    const callId = this.#nextCallId++;
+    await this.#enqueue({ type: 'event', callId, event }, `handleEvent(${event.topic})`, options);
+  }
+
+  async health(timeoutMs: number): Promise<HealthResult> {
+    const pool = this.#pool;
+    if (this.#state !== 'running' || !pool) throw this.#unavailable();
+    let timer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([
+      pool.run({ type: 'health', callId: this.#nextCallId++ }).catch((err: unknown) => {
+        this.#threadFailed(err, undefined);
+        throw this.#unavailable();
+      }),
+      new Promise<never>((_, reject) => {
+        timer = unrefTimer(() => reject(this.#error('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.spec.id}: healthCheck() did not answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (!result.ok) throw this.#fromWire(result.error);
+    return JSON.parse(result.json) as HealthResult;
+  }
+
+  #enqueue(task: Pending['task'], label: string, options: CallOptions): Promise<Json> {
+    if (this.#state !== 'running') return Promise.reject(this.#unavailable());
+    const timeoutMs = options.timeoutMs;
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) return Promise.reject(new RangeError(`timeoutMs must be a positive number, got ${String(timeoutMs)}`));
+    return new Promise<Json>((resolve, reject) => {
+      const p: Pending = { callId: task.callId, task, label, timeoutMs, resolve, reject, settled: false, dispatched: false, taskDone: false, timers: new Set(), cleanup: undefined };
+      const signal = options.signal;
+      if (signal) {
+        if (signal.aborted) return reject(this.#cancelled(p, signal));
+        const onAbort = () => this.#cancel(p, signal);
+        signal.addEventListener('abort', onAbort, { once: true });
+        p.cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+      // The deadline covers time spent waiting for a slot too: it is the caller's wall-clock bound.
+      p.timers.add(unrefTimer(() => this.#deadline(p), timeoutMs));
+      this.#queue.push(p);
+      this.#pump();
+    });
+  }
+
+  /** Moves queued calls into the pool, at most `concurrency` per thread, so every task handed over starts at once. */
+  #pump(): void {
+    const pool = this.#pool;
+    while (pool && this.#state === 'running' && this.#running.size < this.#concurrency * this.#threads && this.#queue.length > 0) {
+      const p = this.#queue.shift()!;
+      p.dispatched = true;
+      this.#running.set(p.callId, p);
+      // No per-task AbortSignal on purpose: piscina never lets an abortable task share its thread with others
+      // (README, run(): "Abortable tasks cannot share threads regardless of concurrentTasksPerWorker"), which would
+      // serialise every call. A runaway call is stopped by destroying the pool instead (#deadline → #crash).
+      pool.run(p.task).then(
+        (result) => this.#taskDone(p, result, undefined),
+        (err: unknown) => this.#taskDone(p, undefined, err),
+      );
+    }
+  }
+
+  #taskDone(p: Pending, result: TaskResult | undefined, err: unknown): void {
+    p.taskDone = true;
+    for (const t of p.timers) clearTimeout(t);
+    p.timers.clear();
+    if (err !== undefined) {
+      if ((err as { name?: unknown }).name === 'DataCloneError' && !this.#destroying && this.#state === 'running') {
+        // The input could not be copied into the thread; nothing ran.
+        this.#settle(p, new PlinthError('PLINTH_ERR_STAGE_INPUT_INVALID', `extension ${this.spec.id}: the input of ${p.label} is not JSON-compatible (${(err as Error).message})`, { extension: this.spec.id }));
+      } else {
+        // Still listed as running, so #crash gives it the precise error (OUT_OF_MEMORY, the thrown stack…).
+        this.#threadFailed(err, p);
+        this.#running.delete(p.callId);
+        this.#settle(p, this.#unavailable());
+      }
+      this.#pump();
+      return;
+    }
+    this.#running.delete(p.callId);
+    if (result) {
+      if (result.ok) {
+        try {
+          this.#settle(p, undefined, JSON.parse(result.json) as Json);
+        } catch (e) {
+          this.#settle(p, this.#error('PLINTH_ERR_STAGE_FAILED', `extension ${this.spec.id}: the result of ${p.label} is not valid JSON (${(e as Error).message})`));
+        }
+      } else this.#settle(p, this.#fromWire(result.error));
+    }
+    this.#pump();
+  }
+
+  #settle(p: Pending, err: PlinthError | undefined, value?: Json): void {
+    if (p.settled) return;
+    p.settled = true;
+    p.cleanup?.();
+    if (err) p.reject(err);
+    else p.resolve(value ?? null);
+  }
+
+  #deadline(p: Pending): void {
+    if (p.taskDone || this.#state === 'dead') return;
+    const message = `extension ${this.spec.id}: ${p.label} did not finish within ${p.timeoutMs} ms`;
+    if (!p.dispatched) {
+      const i = this.#queue.indexOf(p);
+      if (i >= 0) this.#queue.splice(i, 1);
+      this.#settle(p, this.#error('PLINTH_ERR_STAGE_TIMEOUT', `${message} (it was still waiting for a free slot)`, 'raise limits.concurrency, or the call timeout'));
+      return;
+    }
+    this.#settle(p, this.#error('PLINTH_ERR_STAGE_TIMEOUT', message, 'the code was stopped; make it faster, honour ctx.signal, or raise the timeout'));
+    this.#abortInThread(p, 'PLINTH_ERR_STAGE_TIMEOUT', message);
+    // ctx.signal has fired; code that ignores it (a sync loop, an endless microtask chain) is stopped with its thread.
+    p.timers.add(
+      unrefTimer(() => {
+        if (!p.taskDone) this.#crash('killed', `${p.label} ran past its ${p.timeoutMs} ms deadline and ignored ctx.signal for ${KILL_GRACE_MS} ms; its thread was terminated`, undefined);
+      }, KILL_GRACE_MS),
+    );
+  }
+
+  #cancel(p: Pending, signal: AbortSignal): void {
+    if (p.settled) return;
+    const err = this.#cancelled(p, signal);
+    if (!p.dispatched) {
+      const i = this.#queue.indexOf(p);
+      if (i >= 0) this.#queue.splice(i, 1);
+      for (const t of p.timers) clearTimeout(t);
+      this.#settle(p, err);
+      return;
+    }
+    this.#settle(p, err);
+    // Cooperative: ctx.signal fires; the call's deadline still stops code that ignores it.
+    this.#abortInThread(p, 'PLINTH_ERR_CANCELLED', err.message);
+  }
+
+  #cancelled(p: Pending, signal: AbortSignal): PlinthError {
+    const reason: unknown = signal.reason;
+    if (reason instanceof PlinthError) return reason;
+    return new PlinthError('PLINTH_ERR_CANCELLED', `extension ${this.spec.id}: ${p.label} was cancelled`, { extension: this.spec.id, cause: reason });
+  }
+
+  #abortInThread(p: Pending, code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN', message: string): void {
+    const msg: HostMessage = { kind: 'abort', callId: p.callId, code, message };
+    for (const link of this.#links) {
+      try {
+        link.port.postMessage(msg);
+      } catch {
+        // port already closed with its thread
+      }
+    }
+  }
+
+  // --- failures ------------------------------------------------------------------------------------------
+
+  /** Watches a thread for an exit we did not ask for (process.exit() in a timer, between calls). */
+  #watch(worker: Worker): void {
+    worker.once('exit', (code: number) => {
+      if (this.#destroying) return;
+      // Deferred: the task rejection or pool 'error' for the same death is emitted around this event and carries
+      // the precise cause (OOM, the thrown error); whichever comes first decides, this is the fallback.
+      setImmediate(() => this.#crash('crashed', `a thread of extension ${this.spec.id} exited with code ${code}`, undefined));
+    });
+  }
+
+  /** A piscina rejection or 'error' event: the thread died. Classifies it and ends the sandbox (#crash). */
+  #threadFailed(err: unknown, p: Pending | undefined): void {
+    if (this.#destroying || this.#state === 'stopped' || this.#state === 'dead' || this.#state === 'failed') return;
+    const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as { code?: unknown; message?: unknown; stack?: unknown };
+    const message = typeof e.message === 'string' ? e.message : String(err);
+    if (e.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      this.#crash('out-of-memory', `extension ${this.spec.id} exceeded its memory limit of ${this.spec.limits.memoryMb} MB (${message})`, p);
+    } else {
+      const exited = PISCINA_EXIT.exec(message);
+      // An uncaught exception arrives as the extension's own error, with its stack; an exit only as piscina's text.
+      const stack = !exited && typeof e.stack === 'string' ? e.stack : undefined;
+      const where = stack ? /\n\s+at (.*)/.exec(stack)?.[1] : undefined;
+      const detail = exited
+        ? `a thread of extension ${this.spec.id} exited (process.exit(${exited[1]}) or a fatal error)`
+        : `an uncaught exception in extension ${this.spec.id}: ${message}${where ? ` (at ${where})` : ''}`;
+      this.#crash('crashed', detail, p, stack);
+    }
+  }
+
+  /** Ends the sandbox after a failure that took (or must take) a thread down. Runs once. */
+  #crash(reason: 'crashed' | 'out-of-memory' | 'killed', detail: string, culprit: Pending | undefined, extensionStack?: string): void {
+    if (this.#exit || this.#destroying || this.#state === 'stopped' || this.#state === 'failed' || this.#state === 'dead') return;
+    const wasStarting = this.#state === 'starting';
+    this.#state = 'dead';
+    this.#exit = { reason, detail };
+    debug('%s: %s: %s', this.spec.id, reason, detail);
+    const code: ErrorCode = reason === 'out-of-memory' ? 'PLINTH_ERR_OUT_OF_MEMORY' : 'PLINTH_ERR_SANDBOX_CRASHED';
+    const hint = reason === 'out-of-memory' ? 'raise limits.memoryMb, or process the data in smaller pieces' : 'the extension is restarted; see extensionStack for where it failed';
+    for (const p of [...this.#running.values()]) {
+      const err = this.#error(code, `${detail} (during ${p.label}${p === culprit ? '' : ', which was running on it'})`, hint, extensionStack);
+      for (const t of p.timers) clearTimeout(t);
+      this.#settle(p, err);
+    }
+    this.#running.clear();
+    for (const p of this.#queue.splice(0)) {
+      for (const t of p.timers) clearTimeout(t);
+      this.#settle(p, this.#error('PLINTH_ERR_SANDBOX_CRASHED', `${detail}; ${p.label} was not run`, 'retry once the extension has been restarted'));
+    }
+    void this.#destroy();
+    if (wasStarting) return; // start() rejects with LOAD_FAILED; that is the report.
+    const exit = this.#exit;
+    for (const listener of this.#exitListeners) {
+      try {
+        listener(exit);
+      } catch (err) {
+        debug('%s: onExit listener threw: %o', this.spec.id, err);
+      }
+    }
+  }
+
+  #destroy(): Promise<void> {
+    this.#destroyPromise ??= (async () => {
+      this.#destroying = true;
+      const pool = this.#pool;
+      if (pool) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([pool.destroy().catch(() => undefined), new Promise<void>((resolve) => (timer = unrefTimer(resolve, DESTROY_BOUND_MS)))]);
+        clearTimeout(timer);
+      }
+      for (const link of this.#links) {
+        link.port.close();
+        link.syncPort.close();
+      }
+      this.#links.clear();
+    })();
+    return this.#destroyPromise;
+  }
+
+  // --- the ctx channel (host side) -------------------------------------------------------------------------
+
+  #link(hello: CtxHello): void {
+    if (this.#destroying) {
+      hello.port.close();
+      hello.syncPort.close();
+      return;
+    }
+    this.#links.add(hello);
+    hello.port.on('message', (message: ThreadMessage) => this.#onThreadMessage(hello, message));
+    // The ports must never keep the host alive; a call in flight is held open by piscina's own port.
+    hello.port.unref();
+    hello.syncPort.unref();
+  }
+
+  #onThreadMessage(link: CtxHello, message: ThreadMessage): void {
+    if (message.kind !== 'op' || this.#destroying) return;
+    const { id, sync } = message;
+    let pending: Promise<Json | undefined>;
+    try {
+      pending = this.#context(message.op);
+    } catch (err) {
+      pending = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    pending.then(
+      (value) => this.#reply(link, sync, { kind: 'reply', id, ok: true, value }),
+      (err: unknown) => this.#reply(link, sync, { kind: 'reply', id, ok: false, error: serialiseCtxError(err) }),
+    );
+  }
+
+  #reply(link: CtxHello, sync: boolean, reply: HostMessage & { kind: 'reply' }): void {
+    if (this.#destroying) return;
+    try {
+      if (sync) {
+        link.syncPort.postMessage(reply);
+        Atomics.store(link.flag, 0, 1);
+        Atomics.notify(link.flag, 0);
+      } else link.port.postMessage(reply);
+    } catch (err) {
+      debug('%s: ctx reply failed: %o', this.spec.id, err);
+    }
+  }
+
+  // --- errors --------------------------------------------------------------------------------------------
+
+  #error(code: ErrorCode, message: string, hint?: string, extensionStack?: string): PlinthError {
+    return new PlinthError(code, message, { extension: this.spec.id, ...(hint ? { hint } : {}), ...(extensionStack ? { extensionStack } : {}) });
+  }
+
+  #fromWire(error: WireError): PlinthError {
+    return new PlinthError(error.code, `extension ${this.spec.id}: ${error.message}`, {
+      extension: this.spec.id,
+      ...(error.stack ? { extensionStack: error.stack } : {}),
+      ...(error.hint ? { hint: error.hint } : {}),
+    });
+  }
+
+  #unavailable(): PlinthError {
+    switch (this.#state) {
+      case 'dead':
+        return this.#error('PLINTH_ERR_SANDBOX_CRASHED', `extension ${this.spec.id}: its sandbox has ended (${this.#exit?.reason ?? 'crashed'}: ${this.#exit?.detail ?? 'unknown'})`, 'wait for the supervisor to restart it');
+      case 'stopping':
+      case 'stopped':
+        return this.#error('PLINTH_ERR_SHUTDOWN', `extension ${this.spec.id} is stopping or stopped`);
+      case 'failed':
+        return this.#error('PLINTH_ERR_EXTENSION_UNAVAILABLE', `extension ${this.spec.id} failed to start`);
+      default:
+        return this.#error('PLINTH_ERR_EXTENSION_UNAVAILABLE', `extension ${this.spec.id} is not started (call start() first)`);
+    }
+  }
+}
+
+export function createWorkerSandbox(spec: SandboxSpec, context: ContextHandler, options: WorkerSandboxOptions = {}): Sandbox {
+  return new WorkerSandbox(spec, context, options);
+}
+

@@ -1,0 +1,85 @@
+// The worker runtime's wire contract, one file for both sides (STYLE.md: VS Code keeps its RPC contract in one
+// protocol file; Temporal tags messages to a thread with `type`). Two channels cross the thread boundary:
+//   1. piscina tasks (host → thread, answered by the task's result): `Task` in, `TaskResult` out;
+//   2. a private MessagePort per thread for ctx ops (thread → host, answered on the same port) and aborts
+//      (host → thread). The thread creates the port and hands it over once, in a `CtxHello` via parentPort.
+// Everything here is erasable TypeScript plus plain functions: the thread runs it by Node's type stripping.
+import type { MessagePort } from 'node:worker_threads';
+import type { ContextOp } from '../types.ts';
+import type { Json, PlinthEvent } from '../../sdk/index.ts';
+
+/** Largest stage result (as JSON text) a thread may hand back; past it the call fails RESULT_TOO_LARGE. */
+export const MAX_RESULT_BYTES = 8 * 1024 * 1024;
+
+/** What the thread is given in piscina's workerData: plain data only (a MessagePort cannot travel there). */
+export interface ThreadData {
+  instanceId: string;
+  id: string;
+  version: string;
+  mainPath: string;
+  config: Record<string, Json>;
+  /** Stage names the manifest declares. */
+  stages: string[];
+  /** How long a synchronous ctx op (env) may block the thread waiting for the host. */
+  syncTimeoutMs: number;
+}
+
+export type Task =
+  | { type: 'ready' }
+  | { type: 'call'; callId: number; stage: string; input: Json; runId: string | undefined; traceId: string }
+  | { type: 'event'; callId: number; event: PlinthEvent }
+  | { type: 'health'; callId: number }
+  | { type: 'stop'; callId: number };
+
+/** Codes the thread itself may report; the host maps them onto PlinthErrors. */
+export type ThreadErrorCode =
+  | 'PLINTH_ERR_STAGE_FAILED'
+  | 'PLINTH_ERR_STAGE_UNKNOWN'
+  | 'PLINTH_ERR_STAGE_OUTPUT_INVALID'
+  | 'PLINTH_ERR_EXTENSION_LOAD_FAILED'
+  | 'PLINTH_ERR_RESULT_TOO_LARGE'
+  | 'PLINTH_ERR_PERMISSION_DENIED';
+
+export interface WireError {
+  code: ThreadErrorCode;
+  message: string;
+  /** The extension's own stack, when its code threw. */
+  stack?: string;
+  hint?: string;
+}
+
+/** A task's answer. `json` is the result as JSON text (checked and measured in the thread, parsed by the host). */
+export type TaskResult = { ok: true; json: string } | { ok: false; error: WireError };
+
+/** Thread → host, once per thread, over parentPort (surfaces as piscina's 'message' event). */
+export interface CtxHello {
+  kind: 'plinth-ctx-hello';
+  instanceId: string;
+  threadId: number;
+  port: MessagePort;
+  /** Replies to synchronous ops go here, so the thread can read exactly them with receiveMessageOnPort. */
+  syncPort: MessagePort;
+  /** Int32Array over a SharedArrayBuffer: the host sets [0] to 1 and notifies when a sync reply is posted. */
+  flag: Int32Array;
+}
+
+/** Thread → host over the ctx port. */
+export type ThreadMessage = { kind: 'op'; id: number; op: ContextOp; sync: boolean };
+
+/** How a ctx op failed, as the extension will see it: an Error with `.code` (PLINTH_ERR_* or ENOENT, …). */
+export interface CtxFailure {
+  message: string;
+  code?: string;
+  hint?: string;
+  name?: string;
+}
+
+/** Host → thread over the ctx port (or the sync port for `sync` ops). */
+export type HostMessage =
+  | { kind: 'reply'; id: number; ok: true; value: Json | undefined }
+  | { kind: 'reply'; id: number; ok: false; error: CtxFailure }
+  | { kind: 'abort'; callId: number; code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN'; message: string };
+
+export function isCtxHello(value: unknown, instanceId: string): value is CtxHello {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'plinth-ctx-hello' && (value as { instanceId?: unknown }).instanceId === instanceId;
+}
