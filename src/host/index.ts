@@ -22,6 +22,8 @@ export interface HostOptions {
   env?: NodeJS.ProcessEnv;
   /** Restart backoff for every extension (tests shorten it). */
   backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  /** Whether stop() also ends the shared isolate sandbox processes (default true; false when other hosts in this process still use them). */
+  stopSandboxProcesses?: boolean;
 }
 
 /** Listing entry: a supervised extension, or one that never got that far (failed scan, refused, disabled). */
@@ -191,7 +193,7 @@ export class Host {
         e.stop(timeoutMs).catch((err: unknown) => this.log.error({ extension: e.id, code: isPlinthError(err) ? err.code : undefined }, `stop failed: ${String(err)}`)),
       ),
     );
-    await IsolateProcess.shutdownAll();
+    if (this.#options.stopSandboxProcesses !== false) await IsolateProcess.shutdownAll();
   }
 }
 

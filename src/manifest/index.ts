@@ -57,7 +57,15 @@ export interface Manifest {
 
 export interface CompiledSchemas {
   config?: ValidateFunction;
-  stages: Record<string, { input: ValidateFunction; output: ValidateFunction }>;
+  /** `fillsDefaults`: the input schema declares defaults, so validating writes into the value (copy it first). */
+  stages: Record<string, { input: ValidateFunction; output: ValidateFunction; fillsDefaults: boolean }>;
+}
+
+/** Whether a schema declares a `default` anywhere (ajv's useDefaults then writes into validated data). */
+function declaresDefaults(schema: unknown): boolean {
+  if (typeof schema !== 'object' || schema === null) return false;
+  if (!Array.isArray(schema) && Object.hasOwn(schema, 'default')) return true;
+  return Object.values(schema).some(declaresDefaults);
 }
 
 export interface ExtensionPackage {
@@ -213,7 +221,7 @@ function compileSchemas(dir: string, raw: RawPackage): CompiledSchemas {
   for (const [name, stage] of Object.entries(raw.plinth.stages ?? {})) {
     const input = compile(stage.input, `/plinth/stages/${name}/input`);
     const output = compile(stage.output, `/plinth/stages/${name}/output`);
-    if (input && output) out.stages[name] = { input, output };
+    if (input && output) out.stages[name] = { input, output, fillsDefaults: declaresDefaults(stage.input) };
   }
   if (problems.length > 0) {
     throw new PlinthError('PLINTH_ERR_STAGE_SCHEMA_INVALID', `extension ${raw.name} at ${dir}: ${problems.length} declared schema(s) are not valid JSON Schemas`, {

@@ -244,8 +244,8 @@ export class ManagedExtension {
         hint: `its stages: ${Object.keys(this.pkg.manifest.stages).join(', ') || '(none)'}`,
       });
     }
-    // Validate a copy: `useDefaults` fills defaults in, and the caller's object stays as it was.
-    const value = structuredClone(input);
+    // Defaults are filled in by validation: into a copy, so the caller's object stays as it was.
+    const value = schemas.fillsDefaults ? structuredClone(input) : input;
     if (!schemas.input(value)) {
       throw new PlinthError('PLINTH_ERR_STAGE_INPUT_INVALID', `extension ${this.id}, stage ${stage}: the input does not match its input schema`, {
         extension: this.id,

@@ -27,13 +27,14 @@ export class Breaker extends EventEmitter<BreakerEvents> {
   #state: BreakerState = BREAKER_STATES.closed;
   #probesAdmitted = 0;
   #probesSucceeded = 0;
-  /** Calls finished in the rolling window: when, and whether slow. */
-  #recent: Array<{ at: number; slow: boolean }> = [];
+  /** Slow-call counts over the rolling window, in time buckets, so recording a call is O(1). */
+  readonly #slowWindow: SlowCallWindow;
 
   constructor(extension: string, settings: BreakerSettings) {
     super();
     this.#extension = extension;
     this.#settings = settings;
+    this.#slowWindow = new SlowCallWindow(settings.windowMs, 10);
     this.#opossum = new CircuitBreaker((action: () => Promise<unknown>) => action(), {
       timeout: false, // the sandbox enforces call timeouts and stops the runaway code
       errorThresholdPercentage: settings.failureRateThreshold,
@@ -60,7 +61,7 @@ export class Breaker extends EventEmitter<BreakerEvents> {
     if (next === this.#state) return;
     const previous = this.#state;
     this.#state = next;
-    if (next !== BREAKER_STATES.closed) this.#recent = [];
+    if (next !== BREAKER_STATES.closed) this.#slowWindow.clear();
     this.emit('state', next, previous);
   }
 
@@ -112,18 +113,68 @@ export class Breaker extends EventEmitter<BreakerEvents> {
   /** Slow-call rate over the rolling window: opens the breaker when it reaches the threshold. */
   #recordDuration(started: number): void {
     const now = performance.now();
-    const slow = now - started >= this.#settings.slowCallDurationMs;
-    this.#recent.push({ at: now, slow });
-    const since = now - this.#settings.windowMs;
-    while (this.#recent.length > 0 && this.#recent[0]!.at < since) this.#recent.shift();
-    if (this.#state !== BREAKER_STATES.closed || this.#recent.length < this.#settings.minimumCalls) return;
-    const slowCount = this.#recent.reduce((n, c) => n + (c.slow ? 1 : 0), 0);
-    if ((slowCount / this.#recent.length) * 100 >= this.#settings.slowCallRateThreshold) this.#opossum.open();
+    this.#slowWindow.record(now, now - started >= this.#settings.slowCallDurationMs);
+    // With no slow call in the window the rate is 0: nothing to compute.
+    if (this.#state !== BREAKER_STATES.closed || !this.#slowWindow.anySlow) return;
+    const { total, slow } = this.#slowWindow.totals();
+    if (total >= this.#settings.minimumCalls && (slow / total) * 100 >= this.#settings.slowCallRateThreshold) this.#opossum.open();
   }
 
   /** Stops its timers (they are unref'd anyway). */
   dispose(): void {
     this.#opossum.shutdown();
     this.removeAllListeners();
+  }
+}
+
+/** Call and slow-call counts in `buckets` time slices covering `windowMs`; old slices are cleared as time moves. */
+class SlowCallWindow {
+  readonly #bucketMs: number;
+  readonly #total: Int32Array;
+  readonly #slow: Int32Array;
+  #current = -1;
+  #slowSum = 0;
+
+  constructor(windowMs: number, buckets: number) {
+    this.#bucketMs = Math.max(1, windowMs / buckets);
+    this.#total = new Int32Array(buckets);
+    this.#slow = new Int32Array(buckets);
+  }
+
+  get anySlow(): boolean {
+    return this.#slowSum > 0;
+  }
+
+  record(now: number, slow: boolean): void {
+    const slot = Math.floor(now / this.#bucketMs);
+    const n = this.#total.length;
+    if (slot !== this.#current) {
+      // Clear every slice between the last one written and this one (all of them after a long pause).
+      for (let s = Math.max(this.#current + 1, slot - n + 1); s <= slot; s++) {
+        const i = s % n;
+        this.#slowSum -= this.#slow[i]!;
+        this.#total[i] = 0;
+        this.#slow[i] = 0;
+      }
+      this.#current = slot;
+    }
+    const i = slot % n;
+    this.#total[i]!++;
+    if (slow) {
+      this.#slow[i]!++;
+      this.#slowSum++;
+    }
+  }
+
+  totals(): { total: number; slow: number } {
+    let total = 0;
+    for (const t of this.#total) total += t;
+    return { total, slow: this.#slowSum };
+  }
+
+  clear(): void {
+    this.#total.fill(0);
+    this.#slow.fill(0);
+    this.#slowSum = 0;
   }
 }
