@@ -6,6 +6,7 @@ import { EXIT, processIo, reportError, type Io } from './output.ts';
 import { ls } from './commands/ls.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
+import { serve, lock, type ServeFlags } from './commands/serve.ts';
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
 
@@ -116,6 +117,40 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (o.timeout !== undefined) flags.timeout = o.timeout;
     if (o.verbose !== undefined) flags.verbose = o.verbose;
     return run(() => call(io, extension, stage, flags))();
+  });
+
+  const serveFlags = (o: HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string }): ServeFlags => {
+    const flags: ServeFlags = { ...hostFlags(o) };
+    if (o.frozenLockfile !== undefined) flags.frozenLockfile = o.frozenLockfile;
+    if (o.lockfile !== undefined) flags.lockfile = o.lockfile;
+    if (o.watch !== undefined) flags.watch = o.watch;
+    if (o.stopTimeout !== undefined) flags.stopTimeout = o.stopTimeout;
+    return flags;
+  };
+
+  withHostOptions(
+    program
+      .command('serve')
+      .description('run the host over the plugin directories, hot-reloading them, until SIGINT/SIGTERM')
+      .option('--frozen-lockfile', 'refuse extensions that drift from plinth.lock.json')
+      .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)')
+      .option('--no-watch', 'do not watch the plugin directories')
+      .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)'),
+  ).action(function (this: Command) {
+    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string }>();
+    json = o.json ?? false;
+    return run(() => serve(io, serveFlags(o)))();
+  });
+
+  withHostOptions(
+    program
+      .command('lock')
+      .description('resolve the plugin directories and write plinth.lock.json (id → version, path, digest)')
+      .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)'),
+  ).action(function (this: Command) {
+    const o = this.opts<HostOptions & { lockfile?: string }>();
+    json = o.json ?? false;
+    return run(() => lock(io, serveFlags(o)))();
   });
 
   try {

@@ -135,13 +135,13 @@ async function readConfigFile(file: string): Promise<Doc> {
  * Loads the host configuration. A missing default file is fine (every key has a default); a file named by
  * --config or PLINTH_CONFIG must exist.
  */
-export async function loadHostConfig(options: { cwd?: string; env?: NodeJS.ProcessEnv; flags?: ConfigFlags } = {}): Promise<HostConfig> {
+export async function loadHostConfig(options: { cwd?: string; env?: NodeJS.ProcessEnv; flags?: ConfigFlags; /** Ignore config files: defaults, env and flags only. */ noFile?: boolean } = {}): Promise<HostConfig> {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
   const flags = options.flags ?? {};
 
   const named = flags.config ?? env.PLINTH_CONFIG;
-  const file = named !== undefined ? path.resolve(cwd, named) : await findConfigFile(cwd);
+  const file = options.noFile ? undefined : named !== undefined ? path.resolve(cwd, named) : await findConfigFile(cwd);
   const doc: Doc = file ? await readConfigFile(file) : {};
   const sources = new Map<string, string>();
   if (file) {

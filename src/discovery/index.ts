@@ -13,6 +13,8 @@ export interface DiscoveredExtension {
   dir: string;
   pluginDir: string;
   pkg: ExtensionPackage;
+  /** Position in discovery order: lower wins ties between copies of one id. */
+  order: number;
 }
 
 export interface DiscoveryFailure {
@@ -68,7 +70,7 @@ async function candidateFolders(pluginDir: string, errors: PlinthError[]): Promi
   return list(pluginDir, '');
 }
 
-async function inspectFolder(folder: string, dir: string, pluginDir: string): Promise<DiscoveredExtension | DiscoveryFailure | undefined> {
+async function inspectFolder(folder: string, dir: string, pluginDir: string): Promise<Omit<DiscoveredExtension, 'order'> | DiscoveryFailure | undefined> {
   let raw: unknown;
   try {
     raw = await readPackageJson(dir);
@@ -91,9 +93,9 @@ async function inspectFolder(folder: string, dir: string, pluginDir: string): Pr
 }
 
 /**
- * Discovers the extensions of `pluginDirs`. When one id is found more than once, the copy in the plugin
- * directory listed first wins (like PATH); within one directory, the folder whose name sorts first. Every
- * other copy is reported as PLINTH_ERR_DUPLICATE_EXTENSION naming both folders.
+ * Discovers the extensions of `pluginDirs`. Every valid copy is returned, in discovery order (plugin directories
+ * as listed, folders sorted by name within each): when one id is installed more than once, dependency resolution
+ * chooses the copy (src/resolve), with this order breaking ties.
  */
 export async function discoverExtensions(pluginDirs: string[]): Promise<DiscoveryResult> {
   const result: DiscoveryResult = { extensions: [], failures: [], directoryErrors: [] };
@@ -113,26 +115,10 @@ export async function discoverExtensions(pluginDirs: string[]): Promise<Discover
     const found = await Promise.all(folders.map(([folder, dir]) => inspectFolder(folder, dir, pluginDir)));
     for (const f of found) {
       if (f === undefined) continue;
-      if ('error' in f) {
-        result.failures.push(f);
-        continue;
-      }
-      const winner = result.extensions.find((e) => e.id === f.id);
-      if (!winner) {
-        result.extensions.push(f);
-        continue;
-      }
-      result.failures.push({
-        id: f.id,
-        dir: f.dir,
-        pluginDir,
-        error: new PlinthError('PLINTH_ERR_DUPLICATE_EXTENSION', `extension ${f.id} is in both ${winner.dir} (${winner.version}, used) and ${f.dir} (${f.version}, ignored)`, {
-          extension: f.id,
-          file: f.dir,
-          hint: 'remove one copy, or order --plugins so the directory whose copy you want comes first',
-        }),
-      });
+      if ('error' in f) result.failures.push(f);
+      else result.extensions.push({ ...f, order: result.extensions.length });
     }
   }
   return result;
 }
+export { watchPluginDirs, type PluginWatcher, type WatchOptions } from './watch.ts';

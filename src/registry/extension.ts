@@ -34,6 +34,10 @@ export interface ExtensionInfo {
 
 export interface ManagedExtensionOptions {
   pkg: ExtensionPackage;
+  /** Digest of the verified file list: what "changed on disk" is measured against. */
+  digest: string;
+  /** Under which key its limits are reserved in the host budget (two versions overlap during a swap). */
+  budgetKey: string;
   config: Record<string, Json>;
   defaults: HostConfig['defaults'];
   makeSandbox: SandboxMaker;
@@ -50,6 +54,8 @@ export class ManagedExtension {
   readonly id: string;
   readonly version: string;
   readonly pkg: ExtensionPackage;
+  readonly digest: string;
+  readonly budgetKey: string;
   readonly breaker: Breaker;
   readonly #options: ManagedExtensionOptions;
   readonly #bulkhead: Bulkhead;
@@ -70,10 +76,15 @@ export class ManagedExtension {
   #probeSuccesses = 0;
   #stopping = false;
   #restarting: Promise<void> | undefined;
+  /** Calls accepted and not yet settled; drain() waits for it to reach 0 (blue/green swap). */
+  #inflight = 0;
+  #drained: Array<() => void> = [];
 
   constructor(options: ManagedExtensionOptions) {
     this.#options = options;
     this.pkg = options.pkg;
+    this.digest = options.digest;
+    this.budgetKey = options.budgetKey;
     this.id = options.pkg.id;
     this.version = options.pkg.version;
     const m = options.pkg.manifest;
@@ -257,6 +268,36 @@ export class ManagedExtension {
     const signal = request.signal ? AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
     const timedOut = () => new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, stage ${stage}: no result within ${timeoutMs} ms (waiting for a free slot or a restart)`, { extension: this.id });
 
+    this.#inflight++;
+    try {
+      return await this.#run(stage, value, request, schemas, signal, deadline, timedOut);
+    } finally {
+      if (--this.#inflight === 0) for (const resolve of this.#drained.splice(0)) resolve();
+    }
+  }
+
+  /** Resolves when no call is in flight, or after `timeoutMs` (then returns false). */
+  drain(timeoutMs: number): Promise<boolean> {
+    if (this.#inflight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      timer.unref();
+      this.#drained.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  #run(
+    stage: string,
+    value: Json,
+    request: CallRequest,
+    schemas: NonNullable<ExtensionPackage['schemas']['stages'][string]>,
+    signal: AbortSignal,
+    deadline: number,
+    timedOut: () => PlinthError,
+  ): Promise<Json> {
     return this.breaker.run(async () => {
       await this.#whenServing(signal).catch((err: unknown) => {
         throw isPlinthError(err) ? err : timedOut();

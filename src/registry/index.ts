@@ -1,9 +1,12 @@
-// The registry of extensions. For now: the first lifecycle steps (discovered → validated → verified, or
-// failed with its reason) that `plinth ls` shows; starting and hot reload build on these records.
-import { PlinthError, isPlinthError } from '../errors.ts';
-import { discoverExtensions } from '../discovery/index.ts';
+// The registry of extensions (DESIGN.md §2): lifecycle states, and the records `plinth ls` shows.
+import { pino } from 'pino';
+import type { PlinthError } from '../errors.ts';
 import type { ExtensionPackage, Runtime } from '../manifest/index.ts';
-import { verifyExtension, emptyTrustStore, loadTrustStore, type TrustPolicy, type TrustStore } from '../trust/index.ts';
+import { emptyTrustStore, loadTrustStore, type TrustPolicy, type TrustStore } from '../trust/index.ts';
+import { loadHostConfig } from '../config/index.ts';
+import { LocalBus } from '../events/index.ts';
+import { Budget } from '../resilience/index.ts';
+import { Registry } from './registry.ts';
 
 /** DESIGN.md §2 lifecycle states, in order. */
 export const STATES = ['discovered', 'validated', 'verified', 'resolved', 'starting', 'active', 'degraded', 'stopping', 'stopped', 'failed'] as const;
@@ -37,35 +40,23 @@ export async function loadTrustStoreFor(storeFile: string | undefined, policy: T
   return storeFile === undefined || policy === 'off' ? emptyTrustStore() : loadTrustStore(storeFile);
 }
 
-/** Discovers, validates and verifies every extension of `pluginDirs`; never throws for one extension's fault. */
+/**
+ * Everything short of starting: discovers, validates and verifies every copy, and resolves dependencies.
+ * A copy that would be started is `verified`; anything else is `failed` with its reason (shadowed copies
+ * with PLINTH_ERR_DUPLICATE_EXTENSION). Never throws for one extension's fault.
+ */
 export async function scanExtensions(pluginDirs: string[], store: TrustStore, policy: TrustPolicy): Promise<ScanResult> {
-  const found = await discoverExtensions(pluginDirs);
-  const records: ExtensionRecord[] = found.failures.map((f) => ({
-    id: f.id,
-    version: undefined,
-    runtime: undefined,
-    dir: f.dir,
-    state: 'failed',
-    trust: undefined,
-    error: f.error,
-    pkg: undefined,
-  }));
-  const verified = await Promise.all(
-    found.extensions.map(async (e): Promise<ExtensionRecord> => {
-      const base = { id: e.id, version: e.version, runtime: e.pkg.manifest.runtime, dir: e.dir, pkg: e.pkg };
-      if (policy === 'off') return { ...base, state: 'verified', trust: { status: 'unchecked' }, error: undefined };
-      try {
-        const v = await verifyExtension(e.dir, store, e.id);
-        return { ...base, state: 'verified', trust: { status: 'trusted', publisher: v.publisher, keyId: v.keyId }, error: undefined };
-      } catch (err) {
-        const error = isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_SIG_MALFORMED', `extension ${e.id}: ${(err as Error).message}`, { extension: e.id, file: e.dir, cause: err });
-        if (policy === 'warn') return { ...base, state: 'verified', trust: { status: 'untrusted', error }, error: undefined };
-        // Refused: the record keeps no package, so nothing downstream can start it.
-        return { ...base, pkg: undefined, state: 'failed', trust: undefined, error };
-      }
-    }),
-  );
-  records.push(...verified);
-  records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : 1));
-  return { extensions: records, directoryErrors: found.directoryErrors };
+  const config = await loadHostConfig({ env: {}, noFile: true });
+  const registry = new Registry({
+    config: { ...config, plugins: pluginDirs, trust: { store: undefined, policy } },
+    log: pino({ level: 'silent' }),
+    bus: new LocalBus(),
+    budget: new Budget(config.budget),
+    kv: () => new Map(),
+    env: {},
+    trustStore: store,
+  });
+  return registry.inspect();
 }
+
+export { Registry, HOST_API_VERSION, type RegistryEntry, type RegistryOptions } from './registry.ts';

@@ -8,6 +8,7 @@ import packageSchema from '../../schemas/extension-package.schema.json' with { t
 import signatureSchema from '../../schemas/signature.schema.json' with { type: 'json' };
 import trustStoreSchema from '../../schemas/trust-store.schema.json' with { type: 'json' };
 import hostConfigSchema from '../../schemas/host-config.schema.json' with { type: 'json' };
+import lockfileSchema from '../../schemas/lockfile.schema.json' with { type: 'json' };
 import type { Problem } from '../errors.ts';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -22,7 +23,7 @@ function addPlinthFormats(ajv: Ajv2020): Ajv2020 {
 
 /** Validates Plinth's own documents; `useDefaults` fills in the defaults the schemas declare. */
 const own = addPlinthFormats(new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true, verbose: true }));
-for (const s of [manifestSchema, packageSchema, signatureSchema, trustStoreSchema, hostConfigSchema]) own.addSchema(s);
+for (const s of [manifestSchema, packageSchema, signatureSchema, trustStoreSchema, hostConfigSchema, lockfileSchema]) own.addSchema(s);
 
 function validatorFor(id: string): ValidateFunction {
   const fn = own.getSchema(id);
@@ -35,6 +36,7 @@ export const validators = {
   signature: validatorFor('https://plinth.dev/schemas/signature.schema.json'),
   trustStore: validatorFor('https://plinth.dev/schemas/trust-store.schema.json'),
   hostConfig: validatorFor('https://plinth.dev/schemas/host-config.schema.json'),
+  lockfile: validatorFor('https://plinth.dev/schemas/lockfile.schema.json'),
 } as const;
 
 /**

@@ -8,10 +8,10 @@ import { makePublisher, pluginDir, tempDir, trustStore } from '../helpers.ts';
 
 const alice = makePublisher('alice');
 
-/** basic (signed by alice), scoped (unsigned), tampered (signed, then changed). */
+/** plain (signed by alice), scoped (unsigned). */
 async function mixedDir(): Promise<string> {
-  const dir = await pluginDir(await tempDir(), { basic: 'basic', '@acme/scoped': 'scoped' });
-  await signExtension(path.join(dir, 'basic'), alice.privateKey, 'alice');
+  const dir = await pluginDir(await tempDir(), { plain: 'plain', '@acme/scoped': 'scoped' });
+  await signExtension(path.join(dir, 'plain'), alice.privateKey, 'alice');
   return dir;
 }
 
@@ -20,8 +20,8 @@ describe('scan with trust policy', () => {
     const dir = await mixedDir();
     const { extensions } = await scanExtensions([dir], trustStore([alice]), 'required');
     const byId = Object.fromEntries(extensions.map((e) => [e.id, e]));
-    assert.equal(byId['basic-ext']!.state, 'verified');
-    assert.deepEqual(byId['basic-ext']!.trust, { status: 'trusted', publisher: 'alice', keyId: alice.keyId });
+    assert.equal(byId['plain-ext']!.state, 'verified');
+    assert.deepEqual(byId['plain-ext']!.trust, { status: 'trusted', publisher: 'alice', keyId: alice.keyId });
     assert.equal(byId['@acme/scoped-ext']!.state, 'failed');
     assert.equal(byId['@acme/scoped-ext']!.error!.code, 'PLINTH_ERR_SIG_MISSING');
     assert.equal(byId['@acme/scoped-ext']!.pkg, undefined);
@@ -29,7 +29,7 @@ describe('scan with trust policy', () => {
 
   it('warn: verification failures load as untrusted with the reason', async () => {
     const dir = await mixedDir();
-    await writeFile(path.join(dir, 'basic', 'index.js'), 'tampered');
+    await writeFile(path.join(dir, 'plain', 'index.js'), 'tampered');
     const { extensions } = await scanExtensions([dir], trustStore([alice]), 'warn');
     for (const e of extensions) {
       assert.equal(e.state, 'verified');
@@ -45,14 +45,17 @@ describe('scan with trust policy', () => {
     assert.deepEqual(extensions.map((e) => [e.state, e.trust!.status]), [['verified', 'unchecked'], ['verified', 'unchecked']]);
   });
 
-  it('manifest failures and duplicates appear as failed records beside the good ones', async () => {
-    const dir = await pluginDir(await tempDir(), { basic: 'basic', bad: 'bad-manifest', dup: 'basic' });
-    await signExtension(path.join(dir, 'basic'), alice.privateKey, 'alice');
+  it('manifest failures, shadowed copies and dependency failures appear as failed records beside the good ones', async () => {
+    const dir = await pluginDir(await tempDir(), { plain: 'plain', bad: 'bad-manifest', dup: 'plain', basic: 'basic' });
+    for (const d of ['plain', 'dup', 'basic']) await signExtension(path.join(dir, d), alice.privateKey, 'alice');
     const { extensions } = await scanExtensions([dir], trustStore([alice]), 'required');
-    assert.deepEqual(extensions.map((e) => [e.id, e.state, e.error?.code ?? null]), [
-      ['bad-manifest', 'failed', 'PLINTH_ERR_MANIFEST_INVALID'],
-      ['basic-ext', 'verified', null],
-      ['basic-ext', 'failed', 'PLINTH_ERR_DUPLICATE_EXTENSION'],
+    assert.deepEqual(extensions.map((e) => [e.id, path.basename(e.dir), e.state, e.error?.code ?? null]), [
+      ['bad-manifest', 'bad', 'failed', 'PLINTH_ERR_MANIFEST_INVALID'],
+      // basic-ext needs other-ext ^2.1.0, which is not installed.
+      ['basic-ext', 'basic', 'failed', 'PLINTH_ERR_DEPENDENCY_MISSING'],
+      // Two copies of plain-ext 1.0.0: the folder that sorts first wins.
+      ['plain-ext', 'dup', 'verified', null],
+      ['plain-ext', 'plain', 'failed', 'PLINTH_ERR_DUPLICATE_EXTENSION'],
     ]);
   });
 });

@@ -51,7 +51,7 @@ export async function call(io: Io, extension: string, stage: string, flags: Call
   if (config.plugins.length === 0) throw usageError('no plugin directories given', 'pass --plugins <dir>[,<dir>…] or set `plugins` in plinth.config.yaml');
   // Operators' logs go to stderr; without --verbose only warnings and errors, so stdout stays the output.
   const logger = pino({ level: flags.verbose ? config.log.level : 'warn', base: undefined }, pino.destination(2));
-  const host = await startHost(config, { logger, only: [extension] });
+  const host = await startHost(config, { logger });
   try {
     const ext = host.get(extension);
     if (ext && ext.state !== 'active') {

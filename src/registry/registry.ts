@@ -1,0 +1,442 @@
+// The registry (DESIGN.md §2, §3): every installed copy is discovered, validated and verified; dependency
+// resolution picks one copy per id and the start order; extensions start level by level (a level in parallel),
+// stop in reverse, and a re-scan is reconciled with what runs — added, removed, and changed extensions, the last
+// swapped blue/green: the new version starts beside the old, takes new calls once active, and the old one stops
+// after its in-flight calls finish. A broken new version never replaces a working old one.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { PlinthError, isPlinthError } from '../errors.ts';
+import type { HostConfig } from '../config/index.ts';
+import { topicWord, type LocalBus } from '../events/index.ts';
+import type { Json } from '../sdk/index.ts';
+import type { Budget } from '../resilience/index.ts';
+import { discoverExtensions, type DiscoveredExtension } from '../discovery/index.ts';
+import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } from '../trust/index.ts';
+import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
+import { createContextHandler, createSandbox } from '../sandbox/index.ts';
+import { toProblems } from '../schema/index.ts';
+import { ManagedExtension, type ExtensionInfo, type SandboxMaker } from './extension.ts';
+import type { ExtensionRecord, TrustStatus } from './index.ts';
+import type { Runtime } from '../manifest/index.ts';
+
+/** The host API version extensions' `engines.plinth` ranges are matched against. */
+export const HOST_API_VERSION = '1.0.0';
+
+/** Listing entry: a supervised extension, or one that never got that far (failed, refused, shadowed, disabled). */
+export type RegistryEntry = ExtensionInfo & {
+  path: string;
+  /** A newer copy on disk that could not replace the running one (the running one keeps serving). */
+  reloadError?: ReturnType<PlinthError['toJSON']>;
+};
+
+/** One installed copy that passed validation and trust. */
+interface Copy {
+  found: DiscoveredExtension;
+  trust: TrustStatus;
+  digest: string;
+  candidate: Candidate;
+}
+
+interface ScanResult {
+  copies: Map<Candidate, Copy>;
+  resolution: Resolution;
+  /** Listing entries for copies that failed before resolution, and for shadowed copies. */
+  rejected: RegistryEntry[];
+  /** Ids whose copies on disk all failed validation or trust, with the first reason. */
+  broken: Map<string, PlinthError>;
+  directoryErrors: PlinthError[];
+}
+
+export interface RegistryOptions {
+  config: HostConfig;
+  log: Logger;
+  bus: LocalBus;
+  budget: Budget;
+  kv: (id: string) => Map<string, Json>;
+  env: NodeJS.ProcessEnv;
+  trustStore: TrustStore;
+  makeSandbox?: SandboxMaker;
+  backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  /** Refuse extensions that drift from this lockfile (`--frozen-lockfile`). */
+  frozenLockfile?: string;
+  /** How long an old version may take to finish in-flight calls during a swap, and to stop. */
+  drainMs?: number;
+}
+
+function entry(found: { id: string; dir: string; version?: string; runtime?: string }, state: 'failed' | 'stopped', reason: PlinthError | undefined): RegistryEntry {
+  return {
+    id: found.id,
+    version: found.version ?? '',
+    runtime: found.runtime ?? '',
+    state,
+    reason: reason ? reason.toJSON() : null,
+    since: new Date().toISOString(),
+    restarts: 0,
+    breaker: 'closed',
+    path: found.dir,
+  };
+}
+
+export class Registry {
+  readonly #o: RegistryOptions;
+  readonly #running = new Map<string, ManagedExtension>();
+  /** What runs, as resolved: for dependency edges and stop order. */
+  readonly #candidates = new Map<string, Candidate>();
+  #levelOf = new Map<string, number>();
+  #notRunning = new Map<string, RegistryEntry>();
+  readonly #reloadErrors = new Map<string, PlinthError>();
+  #stopped = false;
+
+  constructor(options: RegistryOptions) {
+    this.#o = options;
+  }
+
+  get(id: string): ManagedExtension | undefined {
+    return this.#running.get(id);
+  }
+
+  /** Why `id` is not running, if it is known at all. */
+  notRunning(id: string): RegistryEntry | undefined {
+    return this.#notRunning.get(id);
+  }
+
+  list(): RegistryEntry[] {
+    const running = [...this.#running.values()].map((e): RegistryEntry => {
+      const reloadError = this.#reloadErrors.get(e.id);
+      return { ...e.info(), path: e.pkg.dir, ...(reloadError ? { reloadError: reloadError.toJSON() } : {}) };
+    });
+    return [...running, ...this.#notRunning.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.path < b.path ? -1 : 1));
+  }
+
+  findByCapability(capability: string): ManagedExtension[] {
+    return [...this.#running.values()].filter((e) => (e.state === 'active' || e.state === 'degraded') && e.pkg.manifest.capabilities.includes(capability));
+  }
+
+  /** Discovers, validates, verifies and resolves. `keep`: running extensions whose copy on disk is now broken stay candidates. */
+  async #scan(keep: Map<string, ManagedExtension>): Promise<ScanResult> {
+    const { config, trustStore, log } = this.#o;
+    const policy: TrustPolicy = config.trust.policy;
+    const found = await discoverExtensions(config.plugins);
+    for (const e of found.directoryErrors) log.warn({ code: e.code, file: e.file }, e.message);
+    const rejected: RegistryEntry[] = found.failures.map((f) => entry(f, 'failed', f.error));
+    const broken = new Map<string, PlinthError>();
+    for (const f of found.failures) if (!broken.has(f.id)) broken.set(f.id, f.error);
+
+    const copies = new Map<Candidate, Copy>();
+    const checked = await Promise.all(
+      found.extensions.map(async (e): Promise<Copy | PlinthError> => {
+        let trust: TrustStatus;
+        let files: Record<string, string>;
+        try {
+          if (policy === 'off') {
+            trust = { status: 'unchecked' };
+            files = await hashPackageFiles(e.dir, e.id);
+          } else {
+            try {
+              const v = await verifyExtension(e.dir, trustStore, e.id);
+              trust = { status: 'trusted', publisher: v.publisher, keyId: v.keyId };
+              files = v.files;
+            } catch (err) {
+              if (policy === 'required' || !isPlinthError(err)) throw err;
+              trust = { status: 'untrusted', error: err };
+              files = await hashPackageFiles(e.dir, e.id);
+            }
+          }
+        } catch (err) {
+          return isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_SIG_MALFORMED', `extension ${e.id}: ${String(err)}`, { extension: e.id, file: e.dir });
+        }
+        const m = e.pkg.manifest;
+        const candidate: Candidate = { id: e.id, version: e.version, dir: e.dir, dependencies: m.dependencies, order: e.order, ...(e.pkg.hostRange ? { hostRange: e.pkg.hostRange } : {}) };
+        return { found: e, trust, digest: fileListDigest(files), candidate };
+      }),
+    );
+    checked.forEach((c, i) => {
+      const e = found.extensions[i]!;
+      if (c instanceof PlinthError) {
+        rejected.push(entry({ ...e, runtime: e.pkg.manifest.runtime }, 'failed', c));
+        if (!broken.has(e.id)) broken.set(e.id, c);
+      } else copies.set(c.candidate, c);
+    });
+    const usable = new Set([...copies.values()].map((c) => c.found.id));
+    for (const id of usable) broken.delete(id);
+
+    // A running extension whose copies on disk are all broken keeps serving: it stays a candidate as it is.
+    const candidates = [...copies.keys()];
+    for (const id of keep.keys()) {
+      if (!usable.has(id) && broken.has(id)) {
+        const c = this.#candidates.get(id);
+        if (c) candidates.push(c);
+      }
+    }
+
+    const unusable = new Map([...broken].filter(([id]) => !keep.has(id) || usable.has(id)));
+    let resolution = resolve(candidates, { hostVersion: HOST_API_VERSION, unusable });
+
+    if (this.#o.frozenLockfile) {
+      const lock = await readLockfile(this.#o.frozenLockfile);
+      if (!lock) {
+        throw new PlinthError('PLINTH_ERR_LOCKFILE_INVALID', `--frozen-lockfile: ${this.#o.frozenLockfile} does not exist`, { file: this.#o.frozenLockfile, hint: 'write it with `plinth lock`' });
+      }
+      const digests = new Map([...resolution.resolved].map(([id, c]) => [id, copies.get(c)?.digest ?? this.#running.get(id)?.digest ?? '']));
+      const drift = checkFrozen(lock, resolution.resolved, digests, path.dirname(this.#o.frozenLockfile));
+      const drifting = new Map<string, PlinthError>();
+      for (const d of drift) {
+        if (d.extension && resolution.resolved.has(d.extension)) drifting.set(d.extension, d);
+        else log.warn({ code: d.code }, d.message);
+      }
+      if (drifting.size > 0) resolution = resolve(candidates.filter((c) => !drifting.has(c.id)), { hostVersion: HOST_API_VERSION, unusable: new Map([...unusable, ...drifting]) });
+    }
+
+    for (const s of resolution.shadowed) {
+      const copy = copies.get(s.candidate);
+      rejected.push(
+        entry({ ...s.candidate, runtime: copy?.found.pkg.manifest.runtime ?? '' }, 'stopped', new PlinthError('PLINTH_ERR_DUPLICATE_EXTENSION', `extension ${s.candidate.id} ${s.candidate.version} at ${s.candidate.dir} is not used: ${s.reason}`, { extension: s.candidate.id, file: s.candidate.dir })),
+      );
+    }
+    return { copies, resolution, rejected, broken, directoryErrors: found.directoryErrors };
+  }
+
+  /** What `plinth ls` shows: every copy, checked up to dependency resolution, nothing started. */
+  async inspect(): Promise<{ extensions: ExtensionRecord[]; directoryErrors: PlinthError[] }> {
+    const scan = await this.#scan(new Map());
+    const records: ExtensionRecord[] = [];
+    for (const r of scan.rejected) {
+      records.push({ id: r.id, version: r.version || undefined, runtime: (r.runtime || undefined) as Runtime | undefined, dir: r.path, state: 'failed', trust: undefined, error: r.reason ? PlinthError.fromJSON(r.reason) : undefined, pkg: undefined });
+    }
+    for (const copy of scan.copies.values()) {
+      const c = copy.candidate;
+      if (scan.resolution.shadowed.some((s) => s.candidate === c)) continue; // listed among the rejected
+      const failure = scan.resolution.failed.get(c.id);
+      const base = { id: c.id, version: c.version, runtime: copy.found.pkg.manifest.runtime, dir: c.dir, trust: copy.trust };
+      if (scan.resolution.resolved.get(c.id) === c) records.push({ ...base, state: 'verified', error: undefined, pkg: copy.found.pkg });
+      else records.push({ ...base, state: 'failed', error: failure?.error, pkg: undefined });
+    }
+    records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : 1));
+    return { extensions: records, directoryErrors: scan.directoryErrors };
+  }
+
+  /** `plinth lock`: resolves and writes the lockfile; returns it with the extensions that could not be locked. */
+  async writeLockfile(file: string): Promise<{ lock: Lockfile; failed: PlinthError[] }> {
+    const scan = await this.#scan(new Map());
+    const digests = new Map([...scan.resolution.resolved].map(([id, c]) => [id, scan.copies.get(c)!.digest]));
+    const lock = buildLockfile(scan.resolution.resolved, digests, path.dirname(file), HOST_API_VERSION);
+    await writeLockfileTo(file, lock);
+    return { lock, failed: [...scan.resolution.failed.values()].map((f) => f.error) };
+  }
+
+  /** Scans and starts everything, level by level. Never throws for one extension's fault. */
+  async load(): Promise<void> {
+    const scan = await this.#scan(new Map());
+    this.#notRunning = new Map();
+    for (const r of scan.rejected) this.#notRunning.set(`${r.id} (${r.path})`, r);
+    for (const [id, f] of scan.resolution.failed) this.#notRunning.set(id, entry({ id, dir: f.candidate?.dir ?? '', version: f.candidate?.version ?? '' }, 'failed', f.error));
+    await this.#startLevels(scan, new Set(scan.resolution.resolved.keys()));
+  }
+
+  /** Starts the `ids` of a resolution in level order; a level's members start in parallel. */
+  async #startLevels(scan: ScanResult, ids: Set<string>): Promise<void> {
+    const { resolution } = scan;
+    this.#levelOf = new Map(resolution.levels.flatMap((level, i) => level.map((id) => [id, i] as const)));
+    for (const level of resolution.levels) {
+      await Promise.all(
+        level.filter((id) => ids.has(id)).map(async (id) => {
+          const candidate = resolution.resolved.get(id)!;
+          const copy = scan.copies.get(candidate);
+          if (!copy) return; // a kept running extension: nothing to start
+          // Dependencies (required, and optional ones that resolved) must be serving first.
+          for (const [dep, spec] of Object.entries(candidate.dependencies)) {
+            if (spec.optional && !resolution.resolved.has(dep)) continue;
+            const running = this.#running.get(dep);
+            if (running && (running.state === 'active' || running.state === 'degraded')) continue;
+            const cause = running?.info().reason ?? this.#notRunning.get(dep)?.reason;
+            const err = dependencyFailed(candidate, dep, cause ? PlinthError.fromJSON(cause) : new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `${dep} is not running`));
+            this.#notRunning.set(id, entry({ ...candidate, runtime: copy.found.pkg.manifest.runtime }, 'failed', err));
+            this.#o.log.error({ extension: id, code: err.code }, err.message);
+            return;
+          }
+          const managed = this.#create(copy);
+          if (!managed) return;
+          await managed.start();
+          if (managed.state !== 'active') return this.#retire(managed, 'failed');
+          this.#running.set(id, managed);
+          this.#candidates.set(id, candidate);
+          this.#notRunning.delete(id);
+        }),
+      );
+    }
+  }
+
+  /** A ManagedExtension for a copy, or undefined (recorded as failed) when trust, config or budget refuse it. */
+  #create(copy: Copy, budgetKey = copy.found.id): ManagedExtension | undefined {
+    const { config, log, budget, bus } = this.#o;
+    const pkg = copy.found.pkg;
+    const refuse = (state: 'failed' | 'stopped', reason: PlinthError | undefined): undefined => {
+      this.#notRunning.set(pkg.id, entry({ ...copy.found, runtime: pkg.manifest.runtime }, state, reason));
+      if (reason) log.error({ extension: pkg.id, code: reason.code }, reason.message);
+      return undefined;
+    };
+    const settings = config.extensions[pkg.id];
+    if (settings?.enabled === false) return refuse('stopped', undefined);
+    if (copy.trust.status !== 'trusted' && pkg.manifest.runtime === 'worker') {
+      return refuse(
+        'failed',
+        new PlinthError('PLINTH_ERR_RUNTIME_NOT_ALLOWED', `extension ${pkg.id} is not signed by a trusted publisher, so it may run only as "isolate", not "worker"`, {
+          extension: pkg.id,
+          file: path.join(pkg.dir, 'package.json'),
+          hint: 'sign it with a key in the trust store, or set "runtime": "isolate"',
+        }),
+      );
+    }
+    const extConfig = structuredClone(settings?.config ?? {}) as Record<string, Json>;
+    if (pkg.schemas.config && !pkg.schemas.config(extConfig)) {
+      return refuse(
+        'failed',
+        new PlinthError('PLINTH_ERR_EXTENSION_CONFIG_INVALID', `extension ${pkg.id}: its config does not match its configSchema`, {
+          extension: pkg.id,
+          ...(config.file ? { file: config.file } : {}),
+          problems: toProblems(pkg.schemas.config.errors).map((p) => ({ ...p, path: `/extensions/${pkg.id}/config${p.path}` })),
+        }),
+      );
+    }
+    const limits = { ...config.defaults.limits, ...pkg.manifest.limits };
+    try {
+      budget.reserve(budgetKey, pkg.id, { memoryMb: limits.memoryMb, concurrency: limits.concurrency });
+    } catch (err) {
+      return refuse('failed', err as PlinthError);
+    }
+    const dataDir = path.join(config.dataDir, 'extensions', topicWord(pkg.id));
+    const extLog = log.child({ extension: pkg.id });
+    const context = createContextHandler({
+      extension: pkg.id,
+      dataDir,
+      permissions: pkg.manifest.permissions,
+      emit: (topic, payload) => bus.publish(topic, payload, pkg.id),
+      log: (level, message, fields) => extLog[level]({ ...fields, from: 'extension' }, message),
+      kv: this.#o.kv(pkg.id),
+      env: this.#o.env,
+    });
+    const managed = new ManagedExtension({
+      pkg,
+      digest: copy.digest,
+      budgetKey,
+      config: extConfig,
+      defaults: config.defaults,
+      makeSandbox: this.#o.makeSandbox ?? ((spec, ctx) => createSandbox(pkg.manifest.runtime, spec, ctx)),
+      context: async (op) => {
+        if (op.op.startsWith('fs.')) await mkdir(dataDir, { recursive: true });
+        return context(op);
+      },
+      events: bus,
+      log: (level, message, fields) => log[level]({ ...fields }, message),
+      ...(this.#o.backoff ? { backoff: this.#o.backoff } : {}),
+    });
+    return managed;
+  }
+
+  /** Records a ManagedExtension that is no longer (or never was) serving, and releases its budget. */
+  #retire(managed: ManagedExtension, state: 'failed' | 'stopped', reason?: PlinthError): void {
+    this.#o.budget.release(managed.budgetKey);
+    const info = managed.info();
+    this.#notRunning.set(managed.id, {
+      ...info,
+      state: state === 'failed' ? 'failed' : info.state === 'failed' ? 'failed' : 'stopped',
+      ...(reason ? { reason: reason.toJSON() } : {}),
+      path: managed.pkg.dir,
+    });
+  }
+
+  /**
+   * Re-scans the plugin directories and brings what runs in line: removed extensions (and dependents that no
+   * longer resolve) stop, dependents first; changed ones are swapped blue/green; new ones start in order.
+   */
+  async reconcile(): Promise<void> {
+    if (this.#stopped) return;
+    const { log } = this.#o;
+    const scan = await this.#scan(new Map(this.#running));
+    const { resolution } = scan;
+    const rejected = new Map<string, RegistryEntry>();
+    for (const r of scan.rejected) rejected.set(`${r.id} (${r.path})`, r);
+
+    // Running extensions whose copy on disk is broken keep serving; remember why the new one was refused.
+    this.#reloadErrors.clear();
+    for (const [id, err] of scan.broken) if (this.#running.has(id) && resolution.resolved.has(id)) this.#reloadErrors.set(id, err);
+
+    // 1. Stop what no longer resolves, dependents (higher levels) first.
+    const leaving = [...this.#running.keys()].filter((id) => !resolution.resolved.has(id)).sort((a, b) => (this.#levelOf.get(b) ?? 0) - (this.#levelOf.get(a) ?? 0));
+    for (const id of leaving) {
+      const managed = this.#running.get(id)!;
+      const failure = resolution.failed.get(id);
+      this.#running.delete(id);
+      this.#candidates.delete(id);
+      await managed.stop(this.#o.drainMs ?? 5000);
+      this.#o.budget.release(managed.budgetKey);
+      if (failure) log.warn({ extension: id, code: failure.error.code }, `stopped: ${failure.error.message}`);
+      else log.info({ extension: id }, 'removed from the plugin directories: stopped');
+    }
+
+    // 2. Listing entries for what did not make it this time (removed extensions are dropped).
+    this.#notRunning = rejected;
+    for (const [id, f] of resolution.failed) if (!this.#running.has(id)) this.#notRunning.set(id, entry({ id, dir: f.candidate?.dir ?? '', version: f.candidate?.version ?? '' }, 'failed', f.error));
+
+    // 3. Swap changed extensions and start new ones, in dependency order.
+    const starting = new Set<string>();
+    const swaps: Array<[string, Candidate]> = [];
+    for (const [id, candidate] of resolution.resolved) {
+      const running = this.#running.get(id);
+      const copy = scan.copies.get(candidate);
+      if (!running) starting.add(id);
+      else if (copy && (copy.found.dir !== running.pkg.dir || copy.found.version !== running.version || copy.digest !== running.digest)) swaps.push([id, candidate]);
+    }
+    this.#levelOf = new Map(resolution.levels.flatMap((level, i) => level.map((id) => [id, i] as const)));
+    swaps.sort(([a], [b]) => (this.#levelOf.get(a) ?? 0) - (this.#levelOf.get(b) ?? 0));
+    for (const [id, candidate] of swaps) await this.#swap(id, candidate, scan.copies.get(candidate)!);
+    if (starting.size > 0) await this.#startLevels(scan, starting);
+  }
+
+  /** Blue/green: start the new copy beside the old; once active it takes new calls and the old one drains and stops. */
+  async #swap(id: string, candidate: Candidate, copy: Copy): Promise<void> {
+    const { log } = this.#o;
+    const old = this.#running.get(id)!;
+    const next = this.#create(copy, `${id}#${copy.digest}`);
+    if (!next) {
+      // #create recorded the refusal under the id; the old version keeps serving and keeps its listing.
+      const refusal = this.#notRunning.get(id);
+      this.#notRunning.delete(id);
+      if (refusal?.reason) this.#reloadErrors.set(id, PlinthError.fromJSON(refusal.reason));
+      return;
+    }
+    await next.start();
+    if (next.state !== 'active') {
+      const reason = next.info().reason;
+      await next.stop(1000);
+      this.#o.budget.release(next.budgetKey);
+      const err = reason ? PlinthError.fromJSON(reason) : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${id} ${copy.found.version} did not start`, { extension: id });
+      this.#reloadErrors.set(id, err);
+      log.error({ extension: id, version: copy.found.version, code: err.code }, `new version refused, ${old.version} keeps serving: ${err.message}`);
+      return;
+    }
+    this.#running.set(id, next);
+    this.#candidates.set(id, candidate);
+    log.info({ extension: id, from: old.version, to: next.version }, `swapped ${old.version} → ${next.version}`);
+    const drained = await old.drain(this.#o.drainMs ?? 5000);
+    if (!drained) log.warn({ extension: id, version: old.version }, 'old version still had calls in flight when its drain time ran out');
+    await old.stop(this.#o.drainMs ?? 5000);
+    this.#o.budget.release(old.budgetKey);
+  }
+
+  /** Stops everything in reverse dependency order, each time-boxed; never throws. */
+  async stopAll(timeoutMs: number): Promise<void> {
+    this.#stopped = true;
+    const byLevel = new Map<number, ManagedExtension[]>();
+    for (const [id, m] of this.#running) {
+      const level = this.#levelOf.get(id) ?? 0;
+      byLevel.set(level, [...(byLevel.get(level) ?? []), m]);
+    }
+    for (const level of [...byLevel.keys()].sort((a, b) => b - a)) {
+      await Promise.all(byLevel.get(level)!.map((m) => m.stop(timeoutMs).catch((err: unknown) => this.#o.log.error({ extension: m.id }, `stop failed: ${String(err)}`))));
+    }
+    for (const m of this.#running.values()) this.#retire(m, 'stopped');
+    this.#running.clear();
+  }
+}
