@@ -12,7 +12,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_MAIN_NOT_SET: "An extension's package.json has no `main` naming its entry module.",
   PLINTH_ERR_MAIN_NOT_FOUND: "The file named by an extension's `main` does not exist inside its folder.",
   PLINTH_ERR_STAGE_SCHEMA_INVALID: "A stage's input/output schema or the configSchema is not a valid JSON Schema.",
-  PLINTH_ERR_DUPLICATE_EXTENSION: 'The same extension id was found in two folders; the first plugin directory listed wins.',
+  PLINTH_ERR_DUPLICATE_EXTENSION: 'The extension id is installed more than once and this copy is not the one dependency resolution chose.',
   PLINTH_ERR_SIG_MISSING: 'The extension has no plinth.sig and the trust policy is `required`.',
   PLINTH_ERR_SIG_MALFORMED: 'plinth.sig is not valid JSON or does not match schemas/signature.schema.json.',
   PLINTH_ERR_SIG_INVALID: 'The Ed25519 signature in plinth.sig does not verify against the publisher key.',

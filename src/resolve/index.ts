@@ -21,7 +21,7 @@
 //    PLINTH_ERR_DEPENDENCY_UNSATISFIED: "report-gen 1.2.0 needs audit-log ^3.0.0; installed: 2.4.1 at
 //    plugins/audit-log" (every installed copy, version ascending, dirs as given).
 // 6. Conflict. When every range is satisfiable alone but no single copy satisfies all dependents together, the id
-//    itself takes its highest copy, and each dependent that copy does not satisfy fails with
+//    itself takes the copy that satisfies the most dependents (the highest on a tie), and each dependent that copy does not satisfy fails with
 //    PLINTH_ERR_DEPENDENCY_CONFLICT listing every demand and every installed copy ("report-gen 1.2.0 needs
 //    audit-log ^3.0.0, billing 2.0.0 needs audit-log ^2.0.0; installed: 2.4.1 at …, 3.1.0 at …"). Satisfied
 //    dependents and unrelated extensions still start.
@@ -450,7 +450,17 @@ export function resolve(candidates: Candidate[], options: ResolveOptions): Resol
       const list = demands.get(id) ?? [];
       const current = chosen(id)!;
       if (list.every((d) => satisfies(current.version, d.range))) continue;
+      // The copy that satisfies the most dependents; on a tie the highest (usable is sorted highest first).
+      const eligible = e.usable.filter((u) => includePrerelease || !u.prerelease || !e.hasRelease);
       let pick = e.usable[preferredIndex(e)]!;
+      let best = -1;
+      for (const u of eligible.length > 0 ? eligible : e.usable) {
+        const n = list.filter((d) => satisfies(u.version, d.range)).length;
+        if (n > best) {
+          best = n;
+          pick = u;
+        }
+      }
       let losers = list.filter((d) => !satisfies(pick.version, d.range));
       if (losers.length === 0) {
         // Only reachable if the jump budget ran out; failing against the current choice still makes progress.

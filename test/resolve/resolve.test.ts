@@ -324,6 +324,22 @@ describe('resolve: several copies of one id', () => {
     assert.deepEqual(r.levels, [['audit-log', 'unrelated'], ['report-gen']]);
   });
 
+  it('in a conflict the copy that satisfies the most dependents runs, not a higher one nobody asked for', () => {
+    const r = run([
+      cand('x', '1.0.0', { lib: '^1.0.0' }),
+      cand('y', '1.0.0', { lib: '^2.0.0' }),
+      cand('z', '1.0.0', { lib: '^2.0.0' }),
+      cand('lib', '1.0.0', {}, { dir: 'p/lib1' }),
+      cand('lib', '2.0.0', {}, { dir: 'p/lib2' }),
+      cand('lib', '3.0.0', {}, { dir: 'p/lib3' }),
+    ]);
+    assert.equal(versionOf(r, 'lib'), '2.0.0');
+    assert.equal(versionOf(r, 'y'), '1.0.0');
+    assert.equal(versionOf(r, 'z'), '1.0.0');
+    assert.equal(failure(r, 'x').code, 'PLINTH_ERR_DEPENDENCY_CONFLICT');
+    assert.ok(failure(r, 'x').message.endsWith('lib 2.0.0 was chosen'), failure(r, 'x').message);
+  });
+
   it('ranges that overlap are no conflict: the highest version inside every range is chosen', () => {
     const r = run([
       cand('report-gen', '1.2.0', { 'audit-log': '>=2.0.0' }),
