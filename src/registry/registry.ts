@@ -225,9 +225,30 @@ export class Registry {
     return { lock, failed: [...scan.resolution.failed.values()].map((f) => f.error) };
   }
 
+  /**
+   * Publishes the steps before `starting` for the copies about to start (DESIGN.md §2: every transition is an
+   * event): `discovered`, `validated` (manifest and schemas), `verified` (trust), `resolved` (dependencies).
+   * Failures before start are published as `failed` with their reason.
+   */
+  #announce(scan: ScanResult, ids: Set<string>): void {
+    const { bus } = this.#o;
+    const publish = (id: string, version: string, state: string, previous: string | null, reason: PlinthError | undefined) =>
+      void bus.publish(`extension.${topicWord(id)}.${state}`, { id, version, state, previous, reason: reason ? (reason.toJSON() as Json) : null }, 'host');
+    for (const [id, candidate] of scan.resolution.resolved) {
+      if (!ids.has(id) || !scan.copies.has(candidate)) continue;
+      let previous: string | null = null;
+      for (const state of ['discovered', 'validated', 'verified', 'resolved']) {
+        publish(id, candidate.version, state, previous, undefined);
+        previous = state;
+      }
+    }
+    for (const [id, f] of scan.resolution.failed) if (!this.#running.has(id)) publish(id, f.candidate?.version ?? '', 'failed', null, f.error);
+  }
+
   /** Scans and starts everything, level by level. Never throws for one extension's fault. */
   async load(): Promise<void> {
     const scan = await this.#scan(new Map());
+    this.#announce(scan, new Set(scan.resolution.resolved.keys()));
     this.#notRunning = new Map();
     for (const r of scan.rejected) this.#notRunning.set(`${r.id} (${r.path})`, r);
     for (const [id, f] of scan.resolution.failed) this.#notRunning.set(id, entry({ id, dir: f.candidate?.dir ?? '', version: f.candidate?.version ?? '' }, 'failed', f.error));
@@ -390,6 +411,7 @@ export class Registry {
     }
     this.#levelOf = new Map(resolution.levels.flatMap((level, i) => level.map((id) => [id, i] as const)));
     swaps.sort(([a], [b]) => (this.#levelOf.get(a) ?? 0) - (this.#levelOf.get(b) ?? 0));
+    this.#announce(scan, new Set([...starting, ...swaps.map(([id]) => id)]));
     for (const [id, candidate] of swaps) await this.#swap(id, candidate, scan.copies.get(candidate)!);
     if (starting.size > 0) await this.#startLevels(scan, starting);
   }

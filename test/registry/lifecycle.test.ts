@@ -27,6 +27,8 @@ describe('start and stop order', () => {
       const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((id) => started.get(id)!);
       assert.ok(a!.t1 <= b!.t0 && b!.t1 <= c!.t0, 'each dependency finished starting before its dependent began');
       assert.ok(a!.t0 < d!.t1 && d!.t0 < a!.t1, 'independent a and d started at the same time');
+      const lifecycle = w.events.filter((e) => e.topic.startsWith('extension.a.')).map((e) => e.topic.split('.')[2]);
+      assert.deepEqual(lifecycle, ['discovered', 'validated', 'verified', 'resolved', 'starting', 'active'], 'every transition is an event');
       const ordered = w.events.filter((e) => e.topic.startsWith('extension.') && e.topic.endsWith('.active')).map((e) => e.topic.split('.')[1]);
       assert.ok(ordered.indexOf('a') < ordered.indexOf('b') && ordered.indexOf('b') < ordered.indexOf('c'));
     } finally {
