@@ -484,7 +484,7 @@ export class IsolateSandbox implements Sandbox {
       callId,
       kind,
       ...(name === undefined ? {} : { name }),
-      ...(input === undefined ? {} : { input }),
+      ...(input === undefined ? {} : { inputJson: JSON.stringify(input) }),
       timeoutMs,
       cpuLimitMs: this.#cpuLimitMs ?? timeoutMs,
       ...(options.runId === undefined ? {} : { runId: options.runId }),

@@ -262,14 +262,19 @@ function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): vo
   }
 }
 
-function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string; input?: Json; timeoutMs: number; cpuLimitMs: number; runId?: string; traceId?: string }): Promise<InvokeResult> {
+function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string; inputJson?: string; timeoutMs: number; cpuLimitMs: number; runId?: string; traceId?: string }): Promise<InvokeResult> {
   const dispatch = g.dispatch;
   if (g.dead || !dispatch) return Promise.reject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `extension ${g.spec.id}: its isolate is gone`, { extension: g.spec.id }));
-  const inputJson = p.input === undefined ? '' : JSON.stringify(p.input);
+  const inputJson = p.inputJson ?? '';
   const meta = JSON.stringify({ runId: p.runId ?? null, traceId: p.traceId ?? '' });
   return track(g, p.callId, p.kind, p.timeoutMs, p.cpuLimitMs, (call) => {
     dispatch.apply(undefined, ['run', p.callId, p.kind, p.name ?? '', inputJson, meta], { timeout: Math.max(1, p.timeoutMs) }).then(
-      () => undefined,
+      // A call that finished synchronously returns "status:text"; an async one reports through hostDone later.
+      (outcome: unknown) => {
+        if (typeof outcome !== 'string' || outcome === '') return;
+        const colon = outcome.indexOf(':');
+        hostDone(g, p.callId, outcome.slice(0, colon), outcome.slice(colon + 1));
+      },
       (err: unknown) => onIvmError(g, err, call),
     );
   });
@@ -415,7 +420,7 @@ async function load(params: LoadParams): Promise<LoadResult> {
     const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: timeoutMs });
     if (typeof bound === 'string' && bound !== '') throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${bound}`, { extension: spec.id, file: spec.mainPath });
     for (const kind of ['initialize', 'start'] as const) {
-      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { input: spec.config } : {}), timeoutMs, cpuLimitMs: timeoutMs });
+      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { inputJson: JSON.stringify(spec.config) } : {}), timeoutMs, cpuLimitMs: timeoutMs });
     }
     return { cpuMs: Number(cpuNow(g) - started) / 1e6 };
   } catch (err) {

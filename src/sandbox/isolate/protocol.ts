@@ -38,7 +38,8 @@ export interface InvokeParams {
   kind: InvokeKind;
   /** Stage name for kind 'stage'. */
   name?: string;
-  input?: Json;
+  /** The input as JSON text: serialised once by the host, handed to the isolate as it is. */
+  inputJson?: string;
   timeoutMs: number;
   /** CPU time the isolate may use while this call is pending. */
   cpuLimitMs: number;

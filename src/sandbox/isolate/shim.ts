@@ -90,7 +90,17 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     }
   }
 
+  // A call that finishes before dispatch('run') returns hands its outcome back as dispatch's return value
+  // (one crossing out of the isolate instead of a synchronous host callback plus the return).
+  let syncCallId = -1;
+  let syncOutcome = '';
+
   function done(callId, status, text) {
+    if (callId === syncCallId) {
+      syncCallId = -1;
+      syncOutcome = status + ':' + text;
+      return;
+    }
     try {
       hostDone(callId, status, text);
     } catch (x) {
@@ -268,7 +278,24 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     return { __proto__: null, healthy: false, detail: 'healthCheck() returned neither a boolean nor { healthy }' };
   }
 
-  async function finish(callId, kind, result) {
+  function isThenable(v) {
+    return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
+  }
+
+  function finish(callId, kind, result) {
+    let thenable;
+    try {
+      thenable = isThenable(result);
+    } catch (e) {
+      delete calls[callId];
+      done(callId, 'error', describe(e));
+      return;
+    }
+    if (thenable) settleLater(callId, kind, result);
+    else report(callId, kind, result);
+  }
+
+  async function settleLater(callId, kind, result) {
     let value;
     try {
       value = await result;
@@ -281,6 +308,10 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
       done(callId, 'error', describe(e));
       return;
     }
+    report(callId, kind, value);
+  }
+
+  function report(callId, kind, value) {
     delete calls[callId];
     let text;
     try {
@@ -361,7 +392,16 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
   // The one entry point the sandbox process holds (as a Reference). It never throws into isolated-vm.
   return function dispatch(cmd, a, b, c, d, e) {
     try {
-      if (cmd === 'run') run(a, b, c, d, e);
+      if (cmd === 'run') {
+        syncCallId = a;
+        syncOutcome = '';
+        try {
+          run(a, b, c, d, e);
+        } finally {
+          syncCallId = -1;
+        }
+        return syncOutcome;
+      }
       else if (cmd === 'settle') settle(a, b, c);
       else if (cmd === 'abort') abort(a, b);
       else if (cmd === 'bind') return bind(a);
