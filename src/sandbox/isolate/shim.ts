@@ -278,6 +278,13 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     return { __proto__: null, healthy: false, detail: 'healthCheck() returned neither a boolean nor { healthy }' };
   }
 
+  // A hook or stage that threw: a health check that throws is simply unhealthy.
+  function failed(callId, kind, e) {
+    delete calls[callId];
+    if (kind === 'health') done(callId, 'ok', JSONStringify({ healthy: false, detail: JSONParse(describe(e)).message }));
+    else done(callId, 'error', describe(e));
+  }
+
   function isThenable(v) {
     return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
   }
@@ -287,8 +294,7 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     try {
       thenable = isThenable(result);
     } catch (e) {
-      delete calls[callId];
-      done(callId, 'error', describe(e));
+      failed(callId, kind, e);
       return;
     }
     if (thenable) settleLater(callId, kind, result);
@@ -300,12 +306,7 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     try {
       value = await result;
     } catch (e) {
-      delete calls[callId];
-      if (kind === 'health') {
-        done(callId, 'ok', JSONStringify({ healthy: false, detail: JSONParse(describe(e)).message }));
-        return;
-      }
-      done(callId, 'error', describe(e));
+      failed(callId, kind, e);
       return;
     }
     report(callId, kind, value);
@@ -359,12 +360,7 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
         result = kind === 'initialize' || kind === 'event' ? ReflectApply(fn, ext, [input, baseCtx]) : ReflectApply(fn, ext, [baseCtx]);
       }
     } catch (e) {
-      delete calls[callId];
-      if (kind === 'health') {
-        done(callId, 'ok', JSONStringify({ healthy: false, detail: JSONParse(describe(e)).message }));
-        return;
-      }
-      done(callId, 'error', describe(e));
+      failed(callId, kind, e);
       return;
     }
     finish(callId, kind, result);
