@@ -161,6 +161,9 @@ class WorkerSandbox implements Sandbox {
       },
       workerData,
       recordTiming: false,
+      // Not a security boundary, but no reason to hand out the host's secrets either: environment variables
+      // reach an extension only through ctx.env, for the names its manifest grants.
+      env: {},
     });
     this.#pool = pool;
     pool.on('message', (message: unknown) => {

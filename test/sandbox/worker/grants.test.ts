@@ -84,6 +84,12 @@ describe('worker runtime: ctx grants', () => {
     assert.doesNotMatch(JSON.stringify(o), /must-not-leak/);
   });
 
+  it("does not hand the thread the host's process.env", async () => {
+    // Set in the test process itself: a worker thread would inherit it by default.
+    assert.ok(process.env.PATH);
+    assert.deepEqual(await attempt('process.env', 'PATH'), { ok: true, value: null });
+  });
+
   it('denies kv without its grant', async () => {
     denied(await attempt('kv.get', 'k'));
     denied(await attempt('kv.set', 'k', 1));
