@@ -2,7 +2,8 @@
 //
 // A WORKER IS NOT A SECURITY BOUNDARY. It isolates crashes, hangs and memory blow-ups of trusted extensions from the
 // host and from each other; it does not contain hostile code. Extension code in a thread can use node:fs,
-// node:child_process, process.env, the network and everything else Node offers directly — ctx and its grants
+// node:child_process, the network and everything else Node offers directly (process.env starts empty, so the
+// host's variables are not handed out) — ctx and its grants
 // (grants.ts) are the supported way out and are enforced for every op sent through ctx, but nothing stops code that
 // does not use ctx. Untrusted extensions run as `isolate`.
 //
