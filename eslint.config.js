@@ -17,6 +17,11 @@ export default tseslint.config(
     },
   },
   {
+    // Plain-JavaScript sources (the worker thread entry, see src/sandbox/worker/thread.js) run on Node.
+    files: ['src/**/*.js'],
+    languageOptions: { globals: { structuredClone: 'readonly', Buffer: 'readonly', AbortController: 'readonly', SharedArrayBuffer: 'readonly', Atomics: 'readonly' } },
+  },
+  {
     // Extensions are plain ES modules that run inside the host's sandboxes: linted as JavaScript, not type-checked.
     files: ['plugins/**/*.js', 'test/fixtures/**/*.js', 'bench/**/*.js'],
     ...tseslint.configs.disableTypeChecked,

@@ -24,12 +24,14 @@ import { Piscina } from 'piscina';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
 import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
-import { isCtxHello, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
+import { isCtxHello, MAX_RESULT_BYTES, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
 
 export { MAX_RESULT_BYTES } from './protocol.ts';
 
 const debug = debuglog('plinth:sandbox:worker');
-const THREAD_FILE = fileURLToPath(new URL('./thread.ts', import.meta.url));
+// Plain JavaScript (type-checked through JSDoc): a .ts entry makes every worker thread load Node's type
+// stripper, about 11 MB of RSS per thread (measured: 22.6 MB vs 11.7 MB for an idle thread).
+const THREAD_FILE = fileURLToPath(new URL('./thread.js', import.meta.url));
 
 /** After a deadline or a cancel, a running call gets this long to honour ctx.signal before its thread is killed. */
 export const KILL_GRACE_MS = 500;
@@ -142,6 +144,7 @@ class WorkerSandbox implements Sandbox {
       config: spec.config,
       stages: spec.stages,
       syncTimeoutMs: SYNC_OP_TIMEOUT_MS,
+      maxResultBytes: MAX_RESULT_BYTES,
     };
     const memoryMb = spec.limits.memoryMb;
     const pool = new Piscina<Task, TaskResult>({

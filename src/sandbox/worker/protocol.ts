@@ -22,6 +22,8 @@ export interface ThreadData {
   stages: string[];
   /** How long a synchronous ctx op (env) may block the thread waiting for the host. */
   syncTimeoutMs: number;
+  /** Cap of a result's JSON, measured in the thread. */
+  maxResultBytes: number;
 }
 
 export type Task =

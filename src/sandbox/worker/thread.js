@@ -1,16 +1,32 @@
+// @ts-check
 // Runs inside each piscina worker thread of one extension (DESIGN.md §4, `worker` runtime). On load it imports the
 // extension's main module and runs initialize(config, ctx) and start(ctx) once for this thread; then it serves the
 // `type`-tagged tasks of protocol.ts. The ctx it hands the extension is frozen and does nothing itself: every op is
 // sent to the host's ContextHandler over this thread's private MessagePort and answered there (grants.ts decides).
-// Erasable TypeScript only (Node strips the types when piscina loads this file).
+// Plain JavaScript with JSDoc types (checked by tsc): a TypeScript entry would load Node's type stripper into every
+// thread, about 11 MB of RSS each.
 import { MessageChannel, parentPort, receiveMessageOnPort, threadId, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
-import { MAX_RESULT_BYTES } from './protocol.ts';
-import type { CtxHello, HostMessage, Task, TaskResult, ThreadData, ThreadMessage, WireError } from './protocol.ts';
-import type { ContextOp } from '../types.ts';
-import type { Extension, ExtensionContext, HealthResult, Json, StageContext } from '../../sdk/index.ts';
 
-const data = workerData as ThreadData;
+/** @typedef {import('./protocol.ts').CtxHello} CtxHello */
+/** @typedef {import('./protocol.ts').HostMessage} HostMessage */
+/** @typedef {import('./protocol.ts').Task} Task */
+/** @typedef {import('./protocol.ts').TaskResult} TaskResult */
+/** @typedef {import('./protocol.ts').ThreadData} ThreadData */
+/** @typedef {import('./protocol.ts').ThreadMessage} ThreadMessage */
+/** @typedef {import('./protocol.ts').WireError} WireError */
+/** @typedef {import('../types.ts').ContextOp} ContextOp */
+/** @typedef {import('../../sdk/index.ts').Extension} Extension */
+/** @typedef {import('../../sdk/index.ts').ExtensionContext} ExtensionContext */
+/** @typedef {import('../../sdk/index.ts').HealthResult} HealthResult */
+/** @typedef {import('../../sdk/index.ts').Json} Json */
+/** @typedef {import('../../sdk/index.ts').StageContext} StageContext */
+/** @typedef {{ method?: string; headers?: Record<string, string>; body?: string }} FetchInit */
+/** @typedef {{ resolve: (value: Json | undefined) => void; reject: (err: Error) => void; error: Error }} Waiting */
+/** @typedef {{ ok: true; ext: Extension } | { ok: false; error: WireError }} Loaded */
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-assignment -- workerData is `any`; the JSDoc cast types it
+const data = /** @type {ThreadData} */ (workerData);
 
 // --- ctx channel ------------------------------------------------------------------------------------------
 
@@ -19,22 +35,26 @@ const syncChannel = new MessageChannel();
 const flag = new Int32Array(new SharedArrayBuffer(4));
 const port = channel.port1;
 const syncPort = syncChannel.port1;
-const hello: CtxHello = { kind: 'plinth-ctx-hello', instanceId: data.instanceId, threadId, port: channel.port2, syncPort: syncChannel.port2, flag };
-parentPort!.postMessage(hello, [channel.port2, syncChannel.port2]);
+/** @type {CtxHello} */
+const hello = { kind: 'plinth-ctx-hello', instanceId: data.instanceId, threadId, port: channel.port2, syncPort: syncChannel.port2, flag };
+/** @type {NonNullable<typeof parentPort>} */ (parentPort).postMessage(hello, [channel.port2, syncChannel.port2]);
 
-interface Waiting {
-  resolve: (value: Json | undefined) => void;
-  reject: (err: Error) => void;
-  /** Made when the extension called ctx, so a failure carries the extension's own stack. */
-  error: Error;
-}
-const waiting = new Map<number, Waiting>();
+/** A waiting op's promise callbacks, and an Error made when the extension called ctx (so failures carry its stack). */
+/** @type {Map<number, Waiting>} */
+const waiting = new Map();
 /** Errors that came from the host's ContextHandler: only these may keep a PLINTH_ERR_* code when they escape a stage. */
-const ctxErrors = new WeakSet<Error>();
-const controllers = new Map<number, AbortController>();
+/** @type {WeakSet<Error>} */
+const ctxErrors = new WeakSet();
+/** @type {Map<number, AbortController>} */
+const controllers = new Map();
 let nextId = 1;
 
-function failure(error: Error, reply: Extract<HostMessage, { kind: 'reply'; ok: false }>['error']): Error {
+/**
+ * @param {Error} error
+ * @param {Extract<HostMessage, { kind: 'reply'; ok: false }>['error']} reply
+ * @returns {Error}
+ */
+function failure(error, reply) {
   error.message = reply.message;
   if (reply.name) error.name = reply.name;
   Object.assign(error, { code: reply.code, ...(reply.hint ? { hint: reply.hint } : {}) });
@@ -42,7 +62,7 @@ function failure(error: Error, reply: Extract<HostMessage, { kind: 'reply'; ok: 
   return error;
 }
 
-port.on('message', (message: HostMessage) => {
+port.on('message', (/** @type {HostMessage} */ message) => {
   if (message.kind === 'abort') {
     const reason = Object.assign(new Error(message.message), { code: message.code });
     controllers.get(message.callId)?.abort(reason);
@@ -56,11 +76,23 @@ port.on('message', (message: HostMessage) => {
 });
 port.unref();
 
-function send(op: ContextOp, id: number, sync: boolean): void {
-  port.postMessage({ kind: 'op', id, op, sync } satisfies ThreadMessage);
+/**
+ * @param {ContextOp} op
+ * @param {number} id
+ * @param {boolean} sync
+ */
+function send(op, id, sync) {
+  /** @type {ThreadMessage} */
+  const message = { kind: 'op', id, op, sync };
+  port.postMessage(message);
 }
 
-function request(op: ContextOp, caller: (...args: never[]) => unknown): Promise<Json | undefined> {
+/**
+ * @param {ContextOp} op
+ * @param {Function} caller the frame the captured stack starts below
+ * @returns {Promise<Json | undefined>}
+ */
+function request(op, caller) {
   const error = new Error(op.op);
   Error.captureStackTrace(error, caller);
   return new Promise((resolve, reject) => {
@@ -75,8 +107,13 @@ function request(op: ContextOp, caller: (...args: never[]) => unknown): Promise<
   });
 }
 
-/** A ctx op the SDK makes synchronous (env): the thread blocks until the host answers, bounded by syncTimeoutMs. */
-function requestSync(op: ContextOp, caller: (...args: never[]) => unknown): Json | undefined {
+/**
+ * A ctx op the SDK makes synchronous (env): the thread blocks until the host answers, bounded by syncTimeoutMs.
+ * @param {ContextOp} op
+ * @param {Function} caller
+ * @returns {Json | undefined}
+ */
+function requestSync(op, caller) {
   const error = new Error(op.op);
   Error.captureStackTrace(error, caller);
   const id = nextId++;
@@ -84,7 +121,8 @@ function requestSync(op: ContextOp, caller: (...args: never[]) => unknown): Json
   send(op, id, true);
   const deadline = Date.now() + data.syncTimeoutMs;
   for (;;) {
-    const entry: { message: HostMessage } | undefined = receiveMessageOnPort(syncPort);
+    /** @type {{ message: HostMessage } | undefined} */
+    const entry = receiveMessageOnPort(syncPort);
     if (entry) {
       const reply = entry.message;
       // A late reply to an earlier op that timed out is skipped.
@@ -103,69 +141,99 @@ function requestSync(op: ContextOp, caller: (...args: never[]) => unknown): Json
 
 // --- JSON at the boundary ----------------------------------------------------------------------------------
 
-/** JSON text of a value, refusing what JSON would silently drop or mangle into something else. */
-function jsonText(value: unknown, what: string): string {
-  const text = JSON.stringify(value === undefined ? null : value, function (key, v: unknown) {
+/**
+ * JSON text of a value, refusing what JSON would silently drop or mangle into something else.
+ * @param {unknown} value
+ * @param {string} what
+ * @returns {string}
+ */
+function jsonText(value, what) {
+  return JSON.stringify(value === undefined ? null : value, function (key, /** @type {unknown} */ v) {
     const t = typeof v;
     if (t === 'function' || t === 'symbol' || t === 'bigint') {
       throw new TypeError(`${what} is not JSON-compatible: ${key === '' ? 'the value' : `"${key}"`} is a ${t}`);
     }
     return v;
   });
-  return text;
 }
 
-function jsonValue(value: unknown, what: string): Json {
-  return JSON.parse(jsonText(value, what)) as Json;
+/**
+ * @param {unknown} value
+ * @param {string} what
+ * @returns {Json}
+ */
+function jsonValue(value, what) {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- JSON.parse is `any`; the JSDoc cast types it
+  return /** @type {Json} */ (JSON.parse(jsonText(value, what)));
 }
 
 // --- the extension's ctx --------------------------------------------------------------------------------
 
 /** Log lines not yet acknowledged by the host: a task's answer waits for them, so a call's logs arrive first. */
-const unacknowledgedLogs = new Set<Promise<unknown>>();
+/** @type {Set<Promise<unknown>>} */
+const unacknowledgedLogs = new Set();
 
-const log = (level: 'debug' | 'info' | 'warn' | 'error') =>
-  function logLine(message: string, fields?: Record<string, Json>): void {
+/** @param {'debug' | 'info' | 'warn' | 'error'} level */
+const log = (level) =>
+  /**
+   * @param {string} message
+   * @param {Record<string, Json>} [fields]
+   */
+  function logLine(message, fields) {
     // Not awaited by the extension (like console.log); fields must be JSON.
-    const op: ContextOp = { op: 'log', level, message: String(message), ...(fields === undefined ? {} : { fields: jsonValue(fields, 'log fields') as Record<string, Json> }) };
+    /** @type {ContextOp} */
+    const op = { op: 'log', level, message: String(message), ...(fields === undefined ? {} : { fields: /** @type {Record<string, Json>} */ (jsonValue(fields, 'log fields')) }) };
     const acked = request(op, logLine).catch(() => undefined);
     unacknowledgedLogs.add(acked);
     void acked.then(() => unacknowledgedLogs.delete(acked));
   };
 
 // Named functions, so each can be the cut-off point of the stack captured for its errors.
-async function readText(path: string): Promise<string> {
-  return (await request({ op: 'fs.readText', path }, readText)) as string;
+/** @param {string} path @returns {Promise<string>} */
+async function readText(path) {
+  return /** @type {string} */ (await request({ op: 'fs.readText', path }, readText));
 }
-async function writeText(path: string, text: string): Promise<void> {
+/** @param {string} path @param {string} text @returns {Promise<void>} */
+async function writeText(path, text) {
   await request({ op: 'fs.writeText', path, text }, writeText);
 }
-async function appendText(path: string, text: string): Promise<void> {
+/** @param {string} path @param {string} text @returns {Promise<void>} */
+async function appendText(path, text) {
   await request({ op: 'fs.appendText', path, text }, appendText);
 }
-async function kvGet(key: string): Promise<Json | undefined> {
+/** @param {string} key @returns {Promise<Json | undefined>} */
+async function kvGet(key) {
   return request({ op: 'kv.get', key }, kvGet);
 }
-async function kvSet(key: string, value: Json): Promise<void> {
+/** @param {string} key @param {Json} value @returns {Promise<void>} */
+async function kvSet(key, value) {
   await request({ op: 'kv.set', key, value: jsonValue(value, 'a kv value') }, kvSet);
 }
-async function kvDelete(key: string): Promise<boolean> {
+/** @param {string} key @returns {Promise<boolean>} */
+async function kvDelete(key) {
   return (await request({ op: 'kv.delete', key }, kvDelete)) === true;
 }
-async function emit(topic: string, payload: Json): Promise<void> {
+/** @param {string} topic @param {Json} payload @returns {Promise<void>} */
+async function emit(topic, payload) {
   await request({ op: 'emit', topic, payload: jsonValue(payload, 'an event payload') }, emit);
 }
-type FetchInit = { method?: string; headers?: Record<string, string>; body?: string };
-async function fetchVia(url: string, init?: FetchInit): Promise<{ status: number; headers: Record<string, string>; text: string }> {
-  const res = await request({ op: 'fetch', url: String(url), ...(init === undefined ? {} : { init: jsonValue(init, 'fetch init') as FetchInit }) }, fetchVia);
-  return res as { status: number; headers: Record<string, string>; text: string };
+/**
+ * @param {string} url
+ * @param {FetchInit} [init]
+ * @returns {Promise<{ status: number; headers: Record<string, string>; text: string }>}
+ */
+async function fetchVia(url, init) {
+  const res = await request({ op: 'fetch', url: String(url), ...(init === undefined ? {} : { init: /** @type {FetchInit} */ (jsonValue(init, 'fetch init')) }) }, fetchVia);
+  return /** @type {{ status: number; headers: Record<string, string>; text: string }} */ (res);
 }
-function env(name: string): string | undefined {
+/** @param {string} name @returns {string | undefined} */
+function env(name) {
   const value = requestSync({ op: 'env', name: String(name) }, env);
   return typeof value === 'string' ? value : undefined;
 }
 
-const baseCtx: ExtensionContext = Object.freeze({
+/** @type {ExtensionContext} */
+const baseCtx = Object.freeze({
   extension: Object.freeze({ id: data.id, version: data.version }),
   log: Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') }),
   fs: Object.freeze({ readText, writeText, appendText }),
@@ -177,12 +245,18 @@ const baseCtx: ExtensionContext = Object.freeze({
 
 // --- loading the extension, once per thread ---------------------------------------------------------------
 
-function wireError(err: unknown, code: WireError['code'], context: string): WireError {
+/**
+ * @param {unknown} err
+ * @param {WireError['code']} code
+ * @param {string} context
+ * @returns {WireError}
+ */
+function wireError(err, code, context) {
   try {
     if (err instanceof Error) {
-      const own = (err as { code?: unknown }).code;
+      const own = /** @type {{ code?: unknown }} */ (err).code;
       const passThrough = ctxErrors.has(err) && (own === 'PLINTH_ERR_PERMISSION_DENIED' || own === 'PLINTH_ERR_RESULT_TOO_LARGE');
-      const hint = (err as { hint?: unknown }).hint;
+      const hint = /** @type {{ hint?: unknown }} */ (err).hint;
       return {
         code: passThrough ? own : code,
         message: `${context}: ${err.name}: ${err.message}`,
@@ -196,15 +270,16 @@ function wireError(err: unknown, code: WireError['code'], context: string): Wire
   }
 }
 
-type Loaded = { ok: true; ext: Extension } | { ok: false; error: WireError };
-
-async function load(): Promise<Loaded> {
-  let ext: Extension;
+/** @returns {Promise<Loaded>} */
+async function load() {
+  /** @type {Extension} */
+  let ext;
   try {
-    const mod = (await import(pathToFileURL(data.mainPath).href)) as { default?: unknown };
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment -- import() is `any`; the JSDoc cast types it
+    const mod = /** @type {{ default?: unknown }} */ (await import(pathToFileURL(data.mainPath).href));
     const candidate = mod.default ?? mod;
     if (typeof candidate !== 'object' || candidate === null) throw new TypeError(`${data.mainPath} has no default export of the extension shape ({ initialize, start, stages, … })`);
-    ext = candidate;
+    ext = /** @type {Extension} */ (candidate);
   } catch (err) {
     return { ok: false, error: wireError(err, 'PLINTH_ERR_EXTENSION_LOAD_FAILED', `cannot load ${data.mainPath}`) };
   }
@@ -225,8 +300,14 @@ const loading = load();
 
 // --- serving tasks ---------------------------------------------------------------------------------------
 
-function ok(value: unknown, what: string): TaskResult {
-  let json: string;
+/**
+ * @param {unknown} value
+ * @param {string} what
+ * @returns {TaskResult}
+ */
+function ok(value, what) {
+  /** @type {string} */
+  let json;
   try {
     json = jsonText(value, what);
   } catch (err) {
@@ -234,23 +315,34 @@ function ok(value: unknown, what: string): TaskResult {
     return { ok: false, error: { code: 'PLINTH_ERR_STAGE_OUTPUT_INVALID', message: err instanceof Error ? err.message : String(err), hint: 'return plain JSON: objects, arrays, strings, finite numbers, booleans, null' } };
   }
   // Measured here, in the thread, so a runaway result never reaches the host's heap.
-  const bytes = json.length <= MAX_RESULT_BYTES / 3 ? json.length : Buffer.byteLength(json);
-  if (bytes > MAX_RESULT_BYTES) {
-    return { ok: false, error: { code: 'PLINTH_ERR_RESULT_TOO_LARGE', message: `${what} is ${bytes} bytes of JSON; at most ${MAX_RESULT_BYTES} may cross the sandbox boundary` } };
+  const max = data.maxResultBytes;
+  const bytes = json.length <= max / 3 ? json.length : Buffer.byteLength(json);
+  if (bytes > max) {
+    return { ok: false, error: { code: 'PLINTH_ERR_RESULT_TOO_LARGE', message: `${what} is ${bytes} bytes of JSON; at most ${max} may cross the sandbox boundary` } };
   }
   return { ok: true, json };
 }
 
-function normaliseHealth(value: unknown): HealthResult {
+/**
+ * @param {unknown} value
+ * @returns {HealthResult}
+ */
+function normaliseHealth(value) {
   if (typeof value === 'boolean') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as { healthy?: unknown }).healthy === 'boolean') {
-    const { healthy, detail } = value as { healthy: boolean; detail?: unknown };
+  if (typeof value === 'object' && value !== null && typeof (/** @type {{ healthy?: unknown }} */ (value).healthy) === 'boolean') {
+    const { healthy, detail } = /** @type {{ healthy: boolean; detail?: unknown }} */ (value);
     return typeof detail === 'string' ? { healthy, detail } : { healthy };
   }
   return { healthy: false, detail: `healthCheck() returned ${typeof value}, not a boolean or { healthy }` };
 }
 
-async function withSignal<T>(callId: number, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+/**
+ * @template T
+ * @param {number} callId
+ * @param {(signal: AbortSignal) => Promise<T>} run
+ * @returns {Promise<T>}
+ */
+async function withSignal(callId, run) {
   const controller = new AbortController();
   controllers.set(callId, controller);
   try {
@@ -260,13 +352,21 @@ async function withSignal<T>(callId: number, run: (signal: AbortSignal) => Promi
   }
 }
 
-async function handle(task: Task): Promise<TaskResult> {
+/**
+ * @param {Task} task
+ * @returns {Promise<TaskResult>}
+ */
+async function handle(task) {
   const result = await serve(task);
   if (unacknowledgedLogs.size > 0) await Promise.all(unacknowledgedLogs);
   return result;
 }
 
-async function serve(task: Task): Promise<TaskResult> {
+/**
+ * @param {Task} task
+ * @returns {Promise<TaskResult>}
+ */
+async function serve(task) {
   const loaded = await loading;
   if (task.type === 'ready') return loaded.ok ? { ok: true, json: 'null' } : { ok: false, error: loaded.error };
   if (!loaded.ok) return { ok: false, error: loaded.error };
@@ -279,7 +379,8 @@ async function serve(task: Task): Promise<TaskResult> {
         return { ok: false, error: { code: 'PLINTH_ERR_STAGE_UNKNOWN', message: `it declares stage "${task.stage}" but its module does not export it under stages` } };
       }
       return withSignal(task.callId, async (signal) => {
-        const ctx: StageContext = Object.freeze({ ...baseCtx, stage: task.stage, signal, runId: task.runId, traceId: task.traceId });
+        /** @type {StageContext} */
+        const ctx = Object.freeze({ ...baseCtx, stage: task.stage, signal, runId: task.runId, traceId: task.traceId });
         try {
           return ok(await fn.call(stages, task.input, ctx), `the result of stage "${task.stage}"`);
         } catch (err) {
@@ -287,19 +388,21 @@ async function serve(task: Task): Promise<TaskResult> {
         }
       });
     }
-    case 'event':
+    case 'event': {
       if (typeof ext.handleEvent !== 'function') return { ok: true, json: 'null' };
       return withSignal(task.callId, async (signal) => {
         try {
-          await ext.handleEvent!(task.event, Object.freeze({ ...baseCtx, signal }));
+          await ext.handleEvent?.(task.event, Object.freeze({ ...baseCtx, signal }));
           return { ok: true, json: 'null' };
         } catch (err) {
           return { ok: false, error: wireError(err, 'PLINTH_ERR_STAGE_FAILED', `handleEvent(${task.event.topic}) threw`) };
         }
       });
+    }
     case 'health': {
       if (typeof ext.healthCheck !== 'function') return { ok: true, json: 'true' };
-      let result: HealthResult;
+      /** @type {HealthResult} */
+      let result;
       try {
         result = normaliseHealth(await ext.healthCheck(baseCtx));
       } catch (err) {
