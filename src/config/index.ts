@@ -30,12 +30,13 @@ export interface HostConfig {
   trust: { store: string | undefined; policy: TrustPolicy };
   log: { level: string };
   budget: { memoryMb: number; concurrency: number };
+  sandbox: { isolateProcess: 'shared' | 'per-extension' };
   defaults: {
     limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
     breaker: BreakerSettings;
     health: { intervalMs: number; timeoutMs: number; unhealthyThreshold: number; recoveryThreshold: number };
   };
-  extensions: Record<string, { enabled: boolean; config?: Record<string, unknown> }>;
+  extensions: Record<string, { enabled: boolean; config?: Record<string, unknown>; isolateProcess?: 'shared' | 'dedicated' }>;
 }
 
 /** Overrides from the command line; undefined means "not given". Relative paths are taken from `cwd`. */

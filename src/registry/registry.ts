@@ -327,6 +327,7 @@ export class Registry {
       return refuse('failed', err as PlinthError);
     }
     const dataDir = path.join(config.dataDir, 'extensions', topicWord(pkg.id));
+    const isolateProcess = settings?.isolateProcess ?? (config.sandbox.isolateProcess === 'per-extension' ? 'dedicated' : 'shared');
     const extLog = log.child({ extension: pkg.id });
     const context = createContextHandler({
       extension: pkg.id,
@@ -343,7 +344,7 @@ export class Registry {
       budgetKey,
       config: extConfig,
       defaults: config.defaults,
-      makeSandbox: this.#o.makeSandbox ?? ((spec, ctx) => createSandbox(pkg.manifest.runtime, spec, ctx)),
+      makeSandbox: this.#o.makeSandbox ?? ((spec, ctx) => createSandbox(pkg.manifest.runtime, spec, ctx, { isolateProcess })),
       context: async (op) => {
         if (op.op.startsWith('fs.')) await mkdir(dataDir, { recursive: true });
         return context(op);

@@ -11,12 +11,17 @@ export type { Sandbox, SandboxSpec, ContextHandler, ContextOp, CallOptions, Sand
 export { createContextHandler, type ContextHost } from './grants.ts';
 export { createWorkerSandbox, createIsolateSandbox, IsolateProcess };
 
-export function createSandbox(runtime: Runtime, spec: SandboxSpec, context: ContextHandler): Sandbox {
+export interface SandboxOptions {
+  /** Isolate runtime: run in the shared sandbox process (default) or in one of its own. */
+  isolateProcess?: 'shared' | 'dedicated';
+}
+
+export function createSandbox(runtime: Runtime, spec: SandboxSpec, context: ContextHandler, options: SandboxOptions = {}): Sandbox {
   switch (runtime) {
     case 'worker':
       return createWorkerSandbox(spec, context);
     case 'isolate':
-      return createIsolateSandbox(spec, context);
+      return createIsolateSandbox(spec, context, options.isolateProcess === 'dedicated' ? { process: 'dedicated' } : {});
     case 'remote':
       throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: the remote runtime is not available yet (it comes with the control channel)`, {
         extension: spec.id,

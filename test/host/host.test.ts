@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { cp, mkdir, writeFile, readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
+import { execFileSync } from 'node:child_process';
 import { pino } from 'pino';
 import { loadHostConfig } from '../../src/config/index.ts';
 import { Host } from '../../src/host/index.ts';
@@ -177,6 +178,27 @@ describe('host supervision', () => {
     } finally {
       await host.stop();
     }
+  });
+
+  it('sandbox.isolateProcess: per-extension gives each isolate extension a sandbox process of its own', async () => {
+    const sandboxProcesses = () =>
+      execFileSync('ps', ['-o', 'args=', '--ppid', String(process.pid)], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes('isolate/process.ts')).length;
+    const shared = await setup();
+    try {
+      assert.equal(sandboxProcesses(), 1, 'three isolate extensions, one shared process');
+    } finally {
+      await shared.host.stop();
+    }
+    const separate = await setup({ config: 'sandbox: { isolateProcess: per-extension }\n' });
+    try {
+      assert.equal(sandboxProcesses(), 3, 'redact-fields, record-validate, probe-isolate: a process each');
+      assert.deepEqual(await separate.host.call('probe-isolate', 'echo', { text: 'own process' }), { text: 'own process' });
+    } finally {
+      await separate.host.stop();
+    }
+    assert.equal(sandboxProcesses(), 0, 'stop() ends them all');
   });
 
   it('an extension whose declared limits exceed the remaining budget is not started', async () => {
