@@ -52,7 +52,18 @@ export interface Manifest {
   stages: Record<string, StageDeclaration>;
   subscribes: string[];
   health?: Partial<HealthSettings>;
+  breaker?: Partial<BreakerOverrides>;
   limits?: Partial<LimitSettings>;
+}
+
+export interface BreakerOverrides {
+  failureRateThreshold: number;
+  minimumCalls: number;
+  windowMs: number;
+  recoveryTimeoutMs: number;
+  halfOpenMaxCalls: number;
+  slowCallDurationMs: number;
+  slowCallRateThreshold: number;
 }
 
 export interface CompiledSchemas {

@@ -92,7 +92,7 @@ export class ManagedExtension {
     this.#health = { ...options.defaults.health, ...m.health };
     this.#backoff = options.backoff ?? RESTART_BACKOFF;
     this.#bulkhead = new Bulkhead(this.#limits.concurrency);
-    this.breaker = new Breaker(this.id, options.defaults.breaker);
+    this.breaker = new Breaker(this.id, { ...options.defaults.breaker, ...m.breaker });
     this.breaker.on('state', (state, previous) => {
       options.log(state === 'closed' ? 'info' : 'warn', `circuit breaker ${previous} → ${state}`, { extension: this.id, breaker: state });
       void options.events.publish(`extension.${topicWord(this.id)}.breaker`, { id: this.id, state, previous }, 'host');

@@ -93,6 +93,30 @@ describe('resolution failures explain themselves; unrelated extensions start', (
   });
 });
 
+describe('manifest breaker settings', () => {
+  it("override the host's defaults: two slow calls open this extension's breaker, not its neighbour's", async () => {
+    const breaker = { minimumCalls: 2, slowCallDurationMs: 50, slowCallRateThreshold: 50, recoveryTimeoutMs: 60_000 };
+    const withBreaker = async (dir: string) => {
+      const file = path.join(dir, 'package.json');
+      const pkg = JSON.parse(await readFile(file, 'utf8')) as { plinth: Record<string, unknown> };
+      pkg.plinth.breaker = breaker;
+      await writeFile(file, JSON.stringify(pkg, null, 2));
+    };
+    const w = await workspace([{ id: 'touchy', edit: withBreaker }, { id: 'calm' }]);
+    try {
+      for (const id of ['touchy', 'calm']) {
+        await w.host.call(id, 'slow', { ms: 100 });
+        await w.host.call(id, 'slow', { ms: 100 });
+      }
+      await rejectsWith(w.host.call('touchy', 'whoami', {}), 'PLINTH_ERR_CIRCUIT_OPEN');
+      assert.deepEqual(await w.host.call('calm', 'whoami', {}), { id: 'calm', version: '1.0.0' }, 'host defaults: 10 calls before the rate counts');
+      assert.ok(w.events.some((e) => e.topic === 'extension.touchy.breaker' && (e.payload as { state: string }).state === 'open'));
+    } finally {
+      await w.host.stop();
+    }
+  });
+});
+
 describe('lockfile', () => {
   it('`plinth lock` writes id → version, path, digest; --frozen-lockfile refuses drift and names it', async () => {
     const w = await workspace([{ id: 'a' }, { id: 'b', dependencies: { a: '^1.0.0' } }, { id: 'c' }], { start: false });
