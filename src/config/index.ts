@@ -7,18 +7,11 @@ import { parse as parseYaml } from 'yaml';
 import { PlinthError, type Problem } from '../errors.ts';
 import { validators, toProblems } from '../schema/index.ts';
 import type { TrustPolicy } from '../trust/index.ts';
+import type { BreakerSettings } from '../resilience/breaker.ts';
 
 export const CONFIG_FILE_NAMES = ['plinth.config.yaml', 'plinth.config.yml', 'plinth.config.json'] as const;
 
-export interface BreakerSettings {
-  failureRateThreshold: number;
-  minimumCalls: number;
-  windowMs: number;
-  recoveryTimeoutMs: number;
-  halfOpenMaxCalls: number;
-  slowCallDurationMs: number;
-  slowCallRateThreshold: number;
-}
+export type { BreakerSettings } from '../resilience/breaker.ts';
 
 export interface HostConfig {
   /** The file read, if any. */

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { ValidateFunction } from 'ajv/dist/2020.js';
 import { PlinthError, type Problem } from '../errors.ts';
 import { validators, toProblems, compileAuthoredSchema } from '../schema/index.ts';
+import type { BreakerSettings } from '../resilience/breaker.ts';
 
 export type Runtime = 'worker' | 'isolate' | 'remote';
 
@@ -52,18 +53,8 @@ export interface Manifest {
   stages: Record<string, StageDeclaration>;
   subscribes: string[];
   health?: Partial<HealthSettings>;
-  breaker?: Partial<BreakerOverrides>;
+  breaker?: Partial<BreakerSettings>;
   limits?: Partial<LimitSettings>;
-}
-
-export interface BreakerOverrides {
-  failureRateThreshold: number;
-  minimumCalls: number;
-  windowMs: number;
-  recoveryTimeoutMs: number;
-  halfOpenMaxCalls: number;
-  slowCallDurationMs: number;
-  slowCallRateThreshold: number;
 }
 
 export interface CompiledSchemas {
