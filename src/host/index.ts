@@ -10,13 +10,14 @@ import { Budget } from '../resilience/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
 import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../discovery/index.ts';
 import { Registry, loadTrustStoreFor, type RegistryEntry } from '../registry/index.ts';
-import type { CallRequest, ManagedExtension, SandboxMaker } from '../registry/extension.ts';
+import type { CallRequest, ManagedExtension } from '../registry/extension.ts';
+import type { SandboxFactory } from '../sandbox/index.ts';
 
 export interface HostOptions {
   /** Where logs go; defaults to pino on stderr at config.log.level. */
   logger?: Logger;
   /** Replaces how sandboxes are made (the runtimes are always real; tests use this to count or wrap them). */
-  makeSandbox?: SandboxMaker;
+  makeSandbox?: SandboxFactory;
   env?: NodeJS.ProcessEnv;
   /** Restart backoff for every extension (tests shorten it). */
   backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };

@@ -8,11 +8,9 @@ import { topicWord, type EventPublisher } from '../events/index.ts';
 import type { ExtensionPackage } from '../manifest/index.ts';
 import type { HostConfig } from '../config/index.ts';
 import type { Json, HealthResult } from '../sdk/index.ts';
-import type { ContextHandler, Sandbox, SandboxSpec, SandboxExit } from '../sandbox/types.ts';
+import type { ContextHandler, Sandbox, SandboxFactory, SandboxSpec, SandboxExit } from '../sandbox/types.ts';
 import { Breaker, Bulkhead, backoffDelay, sleep, type BreakerState } from '../resilience/index.ts';
 import type { ExtensionState } from './index.ts';
-
-export type SandboxMaker = (spec: SandboxSpec, context: ContextHandler) => Sandbox;
 
 export interface CallRequest {
   timeoutMs?: number;
@@ -40,7 +38,7 @@ export interface ManagedExtensionOptions {
   budgetKey: string;
   config: Record<string, Json>;
   defaults: HostConfig['defaults'];
-  makeSandbox: SandboxMaker;
+  makeSandbox: SandboxFactory;
   context: ContextHandler;
   events: EventPublisher;
   log: (level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;

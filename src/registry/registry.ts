@@ -16,7 +16,8 @@ import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } 
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
 import { createContextHandler, createSandbox } from '../sandbox/index.ts';
 import { toProblems } from '../schema/index.ts';
-import { ManagedExtension, type ExtensionInfo, type SandboxMaker } from './extension.ts';
+import { ManagedExtension, type ExtensionInfo } from './extension.ts';
+import type { SandboxFactory } from '../sandbox/types.ts';
 import type { ExtensionRecord, TrustStatus } from './index.ts';
 import type { Runtime } from '../manifest/index.ts';
 
@@ -56,7 +57,7 @@ export interface RegistryOptions {
   kv: (id: string) => Map<string, Json>;
   env: NodeJS.ProcessEnv;
   trustStore: TrustStore;
-  makeSandbox?: SandboxMaker;
+  makeSandbox?: SandboxFactory;
   backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
   /** Refuse extensions that drift from this lockfile (`--frozen-lockfile`). */
   frozenLockfile?: string;

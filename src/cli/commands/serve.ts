@@ -7,9 +7,8 @@ import { Host } from '../../host/index.ts';
 import { Registry, loadTrustStoreFor } from '../../registry/index.ts';
 import { Budget } from '../../resilience/index.ts';
 import { LocalBus } from '../../events/index.ts';
+import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, printJson, usageError, type Io } from '../output.ts';
-
-export const LOCKFILE_NAME = 'plinth.lock.json';
 
 export interface ServeFlags extends ConfigFlags {
   frozenLockfile?: boolean;
