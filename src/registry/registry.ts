@@ -358,15 +358,11 @@ export class Registry {
   }
 
   /** Records a ManagedExtension that is no longer (or never was) serving, and releases its budget. */
-  #retire(managed: ManagedExtension, state: 'failed' | 'stopped', reason?: PlinthError): void {
+  #retire(managed: ManagedExtension, state: 'failed' | 'stopped'): void {
     this.#o.budget.release(managed.budgetKey);
     const info = managed.info();
-    this.#notRunning.set(managed.id, {
-      ...info,
-      state: state === 'failed' ? 'failed' : info.state === 'failed' ? 'failed' : 'stopped',
-      ...(reason ? { reason: reason.toJSON() } : {}),
-      path: managed.pkg.dir,
-    });
+    // A stop does not hide an earlier failure.
+    this.#notRunning.set(managed.id, { ...info, state: info.state === 'failed' ? 'failed' : state, path: managed.pkg.dir });
   }
 
   /**
