@@ -29,7 +29,7 @@ export interface HostConfig {
     breaker: BreakerSettings;
     health: { intervalMs: number; timeoutMs: number; unhealthyThreshold: number; recoveryThreshold: number };
   };
-  extensions: Record<string, { enabled: boolean; config?: Record<string, unknown>; isolateProcess?: 'shared' | 'dedicated' }>;
+  extensions: Record<string, { enabled: boolean; config?: Record<string, unknown>; isolateProcess?: 'shared' | 'dedicated'; /** Who owns the id (re-assigns its data); see schemas/host-config.schema.json. */ publisher?: string }>;
 }
 
 /** Overrides from the command line; undefined means "not given". Relative paths are taken from `cwd`. */

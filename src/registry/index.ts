@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import type { PlinthError } from '../errors.ts';
 import type { ExtensionPackage, Runtime } from '../manifest/index.ts';
 import { emptyTrustStore, loadTrustStore, type TrustPolicy, type TrustStore } from '../trust/index.ts';
-import { loadHostConfig } from '../config/index.ts';
+import { loadHostConfig, type HostConfig } from '../config/index.ts';
 import { LocalBus } from '../events/index.ts';
 import { Budget } from '../resilience/index.ts';
 import { Registry } from './registry.ts';
@@ -13,7 +13,8 @@ export const STATES = ['discovered', 'validated', 'verified', 'resolved', 'start
 export type ExtensionState = (typeof STATES)[number];
 
 export type TrustStatus =
-  | { status: 'trusted'; publisher: string; keyId: string }
+  /** `scope`: the entry of the publisher's trust-store `scopes` that lets it sign this id (absent: it may sign any id). */
+  | { status: 'trusted'; publisher: string; keyId: string; scope?: string }
   /** The policy let it through although verification failed (policy `warn`): it may only run as `isolate`. */
   | { status: 'untrusted'; error: PlinthError }
   /** Policy `off`: not checked. */
@@ -45,10 +46,16 @@ export async function loadTrustStoreFor(storeFile: string | undefined, policy: T
  * A copy that would be started is `verified`; anything else is `failed` with its reason (shadowed copies
  * with PLINTH_ERR_DUPLICATE_EXTENSION). Never throws for one extension's fault.
  */
-export async function scanExtensions(pluginDirs: string[], store: TrustStore, policy: TrustPolicy): Promise<ScanResult> {
+export async function scanExtensions(
+  pluginDirs: string[],
+  store: TrustStore,
+  policy: TrustPolicy,
+  /** The host's data directory and per-extension settings, so publisher bindings and assignments are checked as the host would. */
+  host: Partial<Pick<HostConfig, 'dataDir' | 'extensions' | 'file'>> = {},
+): Promise<ScanResult> {
   const config = await loadHostConfig({ env: {}, noFile: true });
   const registry = new Registry({
-    config: { ...config, plugins: pluginDirs, trust: { store: undefined, policy } },
+    config: { ...config, ...host, plugins: pluginDirs, trust: { store: undefined, policy } },
     log: pino({ level: 'silent' }),
     bus: new LocalBus(),
     budget: new Budget(config.budget),

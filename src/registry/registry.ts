@@ -13,6 +13,7 @@ import type { Json } from '../sdk/index.ts';
 import type { Budget } from '../resilience/index.ts';
 import { discoverExtensions, type DiscoveredExtension } from '../discovery/index.ts';
 import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } from '../trust/index.ts';
+import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
 import { createContextHandler, createSandbox } from '../sandbox/index.ts';
 import { toProblems } from '../schema/index.ts';
@@ -35,6 +36,8 @@ export type RegistryEntry = ExtensionInfo & {
 interface Copy {
   found: DiscoveredExtension;
   trust: TrustStatus;
+  /** Who it comes from, for the data binding: the verified publisher, UNSIGNED_PUBLISHER, or undefined under policy `off`. */
+  publisher: string | undefined;
   digest: string;
   candidate: Candidate;
 }
@@ -77,6 +80,20 @@ function entry(found: { id: string; dir: string; version?: string; runtime?: str
     breaker: 'closed',
     path: found.dir,
   };
+}
+
+/** PLINTH_ERR_PUBLISHER_MISMATCH for `copy` of `id`, owned by `owner` (`where` says how we know). */
+function publisherMismatch(id: string, copy: Copy, owner: string, where: string, dataDir: string): PlinthError {
+  const from = copy.trust.status === 'trusted' ? `signed by publisher "${copy.publisher}"` : `not verified (publisher "${UNSIGNED_PUBLISHER}"${copy.trust.status === 'untrusted' ? `: ${copy.trust.error.code}` : ''})`;
+  return new PlinthError(
+    'PLINTH_ERR_PUBLISHER_MISMATCH',
+    `extension ${id} ${copy.found.version} at ${copy.found.dir} is ${from}, but ${id} belongs to publisher "${owner}": ${where}; this copy is not started and ${id}'s data (${extensionDataDir(dataDir, id)}, kv) is left untouched`,
+    {
+      extension: id,
+      file: copy.found.dir,
+      hint: `remove this copy; if ${id} really passed from "${owner}" to "${copy.publisher ?? UNSIGNED_PUBLISHER}", re-assign it with extensions.${id}.publisher: ${copy.publisher ?? UNSIGNED_PUBLISHER} in the host config`,
+    },
+  );
 }
 
 export class Registry {
@@ -136,7 +153,7 @@ export class Registry {
           } else {
             try {
               const v = await verifyExtension(e.dir, trustStore, e.id);
-              trust = { status: 'trusted', publisher: v.publisher, keyId: v.keyId };
+              trust = { status: 'trusted', publisher: v.publisher, keyId: v.keyId, ...(v.scope === undefined ? {} : { scope: v.scope }) };
               files = v.files;
             } catch (err) {
               if (policy === 'required' || !isPlinthError(err)) throw err;
@@ -148,8 +165,17 @@ export class Registry {
           return isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_SIG_MALFORMED', `extension ${e.id}: ${String(err)}`, { extension: e.id, file: e.dir });
         }
         const m = e.pkg.manifest;
-        const candidate: Candidate = { id: e.id, version: e.version, dir: e.dir, dependencies: m.dependencies, order: e.order, ...(e.pkg.hostRange ? { hostRange: e.pkg.hostRange } : {}) };
-        return { found: e, trust, digest: fileListDigest(files), candidate };
+        const candidate: Candidate = {
+          id: e.id,
+          version: e.version,
+          dir: e.dir,
+          dependencies: m.dependencies,
+          order: e.order,
+          ...(e.pkg.hostRange ? { hostRange: e.pkg.hostRange } : {}),
+          ...(trust.status === 'untrusted' ? { trusted: false } : {}),
+        };
+        const publisher = trust.status === 'trusted' ? trust.publisher : trust.status === 'untrusted' ? UNSIGNED_PUBLISHER : undefined;
+        return { found: e, trust, publisher, digest: fileListDigest(files), candidate };
       }),
     );
     checked.forEach((c, i) => {
@@ -159,6 +185,11 @@ export class Registry {
         if (!broken.has(e.id)) broken.set(e.id, c);
       } else copies.set(c.candidate, c);
     });
+    for (const refusal of await this.#checkOwners(copies)) {
+      rejected.push(entry({ ...refusal.copy.found, runtime: refusal.copy.found.pkg.manifest.runtime }, refusal.state, refusal.error));
+      copies.delete(refusal.copy.candidate);
+      if (!broken.has(refusal.copy.found.id)) broken.set(refusal.copy.found.id, refusal.error);
+    }
     const usable = new Set([...copies.values()].map((c) => c.found.id));
     for (const id of usable) broken.delete(id);
 
@@ -196,6 +227,74 @@ export class Registry {
       );
     }
     return { copies, resolution, rejected, broken, directoryErrors: found.directoryErrors };
+  }
+
+  /**
+   * Issue 7 §2, before resolution: which copies may use an id's data at all. Per id: when a trusted copy is
+   * installed, untrusted copies are out (they never shadow it, even when the trusted copy is itself refused
+   * below); the id's owner is `extensions.<id>.publisher` if set, else the publisher recorded in its binding;
+   * copies from anyone else are refused with PLINTH_ERR_PUBLISHER_MISMATCH. An id without an owner yet whose
+   * trusted copies come from several publishers is refused as PLINTH_ERR_PUBLISHER_AMBIGUOUS: folder order must
+   * not decide who gets an id. Policy `off` checks nothing.
+   */
+  async #checkOwners(copies: Map<Candidate, Copy>): Promise<Array<{ copy: Copy; state: 'failed' | 'stopped'; error: PlinthError }>> {
+    const { config } = this.#o;
+    if (config.trust.policy === 'off') return [];
+    const byId = new Map<string, Copy[]>();
+    for (const c of copies.values()) byId.set(c.found.id, [...(byId.get(c.found.id) ?? []), c]);
+    const out: Array<{ copy: Copy; state: 'failed' | 'stopped'; error: PlinthError }> = [];
+    for (const [id, list] of byId) {
+      const trusted = list.filter((c) => c.trust.status === 'trusted');
+      let remaining = list;
+      if (trusted.length > 0 && trusted.length < list.length) {
+        const first = trusted[0]!;
+        for (const c of list.filter((x) => x.trust.status !== 'trusted')) {
+          out.push({
+            copy: c,
+            state: 'stopped',
+            error: new PlinthError(
+              'PLINTH_ERR_DUPLICATE_EXTENSION',
+              `extension ${id} ${c.found.version} at ${c.found.dir} is not used: it is not signed by a trusted publisher, and a trusted copy of ${id} is installed (${first.found.version} at ${first.found.dir}): an untrusted copy never replaces or shadows a trusted one`,
+              { extension: id, file: c.found.dir, hint: `remove this copy, or have it signed by ${id}'s publisher` },
+            ),
+          });
+        }
+        remaining = trusted;
+      }
+      let owner: { publisher: string; where: string } | undefined;
+      const pinned = config.extensions[id]?.publisher;
+      if (pinned !== undefined) owner = { publisher: pinned, where: `the host config assigns ${id} to it (extensions.${id}.publisher${config.file ? ` in ${config.file}` : ''})` };
+      else {
+        let binding: PublisherBinding | undefined;
+        try {
+          binding = await readPublisherBinding(config.dataDir, id);
+        } catch (err) {
+          for (const c of remaining) out.push({ copy: c, state: 'failed', error: err as PlinthError });
+          continue;
+        }
+        if (binding) owner = { publisher: binding.publisher, where: `its data belongs to it (${publisherBindingFile(config.dataDir, id)}${binding.since ? `, since ${binding.since}` : ''})` };
+      }
+      if (owner) {
+        for (const c of remaining) if (c.publisher !== owner.publisher) out.push({ copy: c, state: 'failed', error: publisherMismatch(id, c, owner.publisher, owner.where, config.dataDir) });
+        continue;
+      }
+      const publishers = [...new Set(remaining.filter((c) => c.trust.status === 'trusted').map((c) => c.publisher!))].sort();
+      if (publishers.length > 1) {
+        const offers = remaining.map((c) => `${c.publisher} (${c.found.version} at ${c.found.dir})`).join(', ');
+        for (const c of remaining) {
+          out.push({
+            copy: c,
+            state: 'failed',
+            error: new PlinthError('PLINTH_ERR_PUBLISHER_AMBIGUOUS', `extension ${id} is offered by ${publishers.length} trusted publishers: ${offers}; it has no data yet and no assigned publisher, so none of them is started`, {
+              extension: id,
+              file: c.found.dir,
+              hint: `choose one: set extensions.${id}.publisher to ${publishers.map((p) => `"${p}"`).join(' or ')} in the host config, or remove the other copies (trust-store scopes keep a publisher to its own ids)`,
+            }),
+          });
+        }
+      }
+    }
+    return out;
   }
 
   /** What `plinth ls` shows: every copy, checked up to dependency resolution, nothing started. */
@@ -277,7 +376,7 @@ export class Registry {
             this.#o.log.error({ extension: id, code: err.code }, err.message);
             return;
           }
-          const managed = this.#create(copy);
+          const managed = await this.#create(copy);
           if (!managed) return;
           await managed.start();
           if (managed.state !== 'active') return this.#retire(managed, 'failed');
@@ -289,8 +388,40 @@ export class Registry {
     }
   }
 
-  /** A ManagedExtension for a copy, or undefined (recorded as failed) when trust, config or budget refuse it. */
-  #create(copy: Copy, budgetKey = copy.found.id): ManagedExtension | undefined {
+  /**
+   * Binds the id's data to the copy's publisher before any of its code runs (issue 7 §2): records the binding at
+   * the first start, re-assigns it when `extensions.<id>.publisher` names this publisher, and refuses a copy
+   * from anyone else. Returns the refusal, if any. Policy `off` checks and records nothing.
+   */
+  async #claim(copy: Copy): Promise<PlinthError | undefined> {
+    const { config, log } = this.#o;
+    const id = copy.found.id;
+    const publisher = copy.publisher;
+    if (config.trust.policy === 'off' || publisher === undefined) return undefined;
+    const key = `extensions.${id}.publisher`;
+    const pinned = config.extensions[id]?.publisher;
+    if (pinned !== undefined && pinned !== publisher) return publisherMismatch(id, copy, pinned, `the host config assigns ${id} to it (${key})`, config.dataDir);
+    try {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const binding = await readPublisherBinding(config.dataDir, id);
+        if (binding?.publisher === publisher) return undefined;
+        if (binding && pinned !== publisher) return publisherMismatch(id, copy, binding.publisher, `its data belongs to it (${publisherBindingFile(config.dataDir, id)})`, config.dataDir);
+        const record: PublisherBinding = { id, publisher, since: new Date().toISOString(), ...(binding ? { assignedBy: key, previous: binding.publisher } : {}) };
+        if (await writePublisherBinding(config.dataDir, record, { replace: binding !== undefined })) {
+          if (binding) log.warn({ extension: id, publisher, previous: binding.publisher }, `${id}: data re-assigned from publisher "${binding.publisher}" to "${publisher}" by ${key}`);
+          else log.info({ extension: id, publisher }, `${id}: data bound to publisher "${publisher}"`);
+          return undefined;
+        }
+        // Someone recorded a binding between our read and our write: read it again and judge by it.
+      }
+      return publisherMismatch(id, copy, '(changing)', 'its binding changed while starting', config.dataDir);
+    } catch (err) {
+      return err instanceof PlinthError ? err : new PlinthError('PLINTH_ERR_PUBLISHER_BINDING_INVALID', `extension ${id}: cannot record its publisher binding: ${String(err)}`, { extension: id, file: publisherBindingFile(config.dataDir, id), cause: err });
+    }
+  }
+
+  /** A ManagedExtension for a copy, or undefined (recorded as failed) when trust, ownership, config or budget refuse it. */
+  async #create(copy: Copy, budgetKey = copy.found.id): Promise<ManagedExtension | undefined> {
     const { config, log, budget, bus } = this.#o;
     const pkg = copy.found.pkg;
     const refuse = (state: 'failed' | 'stopped', reason: PlinthError | undefined): undefined => {
@@ -300,6 +431,8 @@ export class Registry {
     };
     const settings = config.extensions[pkg.id];
     if (settings?.enabled === false) return refuse('stopped', undefined);
+    const notOwner = await this.#claim(copy);
+    if (notOwner) return refuse('failed', notOwner);
     if (copy.trust.status !== 'trusted' && pkg.manifest.runtime === 'worker') {
       return refuse(
         'failed',
@@ -327,7 +460,7 @@ export class Registry {
     } catch (err) {
       return refuse('failed', err as PlinthError);
     }
-    const dataDir = path.join(config.dataDir, 'extensions', topicWord(pkg.id));
+    const dataDir = extensionDataDir(config.dataDir, pkg.id);
     const isolateProcess = settings?.isolateProcess ?? (config.sandbox.isolateProcess === 'per-extension' ? 'dedicated' : 'shared');
     const extLog = log.child({ extension: pkg.id });
     const context = createContextHandler({
@@ -418,7 +551,7 @@ export class Registry {
   async #swap(id: string, candidate: Candidate, copy: Copy): Promise<void> {
     const { log } = this.#o;
     const old = this.#running.get(id)!;
-    const next = this.#create(copy, `${id}#${copy.digest}`);
+    const next = await this.#create(copy, `${id}#${copy.digest}`);
     if (!next) {
       // #create recorded the refusal under the id; the old version keeps serving and keeps its listing.
       const refusal = this.#notRunning.get(id);

@@ -4,6 +4,11 @@
 //
 // Rules (quoted in README "Dependencies"):
 //
+// 0. Trust. When any installed copy of an id is trusted (signed by a trusted publisher, `trusted` not false),
+//    every untrusted copy of that id (`trusted: false`: the policy `warn` let it through unverified) is unusable,
+//    whatever its version or place: an untrusted copy never replaces or shadows a trusted one. It is listed
+//    among `shadowed` (or in the id's error) with that reason. Copies from a publisher the id's data does not
+//    belong to never get here: the registry refuses them before resolution (PLINTH_ERR_PUBLISHER_MISMATCH).
 // 1. Host API. A copy whose `engines.plinth` range does not include the host's API version is unusable
 //    (a prerelease host version such as 1.1.0-dev counts as its release line). If no usable copy of an id
 //    remains, the id fails with PLINTH_ERR_HOST_VERSION_UNSUPPORTED naming the range and the host version.
@@ -66,6 +71,8 @@ export interface Candidate {
   hostRange?: string;
   /** Discovery order: plugin dir index, then folder name — lower wins ties. */
   order: number;
+  /** False for a copy that did not pass verification (policy `warn`); see rule 0. Absent counts as trusted. */
+  trusted?: boolean;
 }
 
 export interface ResolveOptions {
@@ -199,13 +206,25 @@ export function resolve(candidates: Candidate[], options: ResolveOptions): Resol
 
   // ---- Group the copies by id; sort them so nothing depends on the input order. -------------------------------
   const entries = new Map<string, Entry>();
-  for (const c of [...candidates].sort(compareCandidates)) {
+  const sorted = [...candidates].sort(compareCandidates);
+  /** Rule 0: per id, its first trusted copy, if any. */
+  const trustedCopy = new Map<string, Candidate>();
+  for (const c of sorted) if (c.trusted !== false && !trustedCopy.has(c.id)) trustedCopy.set(c.id, c);
+  for (const c of sorted) {
     let e = entries.get(c.id);
     if (!e) {
       e = { id: c.id, all: [], usable: [], hasRelease: false, rejected: new Map() };
       entries.set(c.id, e);
     }
     e.all.push(c);
+    const trusted = trustedCopy.get(c.id);
+    if (c.trusted === false && trusted) {
+      e.rejected.set(c, {
+        code: 'PLINTH_ERR_DUPLICATE_EXTENSION',
+        reason: `it is not signed by a trusted publisher, and a trusted copy of ${c.id} is installed (${trusted.version} at ${trusted.dir}): an untrusted copy never replaces or shadows a trusted one`,
+      });
+      continue;
+    }
     const version = semver.parse(c.version);
     if (!version) {
       e.rejected.set(c, { code: 'PLINTH_ERR_MANIFEST_INVALID', reason: `version ${JSON.stringify(c.version)} is not a valid semantic version` });
@@ -255,7 +274,7 @@ export function resolve(candidates: Candidate[], options: ResolveOptions): Resol
     if (e && e.usable.length === 0) {
       // Name the highest copy; mention the others so nobody hunts for a copy that would have worked.
       const hostRejected = e.all.filter((c) => e.rejected.get(c)?.code === 'PLINTH_ERR_HOST_VERSION_UNSUPPORTED');
-      const main = hostRejected.at(-1) ?? e.all.at(-1)!;
+      const main = hostRejected.at(-1) ?? e.all.findLast((c) => e.rejected.get(c)?.code !== 'PLINTH_ERR_DUPLICATE_EXTENSION') ?? e.all.at(-1)!;
       const why = e.rejected.get(main)!;
       const others = e.all.filter((c) => c !== main).map((c) => `${c.version} at ${c.dir}: ${e.rejected.get(c)?.reason ?? 'unusable'}`);
       failures.set(id, {

@@ -7,7 +7,7 @@ import { PlinthError, type Problem } from '../errors.ts';
 import { validators, toProblems } from '../schema/index.ts';
 import { hashPackageFiles, SIGNATURE_FILE } from './files.ts';
 import { keyIdOf } from './keys.ts';
-import type { TrustStore } from './store.ts';
+import { scopeAllowing, type TrustStore } from './store.ts';
 
 export const SIGNATURE_FORMAT = 'plinth-sig/1';
 
@@ -47,12 +47,16 @@ export interface Verification {
   fileCount: number;
   /** Sorted relative path → SHA-256, as verified; the lockfile records a digest of it. */
   files: Record<string, string>;
+  /** The entry of the publisher's trust-store `scopes` that lets it sign this id; absent when it has no `scopes` (any id). */
+  scope?: string;
 }
 
 /**
  * Verifies the package in `dir` against the trust store. Throws a PlinthError whose code says what is wrong:
  * SIG_MISSING, SIG_MALFORMED, SIG_SYMLINK, SIG_UNTRUSTED_PUBLISHER, SIG_REVOKED_KEY, SIG_INVALID,
- * SIG_FILE_CHANGED / SIG_FILE_MISSING / SIG_FILE_ADDED (naming every file concerned).
+ * SIG_FILE_CHANGED / SIG_FILE_MISSING / SIG_FILE_ADDED (naming every file concerned), SIG_OUT_OF_SCOPE (the
+ * publisher's trust-store `scopes` do not include `extension`; without an id to check, a scoped publisher's
+ * signature is refused too).
  */
 export async function verifyExtension(dir: string, store: TrustStore, extension?: string): Promise<Verification> {
   const who = extension ? `extension ${extension} at ${dir}` : dir;
@@ -129,6 +133,22 @@ export async function verifyExtension(dir: string, store: TrustStore, extension?
     });
   }
 
+  // After the signature is known to be the publisher's, before the files: a publisher may sign only its ids.
+  const scope = publisher.scopes === undefined ? '*' : extension === undefined ? undefined : scopeAllowing(publisher, extension);
+  if (scope === undefined) {
+    const key = `${store.file ?? 'the trust store'}#/publishers/${sig.publisher}/scopes`;
+    const allowed = publisher.scopes!.length > 0 ? publisher.scopes!.join(', ') : 'no id at all (its scopes are empty)';
+    throw new PlinthError(
+      'PLINTH_ERR_SIG_OUT_OF_SCOPE',
+      `${who}: publisher "${sig.publisher}" may not sign ${extension === undefined ? 'a package without an id' : `"${extension}"`}: ${key} allows ${allowed}`,
+      {
+        ...ext,
+        file: sigPath,
+        hint: extension === undefined ? 'give the package a "name" in its package.json' : `if "${sig.publisher}" should publish ${extension}, add "${extension}"${extension.startsWith('@') ? ` or "${extension.slice(0, extension.indexOf('/'))}/*"` : ''} to publishers["${sig.publisher}"].scopes; otherwise remove this copy`,
+      },
+    );
+  }
+
   const changed: string[] = [];
   const missing: string[] = [];
   const added: string[] = [];
@@ -157,5 +177,5 @@ export async function verifyExtension(dir: string, store: TrustStore, extension?
       hint: 'restore the extension as published, or re-sign it if you are its publisher',
     });
   }
-  return { publisher: sig.publisher, keyId: sig.keyId, fileCount: Object.keys(actual).length, files: actual };
+  return { publisher: sig.publisher, keyId: sig.keyId, fileCount: Object.keys(actual).length, files: actual, ...(publisher.scopes === undefined ? {} : { scope }) };
 }

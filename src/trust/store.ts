@@ -8,6 +8,8 @@ import { keyIdOf, parsePublicKey } from './keys.ts';
 export interface TrustedPublisher {
   keys: Map<string, KeyObject>;
   revoked: Set<string>;
+  /** Which ids it may sign (exact ids, `@scope/*`, `*`); undefined: any id (no `scopes` in the store). */
+  scopes: string[] | undefined;
 }
 
 export interface TrustStore {
@@ -17,7 +19,7 @@ export interface TrustStore {
 }
 
 interface RawTrustStore {
-  publishers: Record<string, { keys: string[]; revoked?: string[] }>;
+  publishers: Record<string, { keys: string[]; revoked?: string[]; scopes?: string[] }>;
 }
 
 export function emptyTrustStore(): TrustStore {
@@ -47,9 +49,18 @@ export function parseTrustStore(doc: unknown, file: string): TrustStore {
       }
       keys.set(keyIdOf(key), key);
     });
-    publishers.set(id, { keys, revoked: new Set(entry.revoked ?? []) });
+    publishers.set(id, { keys, revoked: new Set(entry.revoked ?? []), scopes: entry.scopes ? [...entry.scopes] : undefined });
   }
   return { file, publishers };
+}
+
+/**
+ * The entry of `publisher.scopes` that lets it sign `id` (`*` when it has no scopes at all), or undefined when
+ * none does. Like npm scopes: `@acme/*` covers every `@acme/<name>`, never `@acme` itself or `@acme-x/…`.
+ */
+export function scopeAllowing(publisher: TrustedPublisher, id: string): string | undefined {
+  if (publisher.scopes === undefined) return '*';
+  return publisher.scopes.find((s) => s === '*' || s === id || (s.endsWith('/*') && id.startsWith(s.slice(0, -1)) && !id.slice(s.length - 1).includes('/')));
 }
 
 export async function loadTrustStore(file: string): Promise<TrustStore> {

@@ -7,7 +7,7 @@ import { EXIT, printJson, table, usageError, type Io } from '../output.ts';
 function trustText(r: ExtensionRecord): string {
   switch (r.trust?.status) {
     case 'trusted':
-      return `signed by ${r.trust.publisher}`;
+      return `signed by ${r.trust.publisher}${r.trust.scope === undefined ? '' : ` (scope ${r.trust.scope})`}`;
     case 'untrusted':
       return `UNTRUSTED (${r.trust.error.code})`;
     case 'unchecked':
@@ -35,7 +35,7 @@ export async function ls(io: Io, flags: ConfigFlags & { json?: boolean }): Promi
     throw usageError('no plugin directories given', 'pass --plugins <dir>[,<dir>…], set PLINTH_PLUGINS, or list them under `plugins` in plinth.config.yaml');
   }
   const store = await loadTrustStoreFor(config.trust.store, config.trust.policy);
-  const { extensions, directoryErrors } = await scanExtensions(config.plugins, store, config.trust.policy);
+  const { extensions, directoryErrors } = await scanExtensions(config.plugins, store, config.trust.policy, { dataDir: config.dataDir, extensions: config.extensions, file: config.file });
   for (const e of directoryErrors) io.err(`warning: ${e.describe()}`);
 
   if (flags.json) {

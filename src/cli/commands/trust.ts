@@ -52,7 +52,8 @@ export async function verify(io: Io, dirArg: string, flags: ConfigFlags & { json
   const dir = path.resolve(dirArg);
   const id = await packageName(dir);
   const v = await verifyExtension(dir, store, id);
-  if (flags.json) printJson(io, { ok: true, dir, extension: id ?? null, publisher: v.publisher, keyId: v.keyId, files: v.fileCount });
-  else io.out(`verified ${id ?? dir}: ${v.fileCount} file(s) signed by ${v.publisher} (key ${v.keyId})`);
+  const scopes = store.publishers.get(v.publisher)?.scopes;
+  if (flags.json) printJson(io, { ok: true, dir, extension: id ?? null, publisher: v.publisher, keyId: v.keyId, files: v.fileCount, ...(scopes === undefined ? {} : { scope: v.scope, scopes }) });
+  else io.out(`verified ${id ?? dir}: ${v.fileCount} file(s) signed by ${v.publisher} (key ${v.keyId}); ${scopes === undefined ? `${v.publisher} may sign any id (no scopes in the trust store)` : `within ${v.publisher}'s scope ${v.scope} (scopes: ${scopes.join(', ')})`}`);
   return EXIT.ok;
 }
