@@ -2,12 +2,16 @@
 // (DESIGN.md §3 "An id belongs to a publisher"; issue 7 §2).
 //
 // Storage name: one folder name per id, collision-free and reversible. Bytes in [a-z0-9-] are kept; every other
-// byte (`@`, `/`, `.`, `_`, `~`, upper case, anything) becomes `_` and two lower-case hex digits. The encoding is
-// prefix-free, so two distinct ids never share a name; the output is only [a-z0-9_-], so it means the same on a
-// case-insensitive file system, has no dot (never `.`/`..`, never a trailing dot, never `<name>.publisher.json` of
-// another id); a name that would be a Windows device name (`con`, `nul`, `com1` …) has its first byte escaped.
-// A name longer than NAME_LIMIT (only ids made mostly of escaped characters get there) is `_h` + the SHA-256 of
-// the id instead: still one per id, and the binding file beside it records the id.
+// byte (`@`, `/`, `.`, `_`, `~`, upper case, anything) is percent-encoded with lower-case hex, as npm writes
+// `@scope%2fname`: `@acme/vault` → `%40acme%2fvault`, `acme.vault` → `acme%2evault`. The encoding is prefix-free,
+// so two distinct ids never share a name; the output is only [a-z0-9%-], so it means the same on a
+// case-insensitive file system, has no dot (never `.`/`..`, no trailing dot that Windows would strip, never
+// `<name>.publisher.json` of another id) and no `~` (no 8.3 short-name look-alikes); a name that would be a
+// Windows device name (`con`, `nul`, `com1` …) has its first byte escaped. A name longer than NAME_LIMIT (only
+// ids made mostly of escaped characters get there) is `%h` + the SHA-256 of the id: still one per id, and the
+// binding file beside it records the id.
+// Upgrade: the old transform (topicWord) wrote only [A-Za-z0-9_-]. A new name never holds `_`, so a folder the
+// old transform shared between ids is never picked up; an id made only of [a-z0-9-] keeps its folder.
 //
 // Binding: `<dataDir>/extensions/<name>.publisher.json` records the publisher that created the data. It sits
 // beside the extension's folder, not inside it, so an extension's own fs grants never reach it.
@@ -25,7 +29,7 @@ const KEPT = /^[a-z0-9-]$/;
 const DEVICE_NAMES = /^(?:con|prn|aux|nul|com[0-9]|lpt[0-9])$/;
 
 function escapeByte(byte: number): string {
-  return `_${byte.toString(16).padStart(2, '0')}`;
+  return `%${byte.toString(16).padStart(2, '0')}`;
 }
 
 /** The folder name of `id` under `<dataDir>/extensions/`: one per id, never shared (see the top of this file). */
@@ -37,17 +41,17 @@ export function extensionStorageName(id: string): string {
     name += byte < 0x80 && KEPT.test(ch) ? ch : escapeByte(byte);
   }
   if (DEVICE_NAMES.test(name)) name = escapeByte(name.charCodeAt(0)) + name.slice(1);
-  if (name.length > NAME_LIMIT) name = `_h${createHash('sha256').update(id, 'utf8').digest('hex')}`;
+  if (name.length > NAME_LIMIT) name = `%h${createHash('sha256').update(id, 'utf8').digest('hex')}`;
   return name;
 }
 
 /** The id a storage name stands for; undefined for a hashed name (its binding file names the id) or a non-name. */
 export function extensionIdFromStorageName(name: string): string | undefined {
-  if (name.startsWith('_h')) return undefined;
+  if (name.startsWith('%h')) return undefined;
   const bytes: number[] = [];
   for (let i = 0; i < name.length; i++) {
     const ch = name[i]!;
-    if (ch === '_') {
+    if (ch === '%') {
       const hex = name.slice(i + 1, i + 3);
       if (!/^[0-9a-f]{2}$/.test(hex)) return undefined;
       bytes.push(parseInt(hex, 16));

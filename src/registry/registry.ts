@@ -3,7 +3,7 @@
 // stop in reverse, and a re-scan is reconciled with what runs — added, removed, and changed extensions, the last
 // swapped blue/green: the new version starts beside the old, takes new calls once active, and the old one stops
 // after its in-flight calls finish. A broken new version never replaces a working old one.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { PlinthError, isPlinthError } from '../errors.ts';
@@ -406,6 +406,7 @@ export class Registry {
         const binding = await readPublisherBinding(config.dataDir, id);
         if (binding?.publisher === publisher) return undefined;
         if (binding && pinned !== publisher) return publisherMismatch(id, copy, binding.publisher, `its data belongs to it (${publisherBindingFile(config.dataDir, id)})`, config.dataDir);
+        if (!binding) await this.#warnLegacyDataDir(id);
         const record: PublisherBinding = { id, publisher, since: new Date().toISOString(), ...(binding ? { assignedBy: key, previous: binding.publisher } : {}) };
         if (await writePublisherBinding(config.dataDir, record, { replace: binding !== undefined })) {
           if (binding) log.warn({ extension: id, publisher, previous: binding.publisher }, `${id}: data re-assigned from publisher "${binding.publisher}" to "${publisher}" by ${key}`);
@@ -417,6 +418,24 @@ export class Registry {
       return publisherMismatch(id, copy, '(changing)', 'its binding changed while starting', config.dataDir);
     } catch (err) {
       return err instanceof PlinthError ? err : new PlinthError('PLINTH_ERR_PUBLISHER_BINDING_INVALID', `extension ${id}: cannot record its publisher binding: ${String(err)}`, { extension: id, file: publisherBindingFile(config.dataDir, id), cause: err });
+    }
+  }
+
+  /**
+   * Before this mapping, an id's folder was `topicWord(id)`, which several ids shared. Such a folder is never
+   * adopted (its owner cannot be known): the operator is told where it is, once, when the id is first bound.
+   */
+  async #warnLegacyDataDir(id: string): Promise<void> {
+    const { config, log } = this.#o;
+    const legacy = path.join(config.dataDir, 'extensions', topicWord(id));
+    const current = extensionDataDir(config.dataDir, id);
+    if (legacy === current) return;
+    const found = await stat(legacy).then((s) => s.isDirectory(), () => false);
+    if (found) {
+      log.warn(
+        { extension: id, legacy, dataDir: current },
+        `${id}: a data folder from an earlier Plinth version (${legacy}) is not used: that name was shared by every id that folds to it; if its contents are ${id}'s, move them to ${current}`,
+      );
     }
   }
 

@@ -74,7 +74,7 @@ async function startHost(ws: Workspace, options: { policy?: 'required' | 'warn' 
 
 function refusal(host: Host, id: string, dir: string): { state: string; code: unknown; message: string } | undefined {
   const e = host.list().find((x) => x.id === id && x.path === dir);
-  return e ? { state: e.state, code: e.reason?.code, message: String(e.reason?.message ?? '') } : undefined;
+  return e ? { state: e.state, code: e.reason?.code, message: typeof e.reason?.message === 'string' ? e.reason.message : '' } : undefined;
 }
 
 async function get(host: Host, id = 'vault'): Promise<Record<string, Json>> {
@@ -85,14 +85,15 @@ const exists = (file: string) => readFile(file).then(() => true, () => false);
 
 describe('id → storage: every distinct id its own data folder (collision-free, reversible)', () => {
   // The old transform (topicWord) folded all of these into "acme_vault".
-  const folded = ['@acme/vault', 'acme.vault', 'acme~vault', 'acme_vault', 'acme-vault', '@acme/vault.x', '@acme.vault/x', 'acme.vault.x', 'acme__vault', 'acme_5fvault', '_40acme_2fvault'];
+  const folded = ['@acme/vault', 'acme.vault', 'acme~vault', 'acme_vault', 'acme-vault', '@acme/vault.x', '@acme.vault/x', 'acme.vault.x', 'acme__vault', 'acme_5fvault', 'acme%2evault', '_40acme_2fvault'];
 
   it('ids that differ only in characters the old transform folds get distinct names, also on a case-insensitive file system', () => {
     assert.equal(new Set(folded.map(topicWord)).size < folded.length, true, 'the old transform does fold them');
     const names = folded.filter((id) => /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/.test(id)).map(extensionStorageName);
     assert.equal(new Set(names).size, names.length);
     assert.equal(new Set(names.map((n) => n.toLowerCase())).size, names.length);
-    for (const n of names) assert.match(n, /^[a-z0-9_-]+$/);
+    for (const n of names) assert.match(n, /^[a-z0-9%-]+$/);
+    assert.equal(extensionStorageName('@acme/vault'), '%40acme%2fvault');
     assert.equal(extensionStorageName('audit-log'), 'audit-log', 'plain ids keep their folder');
   });
 
@@ -100,7 +101,7 @@ describe('id → storage: every distinct id its own data folder (collision-free,
     for (const id of [...folded, 'con', 'nul', 'com1', 'lpt9', 'Upper', 'ünï', 'a'.repeat(60)]) assert.equal(extensionIdFromStorageName(extensionStorageName(id)), id, id);
     assert.notEqual(extensionStorageName('con'), 'con');
     assert.notEqual(extensionStorageName('aux'), 'aux');
-    assert.equal(extensionIdFromStorageName('_61bc'), undefined, '"_61" spells "a", which is kept as is');
+    assert.equal(extensionIdFromStorageName('%61bc'), undefined, '"%61" spells "a", which is kept as is');
     assert.equal(extensionIdFromStorageName('a.b'), undefined);
   });
 
@@ -115,10 +116,17 @@ describe('id → storage: every distinct id its own data folder (collision-free,
     }
     const names = [...ids].map(extensionStorageName);
     assert.equal(new Set(names.map((n) => n.toLowerCase())).size, ids.size);
+    // Upgrade safety: a folder the old transform wrote is reused only by the id it was that id's own name for.
+    const oldOwners = new Map<string, string[]>();
+    for (const id of ids) oldOwners.set(topicWord(id), [...(oldOwners.get(topicWord(id)) ?? []), id]);
+    for (const id of ids) {
+      const owners = oldOwners.get(extensionStorageName(id));
+      if (owners) assert.deepEqual(owners, [id], `${id} would reuse the old folder of ${owners.join(', ')}`);
+    }
     const long = ['a' + '.'.repeat(150), 'a' + '~'.repeat(150), 'b' + '.'.repeat(150)];
     const longNames = long.map(extensionStorageName);
     assert.equal(new Set(longNames).size, 3);
-    for (const n of longNames) assert.ok(n.length <= 200 && n.startsWith('_h'), n);
+    for (const n of longNames) assert.ok(n.length <= 200 && n.startsWith('%h'), n);
     assert.notEqual(extensionDataDir('/d', long[0]!), extensionDataDir('/d', long[2]!));
   });
 
