@@ -144,6 +144,15 @@ export async function writePublisherBinding(dataDir: string, binding: PublisherB
       await link(tmp, file);
       return true;
     } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return false;
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+    }
+    // A file system without hard links: exclusive create still never overwrites (the content is small).
+    try {
+      await writeFile(file, JSON.stringify(binding, null, 2) + '\n', { flag: 'wx', mode: 0o644 });
+      return true;
+    } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw err;
     }

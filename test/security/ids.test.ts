@@ -62,12 +62,14 @@ async function workspace(): Promise<Workspace> {
 }
 
 /** Writes the trust store (both publishers, optional scopes) and the host config, then starts a host. */
-async function startHost(ws: Workspace, options: { policy?: 'required' | 'warn' | 'off'; scopes?: Record<string, string[]>; config?: string } = {}): Promise<Host> {
+async function startHost(ws: Workspace, options: { policy?: 'required' | 'warn' | 'off'; scopes?: Record<string, string[]>; config?: string; logLines?: string[] } = {}): Promise<Host> {
   const publishers = Object.fromEntries([acme, evil].map((p) => [p.id, { keys: [p.publicKeyPem], ...(options.scopes?.[p.id] ? { scopes: options.scopes[p.id] } : {}) }]));
   await writeFile(path.join(ws.root, 'trust.json'), JSON.stringify({ publishers }, null, 2));
   await writeFile(path.join(ws.root, 'plinth.config.yaml'), `plugins: [plugins]\ntrust: { store: trust.json, policy: ${options.policy ?? 'required'} }\ndataDir: data\n${options.config ?? ''}`);
   const config = await loadHostConfig({ cwd: ws.root, env: {} });
-  const host = new Host(config, { logger: silent, stopSandboxProcesses: false });
+  const lines = options.logLines;
+  const logger = lines ? pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }) : silent;
+  const host = new Host(config, { logger, stopSandboxProcesses: false });
   await host.start();
   return host;
 }
@@ -128,6 +130,24 @@ describe('id → storage: every distinct id its own data folder (collision-free,
     assert.equal(new Set(longNames).size, 3);
     for (const n of longNames) assert.ok(n.length <= 200 && n.startsWith('%h'), n);
     assert.notEqual(extensionDataDir('/d', long[0]!), extensionDataDir('/d', long[2]!));
+  });
+
+  it('a data folder the old transform shared is not adopted; the operator is told where it is', async () => {
+    const ws = await workspace();
+    const legacy = path.join(ws.data, 'extensions', 'acme_vault');
+    await mkdir(legacy, { recursive: true });
+    await writeFile(path.join(legacy, 'secret.txt'), 'written by some id that folded to acme_vault');
+    await writeVault(ws.plugins, '@acme/vault', { id: '@acme/vault', build: 'acme', signer: acme });
+    const lines: string[] = [];
+    const host = await startHost(ws, { logLines: lines });
+    try {
+      assert.deepEqual(await get(host, '@acme/vault'), { build: 'acme', id: '@acme/vault', file: null, kv: null });
+    } finally {
+      await host.stop();
+    }
+    const warning = lines.map((l) => JSON.parse(l) as { legacy?: string; level: number }).find((l) => l.legacy === legacy);
+    assert.ok(warning && warning.level === 40, lines.join('\n'));
+    assert.equal(await readFile(path.join(legacy, 'secret.txt'), 'utf8'), 'written by some id that folded to acme_vault');
   });
 
   it('regression: @acme/vault, acme.vault and acme~vault no longer read each other’s files and kv', async () => {
