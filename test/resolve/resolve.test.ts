@@ -594,3 +594,35 @@ describe('resolve: determinism and scale', () => {
     assert.deepEqual(snapshot(run(shuffled(list, prng(5)), { unusable: new Map([[id(3), new PlinthError('PLINTH_ERR_SIG_MISSING', 'unsigned')]]) })), snapshot(r));
   });
 });
+
+describe('rule 0: a trusted copy is never replaced or shadowed by an untrusted one (issue 7 §2)', () => {
+  it('an untrusted higher version loses to a trusted lower one, and is listed with the reason', () => {
+    const trusted = cand('vault', '1.0.0', {}, { dir: 'plugins/z-vault' });
+    const untrusted = cand('vault', '9.0.0', {}, { dir: 'plugins/a-vault', trusted: false, order: -1 });
+    const r = run([untrusted, trusted]);
+    assert.equal(r.resolved.get('vault'), trusted);
+    const s = r.shadowed.find((x) => x.candidate === untrusted)!;
+    assert.match(s.reason, /not signed by a trusted publisher.*1\.0\.0 at plugins\/z-vault/);
+  });
+
+  it('a dependent whose range only the untrusted copy satisfies fails; the untrusted copy does not run', () => {
+    const r = run([cand('vault', '1.0.0'), cand('vault', '2.0.0', {}, { trusted: false }), cand('app', '1.0.0', { vault: '^2.0.0' })]);
+    assert.equal(versionOf(r, 'vault'), '1.0.0');
+    assert.equal(failure(r, 'app').code, 'PLINTH_ERR_DEPENDENCY_UNSATISFIED');
+  });
+
+  it('when the only trusted copy is unusable the id fails with its reason; the untrusted copy still does not run', () => {
+    const r = run([cand('vault', '1.0.0', {}, { hostRange: '^9.0.0' }), cand('vault', '2.0.0', {}, { trusted: false })]);
+    const err = failure(r, 'vault');
+    assert.equal(err.code, 'PLINTH_ERR_HOST_VERSION_UNSUPPORTED');
+    assert.match(err.message, /2\.0\.0 at plugins\/vault: it is not signed by a trusted publisher/);
+  });
+
+  it('untrusted copies compete normally when no trusted copy is installed; the result does not depend on input order', () => {
+    const a = [cand('vault', '1.0.0', {}, { trusted: false }), cand('vault', '2.0.0', {}, { trusted: false }), cand('other', '1.0.0'), cand('other', '3.0.0', {}, { trusted: false })];
+    const r = run(a);
+    assert.equal(versionOf(r, 'vault'), '2.0.0');
+    assert.equal(versionOf(r, 'other'), '1.0.0');
+    assert.deepEqual(snapshot(run([...a].reverse())), snapshot(r));
+  });
+});

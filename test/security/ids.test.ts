@@ -331,6 +331,13 @@ describe("an id's data is bound to the publisher that created it", () => {
     }
   });
 
+  it('extensions.<id>.publisher must be a publisher id', async () => {
+    const ws = await workspace();
+    await writeFile(path.join(ws.root, 'plinth.config.yaml'), 'extensions:\n  vault:\n    publisher: "Not A Publisher"\n');
+    const err = await rejectsWith(loadHostConfig({ cwd: ws.root, env: {} }), 'PLINTH_ERR_CONFIG_INVALID');
+    assert.ok(err.problems.some((p) => p.path === '/extensions/vault/publisher'), JSON.stringify(err.problems));
+  });
+
   it('an id offered by two trusted publishers with no data yet starts neither (folder order does not decide); assigning one starts it', async () => {
     const ws = await workspace();
     const a = await writeVault(ws.plugins, 'a-vault', { build: 'evil', signer: evil });
