@@ -7,7 +7,7 @@ import { PlinthError, type Problem } from '../errors.ts';
 import { validators, toProblems } from '../schema/index.ts';
 import { hashPackageFiles, SIGNATURE_FILE } from './files.ts';
 import { keyIdOf } from './keys.ts';
-import { scopeAllowing, type TrustStore } from './store.ts';
+import { assertInScope, type TrustStore } from './store.ts';
 
 export const SIGNATURE_FORMAT = 'plinth-sig/1';
 
@@ -134,20 +134,7 @@ export async function verifyExtension(dir: string, store: TrustStore, extension?
   }
 
   // After the signature is known to be the publisher's, before the files: a publisher may sign only its ids.
-  const scope = publisher.scopes === undefined ? '*' : extension === undefined ? undefined : scopeAllowing(publisher, extension);
-  if (scope === undefined) {
-    const key = `${store.file ?? 'the trust store'}#/publishers/${sig.publisher}/scopes`;
-    const allowed = publisher.scopes!.length > 0 ? publisher.scopes!.join(', ') : 'no id at all (its scopes are empty)';
-    throw new PlinthError(
-      'PLINTH_ERR_SIG_OUT_OF_SCOPE',
-      `${who}: publisher "${sig.publisher}" may not sign ${extension === undefined ? 'a package without an id' : `"${extension}"`}: ${key} allows ${allowed}`,
-      {
-        ...ext,
-        file: sigPath,
-        hint: extension === undefined ? 'give the package a "name" in its package.json' : `if "${sig.publisher}" should publish ${extension}, add "${extension}"${extension.startsWith('@') ? ` or "${extension.slice(0, extension.indexOf('/'))}/*"` : ''} to publishers["${sig.publisher}"].scopes; otherwise remove this copy`,
-      },
-    );
-  }
+  const scope = assertInScope(store, sig.publisher, extension, who, sigPath);
 
   const changed: string[] = [];
   const missing: string[] = [];
@@ -177,5 +164,5 @@ export async function verifyExtension(dir: string, store: TrustStore, extension?
       hint: 'restore the extension as published, or re-sign it if you are its publisher',
     });
   }
-  return { publisher: sig.publisher, keyId: sig.keyId, fileCount: Object.keys(actual).length, files: actual, ...(publisher.scopes === undefined ? {} : { scope }) };
+  return { publisher: sig.publisher, keyId: sig.keyId, fileCount: Object.keys(actual).length, files: actual, ...(scope === undefined ? {} : { scope }) };
 }

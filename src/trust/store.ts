@@ -63,6 +63,28 @@ export function scopeAllowing(publisher: TrustedPublisher, id: string): string |
   return publisher.scopes.find((s) => s === '*' || s === id || (s.endsWith('/*') && id.startsWith(s.slice(0, -1)) && !id.slice(s.length - 1).includes('/')));
 }
 
+/**
+ * Throws PLINTH_ERR_SIG_OUT_OF_SCOPE unless `publisher` (trusted in `store`) may sign `extension`; returns the
+ * scope entry that allows it, or undefined when the publisher has no `scopes` (any id). Without an id to check,
+ * a scoped publisher's signature is refused. `who` and `file` name the package in the error.
+ */
+export function assertInScope(store: TrustStore, publisherId: string, extension: string | undefined, who: string, file: string): string | undefined {
+  const publisher = store.publishers.get(publisherId);
+  if (!publisher || publisher.scopes === undefined) return undefined;
+  const scope = extension === undefined ? undefined : scopeAllowing(publisher, extension);
+  if (scope !== undefined) return scope;
+  const key = `${store.file ?? 'the trust store'}#/publishers/${publisherId}/scopes`;
+  const allowed = publisher.scopes.length > 0 ? publisher.scopes.join(', ') : 'no id at all (its scopes are empty)';
+  throw new PlinthError('PLINTH_ERR_SIG_OUT_OF_SCOPE', `${who}: publisher "${publisherId}" may not sign ${extension === undefined ? 'a package without an id' : `"${extension}"`}: ${key} allows ${allowed}`, {
+    ...(extension === undefined ? {} : { extension }),
+    file,
+    hint:
+      extension === undefined
+        ? 'give the package a "name" in its package.json'
+        : `if "${publisherId}" should publish ${extension}, add "${extension}"${extension.startsWith('@') ? ` or "${extension.slice(0, extension.indexOf('/'))}/*"` : ''} to publishers["${publisherId}"].scopes; otherwise remove this copy`,
+  });
+}
+
 export async function loadTrustStore(file: string): Promise<TrustStore> {
   let doc: unknown;
   try {
