@@ -15,7 +15,7 @@
 //
 // Binding: `<dataDir>/extensions/<name>.publisher.json` records the publisher that created the data. It sits
 // beside the extension's folder, not inside it, so an extension's own fs grants never reach it.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PlinthError } from '../errors.ts';
@@ -133,7 +133,7 @@ export async function readPublisherBinding(dataDir: string, id: string): Promise
 export async function writePublisherBinding(dataDir: string, binding: PublisherBinding, options: { replace: boolean }): Promise<boolean> {
   const file = publisherBindingFile(dataDir, binding.id);
   await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   await writeFile(tmp, JSON.stringify(binding, null, 2) + '\n', { flag: 'wx', mode: 0o644 });
   try {
     if (options.replace) {

@@ -6,13 +6,13 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import { loadHostConfig } from '../../src/config/index.ts';
 import { Host } from '../../src/host/index.ts';
 import { IsolateProcess } from '../../src/sandbox/index.ts';
 import { signExtension, parseTrustStore, verifyExtension, scopeAllowing } from '../../src/trust/index.ts';
-import { extensionDataDir, extensionIdFromStorageName, extensionStorageName, publisherBindingFile, UNSIGNED_PUBLISHER } from '../../src/datadir/index.ts';
+import { extensionDataDir, extensionIdFromStorageName, extensionStorageName, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER } from '../../src/datadir/index.ts';
 import { topicWord } from '../../src/events/index.ts';
 import type { Json } from '../../src/sdk/index.ts';
 import { ROOT, makePublisher, rejectsWith, runCli, tempDir, type TestPublisher } from '../helpers.ts';
@@ -163,6 +163,27 @@ describe('id → storage: every distinct id its own data folder (collision-free,
     } finally {
       await host.stop();
     }
+  });
+});
+
+describe('binding files', () => {
+  it('are created atomically and never overwritten by a second claim; a re-assignment replaces them whole', async () => {
+    const data = path.join((await workspace()).root, 'data');
+    const claims = await Promise.all(['acme', 'evil', 'acme', 'evil'].map((publisher) => writePublisherBinding(data, { id: '@acme/vault', publisher, since: 'now' }, { replace: false })));
+    assert.deepEqual(claims.filter(Boolean).length, 1);
+    const first = await readPublisherBinding(data, '@acme/vault');
+    assert.equal(first?.publisher, ['acme', 'evil', 'acme', 'evil'][claims.indexOf(true)], 'the winner’s binding, whole');
+    assert.equal(await writePublisherBinding(data, { id: '@acme/vault', publisher: 'evil', since: 'later', previous: first!.publisher, assignedBy: 'extensions.@acme/vault.publisher' }, { replace: true }), true);
+    assert.equal((await readPublisherBinding(data, '@acme/vault'))?.publisher, 'evil');
+    assert.deepEqual((await readdir(path.join(data, 'extensions'))).sort(), ['%40acme%2fvault.publisher.json'], 'no temporary files left');
+  });
+
+  it('a binding file that names another id is refused', async () => {
+    const data = path.join((await workspace()).root, 'data');
+    await mkdir(path.join(data, 'extensions'), { recursive: true });
+    await writeFile(publisherBindingFile(data, 'vault'), JSON.stringify({ id: 'other', publisher: 'acme' }));
+    await rejectsWith(readPublisherBinding(data, 'vault'), 'PLINTH_ERR_PUBLISHER_BINDING_INVALID');
+    assert.equal(await readPublisherBinding(data, 'never-started'), undefined);
   });
 });
 
