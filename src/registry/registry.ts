@@ -243,13 +243,15 @@ export class Registry {
     const byId = new Map<string, Copy[]>();
     for (const c of copies.values()) byId.set(c.found.id, [...(byId.get(c.found.id) ?? []), c]);
     const out: Array<{ copy: Copy; state: 'failed' | 'stopped'; error: PlinthError }> = [];
+    /** Untrusted copies set aside; listed after the ownership refusals, so an id's reason is the latter when both apply. */
+    const shadowed: typeof out = [];
     for (const [id, list] of byId) {
       const trusted = list.filter((c) => c.trust.status === 'trusted');
       let remaining = list;
       if (trusted.length > 0 && trusted.length < list.length) {
         const first = trusted[0]!;
         for (const c of list.filter((x) => x.trust.status !== 'trusted')) {
-          out.push({
+          shadowed.push({
             copy: c,
             state: 'stopped',
             error: new PlinthError(
@@ -294,7 +296,7 @@ export class Registry {
         }
       }
     }
-    return out;
+    return [...out, ...shadowed];
   }
 
   /** What `plinth ls` shows: every copy, checked up to dependency resolution, nothing started. */

@@ -294,6 +294,31 @@ describe("an id's data is bound to the publisher that created it", () => {
     assert.equal((JSON.parse(await readFile(publisherBindingFile(ws.data, 'vault'), 'utf8')) as { publisher: string }).publisher, 'acme');
   });
 
+  it('with the owner’s copy gone, neither another trusted publisher’s copy nor an unsigned one gets the id; the id’s reason is the mismatch', async () => {
+    const ws = await workspace();
+    const legit = await writeVault(ws.plugins, 'vault', { build: 'acme', signer: acme });
+    let host = await startHost(ws, { policy: 'warn' });
+    try {
+      await host.call('vault', 'put', { secret: 'acme secret' });
+    } finally {
+      await host.stop();
+    }
+    await rm(legit, { recursive: true });
+    const other = await writeVault(ws.plugins, 'vault-evil', { build: 'evil', signer: evil });
+    const unsigned = await writeVault(ws.plugins, 'vault-unsigned', { version: '3.0.0', build: 'unsigned' });
+    host = await startHost(ws, { policy: 'warn' });
+    try {
+      assert.equal(refusal(host, 'vault', other)?.code, 'PLINTH_ERR_PUBLISHER_MISMATCH');
+      assert.equal(refusal(host, 'vault', unsigned)?.code, 'PLINTH_ERR_DUPLICATE_EXTENSION');
+      assert.equal(host.get('vault'), undefined);
+      const err = await rejectsWith(host.call('vault', 'get', {}), 'PLINTH_ERR_EXTENSION_UNAVAILABLE');
+      assert.match(err.message, /belongs to publisher "acme"/);
+    } finally {
+      await host.stop();
+    }
+    assert.equal(await readFile(path.join(extensionDataDir(ws.data, 'vault'), 'secret.txt'), 'utf8'), 'acme secret');
+  });
+
   it('an unsigned extension is bound to "unsigned": a later copy signed by a trusted publisher needs the operator to re-assign it', async () => {
     const ws = await workspace();
     const unsigned = await writeVault(ws.plugins, 'vault', { build: 'dev' });
