@@ -2,9 +2,8 @@
 // the manifest schema), checks `main`, and compiles every schema the extension declares — once, here.
 import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { ValidateFunction } from 'ajv/dist/2020.js';
-import { PlinthError, type Problem } from '../errors.ts';
-import { validators, toProblems, compileAuthoredSchema } from '../schema/index.ts';
+import { PlinthError } from '../errors.ts';
+import { validators, toProblems, SchemaScope, DEFAULT_SCHEMA_LIMITS, type SchemaLimits, type SchemaValidator } from '../schema/index.ts';
 import type { BreakerSettings } from '../resilience/breaker.ts';
 
 export type Runtime = 'worker' | 'isolate' | 'remote';
@@ -57,10 +56,15 @@ export interface Manifest {
   limits?: Partial<LimitSettings>;
 }
 
+/**
+ * The package's schemas, compiled in a scope of their own (src/schema/authored.ts) that lives as long as these
+ * validators do: dropping the package releases it. A validator throws PLINTH_ERR_SCHEMA_VALIDATION_LIMIT when a
+ * value costs more than the host's budget to check.
+ */
 export interface CompiledSchemas {
-  config?: ValidateFunction;
+  config?: SchemaValidator;
   /** `fillsDefaults`: the input schema declares defaults, so validating writes into the value (copy it first). */
-  stages: Record<string, { input: ValidateFunction; output: ValidateFunction; fillsDefaults: boolean }>;
+  stages: Record<string, { input: SchemaValidator; output: SchemaValidator; fillsDefaults: boolean }>;
 }
 
 /** Whether a schema declares a `default` anywhere (ajv's useDefaults then writes into validated data). */
@@ -137,7 +141,7 @@ function deepFreeze<T>(value: T): T {
  * Validates a parsed package.json of the extension folder `dir`. Throws a PlinthError naming the folder:
  * MANIFEST_INVALID (every schema problem at once), MAIN_NOT_SET, MAIN_NOT_FOUND, STAGE_SCHEMA_INVALID.
  */
-export async function validateExtensionPackage(dir: string, pkg: unknown): Promise<ExtensionPackage> {
+export async function validateExtensionPackage(dir: string, pkg: unknown, options: { schemaLimits?: SchemaLimits } = {}): Promise<ExtensionPackage> {
   const file = path.join(dir, PACKAGE_JSON);
   const label = typeof (pkg as { name?: unknown }).name === 'string' ? (pkg as { name: string }).name : path.basename(dir);
   if (!validators.extensionPackage(pkg)) {
@@ -160,7 +164,7 @@ export async function validateExtensionPackage(dir: string, pkg: unknown): Promi
   }
   const mainPath = await resolveMain(dir, raw.name, raw.main);
 
-  const schemas = compileSchemas(dir, raw);
+  const schemas = compileSchemas(dir, raw, options.schemaLimits ?? DEFAULT_SCHEMA_LIMITS);
   const dependencies: Record<string, Dependency> = {};
   for (const [id, spec] of Object.entries(raw.plinth.dependencies ?? {})) {
     dependencies[id] = typeof spec === 'string' ? { range: spec, optional: false } : { range: spec.version, optional: spec.optional ?? false };
@@ -205,33 +209,19 @@ async function resolveMain(dir: string, id: string, main: string): Promise<strin
   return candidate;
 }
 
-function compileSchemas(dir: string, raw: RawPackage): CompiledSchemas {
-  const problems: Problem[] = [];
-  const compile = (schema: unknown, at: string): ValidateFunction | undefined => {
-    try {
-      return compileAuthoredSchema(schema);
-    } catch (err) {
-      problems.push({ path: at, message: `is not a valid JSON Schema: ${(err as Error).message}` });
-      return undefined;
-    }
-  };
+/** Compiles every schema the package declares in one new scope; all problems are reported together. */
+function compileSchemas(dir: string, raw: RawPackage, limits: SchemaLimits): CompiledSchemas {
+  const scope = new SchemaScope({ extension: raw.name, file: path.join(dir, PACKAGE_JSON) }, limits);
   const out: CompiledSchemas = { stages: {} };
   if (raw.plinth.configSchema !== undefined) {
-    const config = compile(raw.plinth.configSchema, '/plinth/configSchema');
+    const config = scope.compile(raw.plinth.configSchema, '/plinth/configSchema');
     if (config) out.config = config;
   }
   for (const [name, stage] of Object.entries(raw.plinth.stages ?? {})) {
-    const input = compile(stage.input, `/plinth/stages/${name}/input`);
-    const output = compile(stage.output, `/plinth/stages/${name}/output`);
+    const input = scope.compile(stage.input, `/plinth/stages/${name}/input`);
+    const output = scope.compile(stage.output, `/plinth/stages/${name}/output`);
     if (input && output) out.stages[name] = { input, output, fillsDefaults: declaresDefaults(stage.input) };
   }
-  if (problems.length > 0) {
-    throw new PlinthError('PLINTH_ERR_STAGE_SCHEMA_INVALID', `extension ${raw.name} at ${dir}: ${problems.length} declared schema(s) are not valid JSON Schemas`, {
-      extension: raw.name,
-      file: path.join(dir, PACKAGE_JSON),
-      problems,
-      hint: 'each stage input/output and configSchema must be a JSON Schema (2020-12)',
-    });
-  }
+  scope.done();
   return out;
 }

@@ -1,6 +1,6 @@
-// Every JSON Schema lives in schemas/; this module compiles them once (ajv, all errors) and turns ajv's
-// errors into Problems that carry a JSON path and a hint a person can act on.
-import { Ajv2020, type ErrorObject, type ValidateFunction, type AnySchema } from 'ajv/dist/2020.js';
+// Every JSON Schema of Plinth's own lives in schemas/; this module compiles them once (ajv, all errors) and turns
+// ajv's errors into Problems that carry a JSON path and a hint a person can act on.
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import semver from 'semver';
 import manifestSchema from '../../schemas/extension-manifest.schema.json' with { type: 'json' };
@@ -39,23 +39,8 @@ export const validators = {
   lockfile: validatorFor('https://plinth.dev/schemas/lockfile.schema.json'),
 } as const;
 
-/**
- * For schemas written by extension authors (stage input/output, configSchema). Unknown keywords are
- * tolerated (authors annotate schemas), but the schema must satisfy the 2020-12 meta-schema and compile.
- */
-const authored = addPlinthFormats(new Ajv2020({ allErrors: true, strict: false, useDefaults: true }));
-
-/** Compiles an author's schema; throws a message describing why it is not a valid schema. */
-export function compileAuthoredSchema(schema: unknown): ValidateFunction {
-  if (typeof schema !== 'boolean' && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
-    throw new Error('a schema must be an object or a boolean');
-  }
-  if (!authored.validateSchema(schema)) {
-    throw new Error(authored.errorsText(authored.errors, { dataVar: 'schema' }));
-  }
-  // Without a $id the compiled function is cached by the schema object itself, never by name.
-  return authored.compile(schema as AnySchema);
-}
+// Schemas written by extension authors compile in a scope per package, with bounded cost: see authored.ts.
+export { SchemaScope, DEFAULT_SCHEMA_LIMITS, type SchemaLimits, type SchemaValidator, type ScopeLabel } from './authored.ts';
 
 // Names of $defs whose `pattern` means something a person can be told in words.
 const PATTERN_HINTS: Record<string, string> = {

@@ -1,0 +1,429 @@
+// Schemas written by extension authors (stage input/output, configSchema) are untrusted input: ajv treats
+// schemas as trusted as application code (its "Untrusted schemas" security notes), so this module fences them.
+//
+// 1. Scope. Each extension package gets an ajv instance of its own (`SchemaScope`), referenced only by the
+//    validators it compiled: dropping the package drops the scope, so a `$id` can be compiled again on every
+//    rescan, the cache never outlives the package, and one package's `$id` can never shadow another's.
+// 2. Compile-time limits, refused with PLINTH_ERR_STAGE_SCHEMA_INVALID naming the path and the limit: schema size
+//    (`maxNodes`, all of a package's schemas together), nesting depth (`maxDepth`), pattern length
+//    (`maxPatternLength`), and every pattern must be RE2 syntax (no lookaround, no backreferences).
+// 3. Linear-time building blocks: `pattern`/`patternProperties` run on re2js (ajv's `code.regExp`), regex formats
+//    on re2js too, a format that is not linear (`url`) is not offered, and `uniqueItems` hashes a canonical form
+//    of each item instead of comparing every pair.
+// 4. A work budget. Every subschema carries a precomputed cost; each time ajv evaluates it the cost is charged to
+//    the scope's meter: a fixed part (its own keywords, enum/const/required sizes) plus what it scans of the value
+//    (characters × the pattern/format weight, keys, items). One validation may spend `maxValidationCost` units;
+//    past that it stops with PLINTH_ERR_SCHEMA_VALIDATION_LIMIT. A unit is one cheap step (a keyword check, one
+//    character through a small automaton, one key or item visited), so the host's event loop is held for at most
+//    the budget's worth of steps per validation, whatever the schema: exponential `$ref` fan-out, recursion,
+//    huge `anyOf`, long strings under many patterns all run into the same meter.
+import { Ajv2020, _, type AnySchema, type CodeKeywordDefinition, type ErrorObject, type FuncKeywordDefinition, type KeywordCxt, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import { fullFormats } from 'ajv-formats/dist/formats.js';
+import { RE2JS } from 're2js';
+import semver from 'semver';
+import { PlinthError, type Problem } from '../errors.ts';
+
+const addFormats = addFormatsModule.default;
+
+/** Operator-tunable bounds on extension schemas: host config `extensionSchemas.*`. */
+export interface SchemaLimits {
+  /** JSON values (objects, arrays, strings, numbers…) in all of one package's schemas together. */
+  maxNodes: number;
+  /** Nesting of objects/arrays inside one schema. */
+  maxDepth: number;
+  /** Characters of one `pattern` or `patternProperties` key. */
+  maxPatternLength: number;
+  /** Units of work one validation may spend (see the header comment). */
+  maxValidationCost: number;
+}
+
+/** Defaults, also declared in schemas/host-config.schema.json (`extensionSchemas`). */
+export const DEFAULT_SCHEMA_LIMITS: Readonly<SchemaLimits> = Object.freeze({
+  maxNodes: 20_000,
+  maxDepth: 64,
+  maxPatternLength: 1_000,
+  maxValidationCost: 20_000_000,
+});
+
+const CONFIG_KEY: Record<keyof SchemaLimits, string> = {
+  maxNodes: 'extensionSchemas.maxNodes',
+  maxDepth: 'extensionSchemas.maxDepth',
+  maxPatternLength: 'extensionSchemas.maxPatternLength',
+  maxValidationCost: 'extensionSchemas.maxValidationCost',
+};
+
+/** What a compiled authored schema offers: call it, then read `errors`. Throws only SCHEMA_VALIDATION_LIMIT. */
+export interface SchemaValidator {
+  (data: unknown): boolean;
+  errors: ErrorObject[] | null | undefined;
+}
+
+// --- Linear-time regular expressions --------------------------------------------------------------------
+
+function compileRe2(pattern: string, flags = ''): RE2JS {
+  let f = 0;
+  if (flags.includes('i')) f |= RE2JS.CASE_INSENSITIVE;
+  if (flags.includes('m')) f |= RE2JS.MULTILINE;
+  if (flags.includes('s')) f |= RE2JS.DOTALL;
+  // translateRegExp maps ECMAScript-only spellings (named groups `(?<n>`, `\/`, `\u{…}`) to RE2 syntax.
+  return RE2JS.compile(RE2JS.translateRegExp(pattern), f);
+}
+
+/** ajv's `code.regExp`: ajv compiles `pattern`/`patternProperties` through this instead of `new RegExp`. */
+const re2Engine = Object.assign((pattern: string) => compileRe2(pattern), { code: 'plinth re2js' });
+
+// Ajv's regex formats, on re2js. A format whose regex RE2 cannot express is kept only if it is not a regex
+// (date/time parsers, measured linear); `url` (backtracking, quadratic: 0.45 s on 20 000 characters) is left out,
+// so a schema using it is refused as an unknown format.
+type FormatDef = Parameters<Ajv2020['addFormat']>[1];
+const LINEAR_FORMATS: Record<string, { def: FormatDef; cost: number }> = {};
+for (const [name, def] of Object.entries(fullFormats)) {
+  if (name === 'url') continue;
+  const regex = def instanceof RegExp ? def : typeof def === 'object' && 'validate' in def && def.validate instanceof RegExp ? def.validate : undefined;
+  if (!regex) {
+    LINEAR_FORMATS[name] = { def: def, cost: 2 };
+    continue;
+  }
+  let re2: RE2JS | undefined;
+  try {
+    re2 = compileRe2(regex.source, regex.flags);
+  } catch {
+    re2 = undefined;
+  }
+  if (re2) {
+    const engine = re2;
+    const validate = (s: string) => engine.test(s);
+    LINEAR_FORMATS[name] = { def: typeof def === 'object' && !(def instanceof RegExp) ? { ...def, validate } as FormatDef : validate, cost: patternWeight(engine) };
+  } else {
+    // RE2 refuses its lookaheads; these few (duration, hostname) were measured linear and stay on RegExp.
+    LINEAR_FORMATS[name] = { def: def, cost: 4 };
+  }
+}
+LINEAR_FORMATS.semver = { def: { type: 'string', validate: (v: string) => semver.valid(v) !== null }, cost: 2 };
+LINEAR_FORMATS['semver-range'] = { def: { type: 'string', validate: (v: string) => semver.validRange(v) !== null }, cost: 4 };
+
+/** Units per character of running a compiled RE2 program: its size over a DFA-friendly constant, at least 1. */
+function patternWeight(re: RE2JS): number {
+  return 1 + Math.ceil(re.programSize() / 16);
+}
+
+// --- Metering --------------------------------------------------------------------------------------------
+
+const COST = 'x-plinth-cost';
+
+/** The precomputed cost of evaluating one subschema: a fixed part and per-unit weights of the value's size. */
+interface Cost {
+  /** Fixed units (1 + sizes of its enum/const/required/properties lists). */
+  b: number;
+  /** Units per character when the value is a string (pattern/format/length keywords). */
+  s: number;
+  /** Units per key when the value is an object and a keyword walks its keys; `kc` per key character. */
+  k: number;
+  kc: number;
+  /** Units per item when the value is an array and a keyword walks its items. */
+  a: number;
+}
+
+class Meter {
+  used = 0;
+  max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+}
+
+/** Thrown inside a validation that ran out of budget; turned into a PlinthError by the validator wrapper. */
+class BudgetExceeded extends Error {}
+
+function charge(meter: Meter, units: number): void {
+  meter.used += units;
+  if (meter.used > meter.max) throw new BudgetExceeded();
+}
+
+/** The metering keyword: inline code, so the per-step price is a few additions. */
+function meterKeyword(meter: Meter): CodeKeywordDefinition {
+  return {
+    keyword: COST,
+    schemaType: 'object',
+    code(cxt: KeywordCxt) {
+      const { gen, data } = cxt;
+      const cost = cxt.schema as Cost;
+      const m = gen.scopeValue('keyword', { ref: meter });
+      const chargeFn = gen.scopeValue('keyword', { ref: charge });
+      let units = _`${cost.b}`;
+      if (cost.s > 0) units = _`${units} + (typeof ${data} == "string" ? ${data}.length * ${cost.s} : 0)`;
+      if (cost.a > 0) units = _`${units} + (Array.isArray(${data}) ? ${data}.length * ${cost.a} : 0)`;
+      gen.code(_`${chargeFn}(${m}, ${units})`);
+      if (cost.k > 0 || cost.kc > 0) {
+        gen.if(_`${data} && typeof ${data} == "object" && !Array.isArray(${data})`, () => {
+          gen.forIn('plinthKey', data, (key) => gen.code(_`${chargeFn}(${m}, ${cost.k} + ${key}.length * ${cost.kc})`));
+        });
+      }
+    },
+  };
+}
+
+/** uniqueItems in linear time: a canonical JSON form of each item (keys sorted) in a Map, charged by its length. */
+function uniqueItemsKeyword(meter: Meter): FuncKeywordDefinition {
+  const canonical = (v: unknown): string => {
+    if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+    if (v !== null && typeof v === 'object') {
+      const keys = Object.keys(v).sort();
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    }
+    return JSON.stringify(v) ?? 'undefined';
+  };
+  const validate = (schema: boolean, data: unknown[]): boolean => {
+    if (!schema || data.length < 2) return true;
+    const seen = new Map<string, number>();
+    for (let i = 0; i < data.length; i++) {
+      const key = canonical(data[i]);
+      charge(meter, 1 + key.length);
+      const j = seen.get(key);
+      if (j !== undefined) {
+        validate.errors = [{ keyword: 'uniqueItems', instancePath: '', schemaPath: '#/uniqueItems', params: { i, j }, message: `must NOT have duplicate items (items ## ${j} and ${i} are identical)` }];
+        return false;
+      }
+      seen.set(key, i);
+    }
+    return true;
+  };
+  validate.errors = null as ErrorObject[] | null;
+  return { keyword: 'uniqueItems', type: 'array', schemaType: 'boolean', errors: true, validate: validate as FuncKeywordDefinition['validate'] };
+}
+
+// --- Walking a schema: limits, pattern checks, cost annotation --------------------------------------------
+
+const SUBSCHEMA = ['additionalProperties', 'propertyNames', 'items', 'contains', 'not', 'if', 'then', 'else', 'unevaluatedItems', 'unevaluatedProperties', 'contentSchema', 'additionalItems'];
+const SUBSCHEMA_LIST = ['allOf', 'anyOf', 'oneOf', 'prefixItems'];
+const SUBSCHEMA_MAP = ['properties', 'patternProperties', '$defs', 'definitions', 'dependentSchemas'];
+const KEY_WALKERS = ['patternProperties', 'additionalProperties', 'unevaluatedProperties', 'propertyNames', 'minProperties', 'maxProperties', 'dependentSchemas', 'dependentRequired'];
+const ITEM_WALKERS = ['items', 'prefixItems', 'contains', 'unevaluatedItems', 'additionalItems', 'minContains', 'maxContains'];
+
+/** Sets an own property even for names like `__proto__`, which plain assignment would turn into a prototype. */
+function put(obj: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function escapePointer(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** Counts JSON values, failing past `maxDepth` (so it never recurses deeper than the limit). */
+function sizeOf(value: unknown, depth: number, limits: SchemaLimits, at: string, problems: Problem[]): number {
+  if (depth > limits.maxDepth) {
+    problems.push({ path: at, message: `nests deeper than ${limits.maxDepth} levels (limit ${CONFIG_KEY.maxDepth})`, hint: `flatten the schema (e.g. with $defs and $ref), or raise ${CONFIG_KEY.maxDepth} in the host config` });
+    return Infinity;
+  }
+  if (typeof value !== 'object' || value === null) return 1;
+  let n = 1;
+  for (const [k, v] of Object.entries(value)) {
+    n += sizeOf(v, depth + 1, limits, `${at}/${escapePointer(k)}`, problems);
+    if (n === Infinity) return n;
+  }
+  return n;
+}
+
+interface WalkContext {
+  limits: SchemaLimits;
+  problems: Problem[];
+}
+
+function checkPattern(pattern: string, at: string, cx: WalkContext): RE2JS | undefined {
+  if (pattern.length > cx.limits.maxPatternLength) {
+    cx.problems.push({ path: at, message: `pattern is ${pattern.length} characters; the limit is ${cx.limits.maxPatternLength} (${CONFIG_KEY.maxPatternLength})`, hint: `shorten it, or raise ${CONFIG_KEY.maxPatternLength} in the host config` });
+    return undefined;
+  }
+  try {
+    return compileRe2(pattern);
+  } catch (err) {
+    cx.problems.push({ path: at, message: `pattern ${JSON.stringify(pattern)} is not supported by the host's linear-time regex engine: ${(err as Error).message}`, hint: 'use RE2 syntax: no lookahead/lookbehind and no backreferences (https://github.com/google/re2/wiki/Syntax)' });
+    return undefined;
+  }
+}
+
+/** A copy of `schema` with a COST annotation on every subschema; problems found are pushed to `cx`. */
+function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return schema;
+  const src = schema as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(src)) if (k !== COST) put(out, k, v);
+  const cost: Cost = { b: 1, s: 0, k: 0, kc: 0, a: 0 };
+  const size = (v: unknown) => (Array.isArray(v) ? v.length : 0);
+  const nodes = (v: unknown): number => (typeof v === 'object' && v !== null ? 1 + Object.values(v).reduce<number>((n, x) => n + nodes(x), 0) : 1);
+
+  if ('enum' in src) cost.b += nodes(src.enum);
+  if ('const' in src) cost.b += nodes(src.const);
+  cost.b += size(src.required);
+  if (typeof src.properties === 'object' && src.properties !== null) cost.b += Object.keys(src.properties).length;
+  if (typeof src.dependentRequired === 'object' && src.dependentRequired !== null) cost.b += nodes(src.dependentRequired);
+
+  if (typeof src.pattern === 'string') {
+    const re = checkPattern(src.pattern, `${at}/pattern`, cx);
+    if (re) cost.s += patternWeight(re);
+  }
+  if (typeof src.format === 'string') {
+    if (src.format === 'url') {
+      cx.problems.push({ path: `${at}/format`, message: 'format "url" is not available to extension schemas: its check takes time quadratic in the string length', hint: 'use "uri" (RFC 3986), checked in linear time' });
+    }
+    // An unknown format is an annotation only (JSON Schema 2020-12 §7.2): nothing runs for it.
+    const f = LINEAR_FORMATS[src.format];
+    if (f) cost.s += f.cost;
+  }
+  if ('minLength' in src || 'maxLength' in src) cost.s += 1;
+
+  if (KEY_WALKERS.some((k) => k in src)) cost.k += 1;
+  if (typeof src.patternProperties === 'object' && src.patternProperties !== null) {
+    for (const p of Object.keys(src.patternProperties)) {
+      const re = checkPattern(p, `${at}/patternProperties/${escapePointer(p)}`, cx);
+      if (re) cost.kc += patternWeight(re);
+    }
+  }
+  if (ITEM_WALKERS.some((k) => k in src)) cost.a += 1;
+  if (src.uniqueItems === true) cost.a += 1; // plus the canonical form's length, charged as it is built
+
+  for (const k of SUBSCHEMA) if (Object.hasOwn(src, k)) put(out, k, annotate(src[k], `${at}/${k}`, cx));
+  for (const k of SUBSCHEMA_LIST) {
+    if (Array.isArray(src[k])) put(out, k, (src[k] as unknown[]).map((s, i) => annotate(s, `${at}/${k}/${i}`, cx)));
+  }
+  for (const k of SUBSCHEMA_MAP) {
+    const map = Object.hasOwn(src, k) ? src[k] : undefined;
+    if (typeof map !== 'object' || map === null || Array.isArray(map)) continue;
+    const copy: Record<string, unknown> = {};
+    for (const [name, s] of Object.entries(map)) put(copy, name, annotate(s, `${at}/${k}/${escapePointer(name)}`, cx));
+    put(out, k, copy);
+  }
+  out[COST] = cost;
+  return out;
+}
+
+// --- The scope -------------------------------------------------------------------------------------------
+
+/** Validates authors' schemas against the 2020-12 meta-schema; it only validates, never keeps a schema. */
+const metaAjv = addFormats(new Ajv2020({ allErrors: true, strict: false }));
+for (const [name, f] of Object.entries(LINEAR_FORMATS)) metaAjv.addFormat(name, f.def);
+
+export interface ScopeLabel {
+  extension: string;
+  file: string;
+}
+
+/**
+ * One extension package's schemas. Compile each declared schema with `compile`, then call `done()`, which
+ * throws PLINTH_ERR_STAGE_SCHEMA_INVALID listing every problem (with its path) if any schema was refused.
+ */
+export class SchemaScope {
+  readonly #ajv: Ajv2020;
+  readonly #meter: Meter;
+  readonly #limits: SchemaLimits;
+  readonly #label: ScopeLabel;
+  readonly #problems: Problem[] = [];
+  #nodes = 0;
+
+  constructor(label: ScopeLabel, limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS) {
+    this.#label = label;
+    this.#limits = limits;
+    this.#meter = new Meter(limits.maxValidationCost);
+    // inlineRefs off: a referenced schema is one function called from each use, so code size stays linear in
+    // the schema's size however often a $ref repeats it. strictSchema off (authors annotate); formats strict.
+    this.#ajv = new Ajv2020({
+      allErrors: true,
+      strictSchema: false,
+      strictTypes: false,
+      strictTuples: false,
+      strictRequired: false,
+      validateFormats: true,
+      useDefaults: true,
+      inlineRefs: false,
+      validateSchema: false,
+      addUsedSchema: true,
+      logger: false,
+      code: { regExp: re2Engine },
+    });
+    for (const [name, f] of Object.entries(LINEAR_FORMATS)) this.#ajv.addFormat(name, f.def);
+    this.#ajv.removeKeyword('uniqueItems');
+    this.#ajv.addKeyword(uniqueItemsKeyword(this.#meter));
+    this.#ajv.addKeyword(meterKeyword(this.#meter));
+  }
+
+  /** Compiles the schema found at JSON pointer `at` of package.json; undefined (and a problem noted) if refused. */
+  compile(schema: unknown, at: string): SchemaValidator | undefined {
+    const before = this.#problems.length;
+    const refuse = (message: string, hint?: string): undefined => {
+      this.#problems.push({ path: at, message, ...(hint ? { hint } : {}) });
+      return undefined;
+    };
+    if (typeof schema !== 'boolean' && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
+      return refuse('is not a valid JSON Schema: a schema must be an object or a boolean');
+    }
+    // Size and depth first: the meta-schema check and ajv's compiler both recurse over the schema.
+    const size = sizeOf(schema, 0, this.#limits, at, this.#problems);
+    if (size === Infinity) return undefined;
+    this.#nodes += size;
+    if (this.#nodes > this.#limits.maxNodes) {
+      return refuse(
+        `makes this package's schemas ${this.#nodes} JSON values in all; the limit is ${this.#limits.maxNodes} (${CONFIG_KEY.maxNodes})`,
+        `simplify the schemas, or raise ${CONFIG_KEY.maxNodes} in the host config`,
+      );
+    }
+    if (!metaAjv.validateSchema(schema)) {
+      return refuse(`is not a valid JSON Schema: ${metaAjv.errorsText(metaAjv.errors, { dataVar: 'schema' })}`);
+    }
+    const annotated = annotate(schema, at, { limits: this.#limits, problems: this.#problems });
+    if (this.#problems.length > before) return undefined;
+    let fn: ValidateFunction;
+    try {
+      fn = this.#ajv.compile(annotated as AnySchema);
+    } catch (err) {
+      return refuse(`is not a valid JSON Schema: ${(err as Error).message}`);
+    }
+    return this.#wrap(fn, at);
+  }
+
+  /** Throws PLINTH_ERR_STAGE_SCHEMA_INVALID with every problem noted by `compile`, if any. */
+  done(): void {
+    if (this.#problems.length === 0) return;
+    throw new PlinthError('PLINTH_ERR_STAGE_SCHEMA_INVALID', `extension ${this.#label.extension} (${this.#label.file}): ${this.#problems.length} problem(s) in its declared schemas`, {
+      extension: this.#label.extension,
+      file: this.#label.file,
+      problems: [...this.#problems],
+      hint: 'each stage input/output and configSchema must be a JSON Schema (2020-12) within the host limits for extension schemas',
+    });
+  }
+
+  #wrap(fn: ValidateFunction, at: string): SchemaValidator {
+    const meter = this.#meter;
+    const label = this.#label;
+    const max = this.#limits.maxValidationCost;
+    const validator = ((data: unknown): boolean => {
+      meter.used = 0;
+      try {
+        const ok = fn(data);
+        validator.errors = fn.errors;
+        return ok;
+      } catch (err) {
+        // Both end the validation: the value is refused, never half-checked.
+        if (err instanceof BudgetExceeded) {
+          throw new PlinthError('PLINTH_ERR_SCHEMA_VALIDATION_LIMIT', `extension ${label.extension}: validating a value against ${at} needed more than ${max} units of work (limit ${CONFIG_KEY.maxValidationCost}); the value was refused`, {
+            extension: label.extension,
+            file: label.file,
+            hint: `send a smaller value, simplify the schema, or raise ${CONFIG_KEY.maxValidationCost} in the host config`,
+          });
+        }
+        if (err instanceof RangeError) {
+          throw new PlinthError('PLINTH_ERR_SCHEMA_VALIDATION_LIMIT', `extension ${label.extension}: a value validated against ${at} is nested too deeply to check (${err.message}); the value was refused`, {
+            extension: label.extension,
+            file: label.file,
+            hint: 'send a less deeply nested value',
+          });
+        }
+        throw err;
+      } finally {
+        meter.used = 0;
+      }
+    }) as SchemaValidator;
+    validator.errors = null;
+    return validator;
+  }
+}
