@@ -5,7 +5,7 @@ import { readFile, access } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { PlinthError, type Problem } from '../errors.ts';
-import { validators, toProblems } from '../schema/index.ts';
+import { validators, toProblems, type SchemaLimits } from '../schema/index.ts';
 import type { TrustPolicy } from '../trust/index.ts';
 import type { BreakerSettings } from '../resilience/breaker.ts';
 
@@ -24,6 +24,8 @@ export interface HostConfig {
   log: { level: string };
   budget: { memoryMb: number; concurrency: number };
   sandbox: { isolateProcess: 'shared' | 'per-extension' };
+  /** Bounds on extensions' own JSON Schemas (size at load, work per validation): src/schema/authored.ts. */
+  extensionSchemas: SchemaLimits;
   defaults: {
     limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
     breaker: BreakerSettings;

@@ -5,6 +5,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PlinthError, isPlinthError } from '../errors.ts';
 import { readPackageJson, isExtensionPackage, validateExtensionPackage, type ExtensionPackage } from '../manifest/index.ts';
+import type { SchemaLimits } from '../schema/index.ts';
 
 export interface DiscoveredExtension {
   id: string;
@@ -23,6 +24,11 @@ export interface DiscoveryFailure {
   dir: string;
   pluginDir: string;
   error: PlinthError;
+}
+
+export interface DiscoveryOptions {
+  /** Host limits for the extensions' schemas (host config `extensionSchemas`); defaults when absent. */
+  schemaLimits?: SchemaLimits;
 }
 
 export interface DiscoveryResult {
@@ -70,7 +76,7 @@ async function candidateFolders(pluginDir: string, errors: PlinthError[]): Promi
   return list(pluginDir, '');
 }
 
-async function inspectFolder(folder: string, dir: string, pluginDir: string): Promise<Omit<DiscoveredExtension, 'order'> | DiscoveryFailure | undefined> {
+async function inspectFolder(folder: string, dir: string, pluginDir: string, options: DiscoveryOptions): Promise<Omit<DiscoveredExtension, 'order'> | DiscoveryFailure | undefined> {
   let raw: unknown;
   try {
     raw = await readPackageJson(dir);
@@ -81,7 +87,7 @@ async function inspectFolder(folder: string, dir: string, pluginDir: string): Pr
   const name = (raw as { name?: unknown }).name;
   const id = typeof name === 'string' && name !== '' ? name : folder;
   try {
-    const pkg = await validateExtensionPackage(dir, raw);
+    const pkg = await validateExtensionPackage(dir, raw, options);
     return { id: pkg.id, version: pkg.version, dir, pluginDir, pkg };
   } catch (err) {
     // Anything but a PlinthError is a bug of ours, still contained to this one extension.
@@ -97,7 +103,7 @@ async function inspectFolder(folder: string, dir: string, pluginDir: string): Pr
  * as listed, folders sorted by name within each): when one id is installed more than once, dependency resolution
  * chooses the copy (src/resolve), with this order breaking ties.
  */
-export async function discoverExtensions(pluginDirs: string[]): Promise<DiscoveryResult> {
+export async function discoverExtensions(pluginDirs: string[], options: DiscoveryOptions = {}): Promise<DiscoveryResult> {
   const result: DiscoveryResult = { extensions: [], failures: [], directoryErrors: [] };
   for (const pluginDir of pluginDirs) {
     try {
@@ -112,7 +118,7 @@ export async function discoverExtensions(pluginDirs: string[]): Promise<Discover
       continue;
     }
     const folders = await candidateFolders(pluginDir, result.directoryErrors);
-    const found = await Promise.all(folders.map(([folder, dir]) => inspectFolder(folder, dir, pluginDir)));
+    const found = await Promise.all(folders.map(([folder, dir]) => inspectFolder(folder, dir, pluginDir, options)));
     for (const f of found) {
       if (f === undefined) continue;
       if ('error' in f) result.failures.push(f);

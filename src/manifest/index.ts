@@ -214,7 +214,7 @@ function compileSchemas(dir: string, raw: RawPackage, limits: SchemaLimits): Com
   const scope = new SchemaScope({ extension: raw.name, file: path.join(dir, PACKAGE_JSON) }, limits);
   const out: CompiledSchemas = { stages: {} };
   if (raw.plinth.configSchema !== undefined) {
-    const config = scope.compile(raw.plinth.configSchema, '/plinth/configSchema');
+    const config = scope.compile(raw.plinth.configSchema, '/plinth/configSchema', { allErrors: true });
     if (config) out.config = config;
   }
   for (const [name, stage] of Object.entries(raw.plinth.stages ?? {})) {

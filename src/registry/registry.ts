@@ -135,7 +135,7 @@ export class Registry {
   async #scan(keep: Map<string, ManagedExtension>): Promise<ScanResult> {
     const { config, trustStore, log } = this.#o;
     const policy: TrustPolicy = config.trust.policy;
-    const found = await discoverExtensions(config.plugins);
+    const found = await discoverExtensions(config.plugins, { schemaLimits: config.extensionSchemas });
     for (const e of found.directoryErrors) log.warn({ code: e.code, file: e.file }, e.message);
     const rejected: RegistryEntry[] = found.failures.map((f) => entry(f, 'failed', f.error));
     const broken = new Map<string, PlinthError>();
@@ -465,7 +465,13 @@ export class Registry {
       );
     }
     const extConfig = structuredClone(settings?.config ?? {}) as Record<string, Json>;
-    if (pkg.schemas.config && !pkg.schemas.config(extConfig)) {
+    let configValid: boolean;
+    try {
+      configValid = pkg.schemas.config ? pkg.schemas.config(extConfig) : true;
+    } catch (err) {
+      return refuse('failed', err as PlinthError); // SCHEMA_VALIDATION_LIMIT: its configSchema costs too much to check
+    }
+    if (pkg.schemas.config && !configValid) {
       return refuse(
         'failed',
         new PlinthError('PLINTH_ERR_EXTENSION_CONFIG_INVALID', `extension ${pkg.id}: its config does not match its configSchema`, {

@@ -40,10 +40,10 @@ export interface SchemaLimits {
 
 /** Defaults, also declared in schemas/host-config.schema.json (`extensionSchemas`). */
 export const DEFAULT_SCHEMA_LIMITS: Readonly<SchemaLimits> = Object.freeze({
-  maxNodes: 20_000,
+  maxNodes: 5_000,
   maxDepth: 64,
   maxPatternLength: 1_000,
-  maxValidationCost: 20_000_000,
+  maxValidationCost: 50_000_000,
 });
 
 const CONFIG_KEY: Record<keyof SchemaLimits, string> = {
@@ -57,6 +57,8 @@ const CONFIG_KEY: Record<keyof SchemaLimits, string> = {
 export interface SchemaValidator {
   (data: unknown): boolean;
   errors: ErrorObject[] | null | undefined;
+  /** Units of work the last validation spent (the budget is `maxValidationCost`). */
+  lastCost: number;
 }
 
 // --- Linear-time regular expressions --------------------------------------------------------------------
@@ -77,12 +79,12 @@ const re2Engine = Object.assign((pattern: string) => compileRe2(pattern), { code
 // (date/time parsers, measured linear); `url` (backtracking, quadratic: 0.45 s on 20 000 characters) is left out,
 // so a schema using it is refused as an unknown format.
 type FormatDef = Parameters<Ajv2020['addFormat']>[1];
-const LINEAR_FORMATS: Record<string, { def: FormatDef; cost: number }> = {};
+const LINEAR_FORMATS: Record<string, { def: FormatDef; cost: StringCost }> = {};
 for (const [name, def] of Object.entries(fullFormats)) {
   if (name === 'url') continue;
   const regex = def instanceof RegExp ? def : typeof def === 'object' && 'validate' in def && def.validate instanceof RegExp ? def.validate : undefined;
   if (!regex) {
-    LINEAR_FORMATS[name] = { def: def, cost: 2 };
+    LINEAR_FORMATS[name] = { def: def, cost: { fixed: 100, perChar: 2 } };
     continue;
   }
   let re2: RE2JS | undefined;
@@ -94,18 +96,27 @@ for (const [name, def] of Object.entries(fullFormats)) {
   if (re2) {
     const engine = re2;
     const validate = (s: string) => engine.test(s);
-    LINEAR_FORMATS[name] = { def: typeof def === 'object' && !(def instanceof RegExp) ? { ...def, validate } as FormatDef : validate, cost: patternWeight(engine) };
+    LINEAR_FORMATS[name] = { def: typeof def === 'object' && !(def instanceof RegExp) ? { ...def, validate } as FormatDef : validate, cost: patternCost(engine) };
   } else {
     // RE2 refuses its lookaheads; these few (duration, hostname) were measured linear and stay on RegExp.
-    LINEAR_FORMATS[name] = { def: def, cost: 4 };
+    LINEAR_FORMATS[name] = { def: def, cost: { fixed: 10, perChar: 3 } };
   }
 }
-LINEAR_FORMATS.semver = { def: { type: 'string', validate: (v: string) => semver.valid(v) !== null }, cost: 2 };
-LINEAR_FORMATS['semver-range'] = { def: { type: 'string', validate: (v: string) => semver.validRange(v) !== null }, cost: 4 };
+LINEAR_FORMATS.semver = { def: { type: 'string', validate: (v: string) => semver.valid(v) !== null }, cost: { fixed: 20, perChar: 2 } };
+LINEAR_FORMATS['semver-range'] = { def: { type: 'string', validate: (v: string) => semver.validRange(v) !== null }, cost: { fixed: 50, perChar: 8 } };
 
-/** Units per character of running a compiled RE2 program: its size over a DFA-friendly constant, at least 1. */
-function patternWeight(re: RE2JS): number {
-  return 1 + Math.ceil(re.programSize() / 16);
+/** What checking one string costs: a fixed part per check and a part per character. */
+interface StringCost {
+  fixed: number;
+  perChar: number;
+}
+
+/**
+ * Running an RE2 program (re2js, measured): about a microsecond per call whatever the input (≈100 units) and a
+ * few units per character, more for a larger program (the NFA steps through its instructions).
+ */
+function patternCost(re: RE2JS): StringCost {
+  return { fixed: 100, perChar: 6 + Math.ceil(re.programSize() / 8) };
 }
 
 // --- Metering --------------------------------------------------------------------------------------------
@@ -114,9 +125,10 @@ const COST = 'x-plinth-cost';
 
 /** The precomputed cost of evaluating one subschema: a fixed part and per-unit weights of the value's size. */
 interface Cost {
-  /** Fixed units (1 + sizes of its enum/const/required/properties lists). */
+  /** Fixed units (a few + sizes of its enum/const/required/properties lists). */
   b: number;
-  /** Units per character when the value is a string (pattern/format/length keywords). */
+  /** When the value is a string (pattern/format/length keywords): fixed units, and units per character. */
+  sb: number;
   s: number;
   /** Units per key when the value is an object and a keyword walks its keys; `kc` per key character. */
   k: number;
@@ -152,7 +164,7 @@ function meterKeyword(meter: Meter): CodeKeywordDefinition {
       const m = gen.scopeValue('keyword', { ref: meter });
       const chargeFn = gen.scopeValue('keyword', { ref: charge });
       let units = _`${cost.b}`;
-      if (cost.s > 0) units = _`${units} + (typeof ${data} == "string" ? ${data}.length * ${cost.s} : 0)`;
+      if (cost.s > 0 || cost.sb > 0) units = _`${units} + (typeof ${data} == "string" ? ${cost.sb} + ${data}.length * ${cost.s} : 0)`;
       if (cost.a > 0) units = _`${units} + (Array.isArray(${data}) ? ${data}.length * ${cost.a} : 0)`;
       gen.code(_`${chargeFn}(${m}, ${units})`);
       if (cost.k > 0 || cost.kc > 0) {
@@ -164,22 +176,26 @@ function meterKeyword(meter: Meter): CodeKeywordDefinition {
   };
 }
 
-/** uniqueItems in linear time: a canonical JSON form of each item (keys sorted) in a Map, charged by its length. */
+/**
+ * uniqueItems in linear time: a canonical JSON form of each item (object keys sorted, so key order does not
+ * matter, as in ajv's deep equality) goes into a Map. Charged per value visited and per character produced.
+ */
 function uniqueItemsKeyword(meter: Meter): FuncKeywordDefinition {
   const canonical = (v: unknown): string => {
+    charge(meter, 100);
     if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
     if (v !== null && typeof v === 'object') {
       const keys = Object.keys(v).sort();
       return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
     }
-    return JSON.stringify(v) ?? 'undefined';
+    return JSON.stringify(v) ?? 'null';
   };
   const validate = (schema: boolean, data: unknown[]): boolean => {
     if (!schema || data.length < 2) return true;
     const seen = new Map<string, number>();
     for (let i = 0; i < data.length; i++) {
       const key = canonical(data[i]);
-      charge(meter, 1 + key.length);
+      charge(meter, key.length);
       const j = seen.get(key);
       if (j !== undefined) {
         validate.errors = [{ keyword: 'uniqueItems', instancePath: '', schemaPath: '#/uniqueItems', params: { i, j }, message: `must NOT have duplicate items (items ## ${j} and ${i} are identical)` }];
@@ -249,11 +265,17 @@ function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
   const src = schema as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(src)) if (k !== COST) put(out, k, v);
-  const cost: Cost = { b: 1, s: 0, k: 0, kc: 0, a: 0 };
+  // Units are calibrated on ajv's cheapest step (one keyword check ≈ one character scanned ≈ 5 ns).
+  const cost: Cost = { b: 2, sb: 0, s: 0, k: 0, kc: 0, a: 0 };
+  const addString = (c: StringCost) => {
+    cost.sb += c.fixed;
+    cost.s += c.perChar;
+  };
+  if (typeof src.$ref === 'string' || typeof src.$dynamicRef === 'string') cost.b += 4; // a function call each
   const size = (v: unknown) => (Array.isArray(v) ? v.length : 0);
   const nodes = (v: unknown): number => (typeof v === 'object' && v !== null ? 1 + Object.values(v).reduce<number>((n, x) => n + nodes(x), 0) : 1);
 
-  if ('enum' in src) cost.b += nodes(src.enum);
+  if ('enum' in src) cost.b += 5 * nodes(src.enum); // a deep-equality call per member
   if ('const' in src) cost.b += nodes(src.const);
   cost.b += size(src.required);
   if (typeof src.properties === 'object' && src.properties !== null) cost.b += Object.keys(src.properties).length;
@@ -261,7 +283,7 @@ function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
 
   if (typeof src.pattern === 'string') {
     const re = checkPattern(src.pattern, `${at}/pattern`, cx);
-    if (re) cost.s += patternWeight(re);
+    if (re) addString(patternCost(re));
   }
   if (typeof src.format === 'string') {
     if (src.format === 'url') {
@@ -269,15 +291,20 @@ function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
     }
     // An unknown format is an annotation only (JSON Schema 2020-12 §7.2): nothing runs for it.
     const f = LINEAR_FORMATS[src.format];
-    if (f) cost.s += f.cost;
+    if (f) addString(f.cost);
   }
-  if ('minLength' in src || 'maxLength' in src) cost.s += 1;
+  if ('minLength' in src || 'maxLength' in src) addString({ fixed: 1, perChar: 1 }); // counts code points
 
-  if (KEY_WALKERS.some((k) => k in src)) cost.k += 1;
+  // Enumerating a large object's keys is slow in V8 (dictionary-mode objects: ≈ 0.5–1 µs a key, measured).
+  if (KEY_WALKERS.some((k) => k in src)) cost.k += 100;
   if (typeof src.patternProperties === 'object' && src.patternProperties !== null) {
     for (const p of Object.keys(src.patternProperties)) {
       const re = checkPattern(p, `${at}/patternProperties/${escapePointer(p)}`, cx);
-      if (re) cost.kc += patternWeight(re);
+      if (re) {
+        const c = patternCost(re);
+        cost.k += c.fixed;
+        cost.kc += c.perChar;
+      }
     }
   }
   if (ITEM_WALKERS.some((k) => k in src)) cost.a += 1;
@@ -314,21 +341,32 @@ export interface ScopeLabel {
  * throws PLINTH_ERR_STAGE_SCHEMA_INVALID listing every problem (with its path) if any schema was refused.
  */
 export class SchemaScope {
-  readonly #ajv: Ajv2020;
   readonly #meter: Meter;
   readonly #limits: SchemaLimits;
   readonly #label: ScopeLabel;
   readonly #problems: Problem[] = [];
+  #firstError: Ajv2020 | undefined;
+  #allErrors: Ajv2020 | undefined;
   #nodes = 0;
 
   constructor(label: ScopeLabel, limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS) {
     this.#label = label;
     this.#limits = limits;
     this.#meter = new Meter(limits.maxValidationCost);
+  }
+
+  /**
+   * The scope's ajv. Values crossing a stage (attacker-sized) stop at the first error: with `allErrors` every
+   * failing item of a large array would allocate an error object the meter does not see. The operator's own
+   * config is small, so its check lists every problem.
+   */
+  #ajv(allErrors: boolean): Ajv2020 {
+    const existing = allErrors ? this.#allErrors : this.#firstError;
+    if (existing) return existing;
     // inlineRefs off: a referenced schema is one function called from each use, so code size stays linear in
-    // the schema's size however often a $ref repeats it. strictSchema off (authors annotate); formats strict.
-    this.#ajv = new Ajv2020({
-      allErrors: true,
+    // the schema's size however often a $ref repeats it. strictSchema off (authors annotate).
+    const ajv = new Ajv2020({
+      allErrors,
       strictSchema: false,
       strictTypes: false,
       strictTuples: false,
@@ -341,14 +379,17 @@ export class SchemaScope {
       logger: false,
       code: { regExp: re2Engine },
     });
-    for (const [name, f] of Object.entries(LINEAR_FORMATS)) this.#ajv.addFormat(name, f.def);
-    this.#ajv.removeKeyword('uniqueItems');
-    this.#ajv.addKeyword(uniqueItemsKeyword(this.#meter));
-    this.#ajv.addKeyword(meterKeyword(this.#meter));
+    for (const [name, f] of Object.entries(LINEAR_FORMATS)) ajv.addFormat(name, f.def);
+    ajv.removeKeyword('uniqueItems');
+    ajv.addKeyword(uniqueItemsKeyword(this.#meter));
+    ajv.addKeyword(meterKeyword(this.#meter));
+    if (allErrors) this.#allErrors = ajv;
+    else this.#firstError = ajv;
+    return ajv;
   }
 
   /** Compiles the schema found at JSON pointer `at` of package.json; undefined (and a problem noted) if refused. */
-  compile(schema: unknown, at: string): SchemaValidator | undefined {
+  compile(schema: unknown, at: string, options: { allErrors?: boolean } = {}): SchemaValidator | undefined {
     const before = this.#problems.length;
     const refuse = (message: string, hint?: string): undefined => {
       this.#problems.push({ path: at, message, ...(hint ? { hint } : {}) });
@@ -374,7 +415,7 @@ export class SchemaScope {
     if (this.#problems.length > before) return undefined;
     let fn: ValidateFunction;
     try {
-      fn = this.#ajv.compile(annotated as AnySchema);
+      fn = this.#ajv(options.allErrors === true).compile(annotated as AnySchema);
     } catch (err) {
       return refuse(`is not a valid JSON Schema: ${(err as Error).message}`);
     }
@@ -420,10 +461,12 @@ export class SchemaScope {
         }
         throw err;
       } finally {
+        validator.lastCost = meter.used;
         meter.used = 0;
       }
     }) as SchemaValidator;
     validator.errors = null;
+    validator.lastCost = 0;
     return validator;
   }
 }
