@@ -348,6 +348,7 @@ export class SchemaScope {
   #firstError: Ajv2020 | undefined;
   #allErrors: Ajv2020 | undefined;
   #nodes = 0;
+  #overSize = false;
 
   constructor(label: ScopeLabel, limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS) {
     this.#label = label;
@@ -403,6 +404,9 @@ export class SchemaScope {
     if (size === Infinity) return undefined;
     this.#nodes += size;
     if (this.#nodes > this.#limits.maxNodes) {
+      // Reported once, at the schema that crossed the limit; the package is refused anyway.
+      if (this.#overSize) return undefined;
+      this.#overSize = true;
       return refuse(
         `makes this package's schemas ${this.#nodes} JSON values in all; the limit is ${this.#limits.maxNodes} (${CONFIG_KEY.maxNodes})`,
         `simplify the schemas, or raise ${CONFIG_KEY.maxNodes} in the host config`,
