@@ -161,6 +161,11 @@ function meterKeyword(meter: Meter): CodeKeywordDefinition {
     code(cxt: KeywordCxt) {
       const { gen, data } = cxt;
       const cost = cxt.schema as Cost;
+      // Only annotate() writes this keyword (it drops an author's own); still, never emit a cost that is not a
+      // plain non-negative number.
+      for (const v of [cost.b, cost.sb, cost.s, cost.k, cost.kc, cost.a]) {
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${COST} is reserved for the host`);
+      }
       const m = gen.scopeValue('keyword', { ref: meter });
       const chargeFn = gen.scopeValue('keyword', { ref: charge });
       let units = _`${cost.b}`;
@@ -224,6 +229,8 @@ function uniqueItemsKeyword(meter: Meter): FuncKeywordDefinition {
 const SUBSCHEMA = ['additionalProperties', 'propertyNames', 'items', 'contains', 'not', 'if', 'then', 'else', 'unevaluatedItems', 'unevaluatedProperties', 'contentSchema', 'additionalItems'];
 const SUBSCHEMA_LIST = ['allOf', 'anyOf', 'oneOf', 'prefixItems'];
 const SUBSCHEMA_MAP = ['properties', 'patternProperties', '$defs', 'definitions', 'dependentSchemas'];
+/** Keywords whose value is data or a list of names, never a schema: a `$ref` may not point into them. */
+const NOT_SCHEMA = new Set(['enum', 'const', 'default', 'examples', 'required', 'dependentRequired', '$vocabulary', 'type']);
 const KEY_WALKERS = ['patternProperties', 'additionalProperties', 'unevaluatedProperties', 'propertyNames', 'minProperties', 'maxProperties', 'dependentSchemas', 'dependentRequired'];
 const ITEM_WALKERS = ['items', 'prefixItems', 'contains', 'unevaluatedItems', 'additionalItems', 'minContains', 'maxContains'];
 
@@ -269,9 +276,44 @@ function checkPattern(pattern: string, at: string, cx: WalkContext): RE2JS | und
   }
 }
 
-/** A copy of `schema` with a COST annotation on every subschema; problems found are pushed to `cx`. */
-function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
-  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return schema;
+/**
+ * Where a `$ref`'s JSON-pointer fragment lands, walked the way ajv resolves it (split on "/", then percent- and
+ * ~-decoded): the name of the data keyword or map it points into, or undefined when it lands on a schema.
+ */
+function refIntoData(ref: string): string | undefined {
+  const hash = ref.indexOf('#');
+  const fragment = hash < 0 ? '' : ref.slice(hash + 1);
+  if (!fragment.startsWith('/')) return undefined; // the whole resource, or a named $anchor: both schemas
+  let state: 'schema' | 'member' = 'schema';
+  let last = '';
+  for (const raw of fragment.slice(1).split('/')) {
+    let seg: string;
+    try {
+      seg = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    } catch {
+      return 'a malformed pointer';
+    }
+    if (state === 'member') {
+      state = 'schema'; // a name in a map or an index in a list: a schema again
+      continue;
+    }
+    if (NOT_SCHEMA.has(seg)) return `"${seg}"`;
+    last = seg;
+    // After a map or list keyword comes a member name; after an unknown keyword either a keyword or an index.
+    state = SUBSCHEMA_MAP.includes(seg) || SUBSCHEMA_LIST.includes(seg) ? 'member' : 'schema';
+  }
+  return state === 'member' ? `the "${last}" map itself` : undefined;
+}
+
+/**
+ * A copy of `schema` with a COST annotation on every subschema; problems found are pushed to `cx`. Objects
+ * under unknown keywords are annotated too (`lenient`: no problems reported there), because a `$ref` may make
+ * ajv compile them; a `$ref` into data (`enum`, `const`, `default`…) or into a map is refused, so every object
+ * ajv can ever compile as a schema carries a cost the author did not choose.
+ */
+function annotate(schema: unknown, at: string, cx: WalkContext, lenient = false): unknown {
+  if (Array.isArray(schema)) return lenient ? schema.map((s, i) => annotate(s, `${at}/${i}`, cx, true)) : schema;
+  if (typeof schema !== 'object' || schema === null) return schema;
   const src = schema as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(src)) if (k !== COST) put(out, k, v);
@@ -291,13 +333,19 @@ function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
   if (typeof src.properties === 'object' && src.properties !== null) cost.b += Object.keys(src.properties).length;
   if (typeof src.dependentRequired === 'object' && src.dependentRequired !== null) cost.b += nodes(src.dependentRequired);
 
+  const report = lenient ? { limits: cx.limits, problems: [] } : cx;
+  for (const key of ['$ref', '$dynamicRef'] as const) {
+    const ref = src[key];
+    const into = typeof ref === 'string' ? refIntoData(ref) : undefined;
+    if (into !== undefined) cx.problems.push({ path: `${at}/${key}`, message: `${JSON.stringify(ref)} points into ${into}, not at a schema`, hint: 'point $ref at a schema, e.g. one under $defs' });
+  }
   if (typeof src.pattern === 'string') {
-    const re = checkPattern(src.pattern, `${at}/pattern`, cx);
+    const re = checkPattern(src.pattern, `${at}/pattern`, report);
     if (re) addString(patternCost(re));
   }
   if (typeof src.format === 'string') {
     if (src.format === 'url') {
-      cx.problems.push({ path: `${at}/format`, message: 'format "url" is not available to extension schemas: its check takes time quadratic in the string length', hint: 'use "uri" (RFC 3986), checked in linear time' });
+      report.problems.push({ path: `${at}/format`, message: 'format "url" is not available to extension schemas: its check takes time quadratic in the string length', hint: 'use "uri" (RFC 3986), checked in linear time' });
     }
     // An unknown format is an annotation only (JSON Schema 2020-12 §7.2): nothing runs for it.
     const f = LINEAR_FORMATS[src.format];
@@ -309,7 +357,7 @@ function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
   if (KEY_WALKERS.some((k) => k in src)) cost.k += 100;
   if (typeof src.patternProperties === 'object' && src.patternProperties !== null) {
     for (const p of Object.keys(src.patternProperties)) {
-      const re = checkPattern(p, `${at}/patternProperties/${escapePointer(p)}`, cx);
+      const re = checkPattern(p, `${at}/patternProperties/${escapePointer(p)}`, report);
       if (re) {
         const c = patternCost(re);
         cost.k += c.fixed;
@@ -320,16 +368,16 @@ function annotate(schema: unknown, at: string, cx: WalkContext): unknown {
   if (ITEM_WALKERS.some((k) => k in src)) cost.a += 1;
   if (src.uniqueItems === true) cost.a += 1; // plus the canonical form's length, charged as it is built
 
-  for (const k of SUBSCHEMA) if (Object.hasOwn(src, k)) put(out, k, annotate(src[k], `${at}/${k}`, cx));
-  for (const k of SUBSCHEMA_LIST) {
-    if (Array.isArray(src[k])) put(out, k, (src[k] as unknown[]).map((s, i) => annotate(s, `${at}/${k}/${i}`, cx)));
-  }
-  for (const k of SUBSCHEMA_MAP) {
-    const map = Object.hasOwn(src, k) ? src[k] : undefined;
-    if (typeof map !== 'object' || map === null || Array.isArray(map)) continue;
-    const copy: Record<string, unknown> = {};
-    for (const [name, s] of Object.entries(map)) put(copy, name, annotate(s, `${at}/${k}/${escapePointer(name)}`, cx));
-    put(out, k, copy);
+  for (const [k, v] of Object.entries(src)) {
+    if (k === COST || NOT_SCHEMA.has(k) || typeof v !== 'object' || v === null) continue;
+    const here = `${at}/${escapePointer(k)}`;
+    if (SUBSCHEMA.includes(k)) put(out, k, annotate(v, here, cx, lenient));
+    else if (SUBSCHEMA_LIST.includes(k) && Array.isArray(v)) put(out, k, v.map((s, i) => annotate(s, `${here}/${i}`, cx, lenient)));
+    else if (SUBSCHEMA_MAP.includes(k) && !Array.isArray(v)) {
+      const copy: Record<string, unknown> = {};
+      for (const [name, s] of Object.entries(v)) put(copy, name, annotate(s, `${here}/${escapePointer(name)}`, cx, lenient));
+      put(out, k, copy);
+    } else put(out, k, annotate(v, here, cx, true)); // an unknown keyword: ajv ignores it unless a $ref points there
   }
   out[COST] = cost;
   return out;
@@ -386,6 +434,8 @@ export class SchemaScope {
       useDefaults: true,
       inlineRefs: false,
       validateSchema: false,
+      // No meta-schemas in the scope: a $ref to one would run a schema the meter does not annotate.
+      meta: false,
       addUsedSchema: true,
       logger: false,
       code: { regExp: re2Engine },
