@@ -5,18 +5,25 @@
 //    validators it compiled: dropping the package drops the scope, so a `$id` can be compiled again on every
 //    rescan, the cache never outlives the package, and one package's `$id` can never shadow another's.
 // 2. Compile-time limits, refused with PLINTH_ERR_STAGE_SCHEMA_INVALID naming the path and the limit: schema size
-//    (`maxNodes`, all of a package's schemas together), nesting depth (`maxDepth`), pattern length
-//    (`maxPatternLength`), and every pattern must be RE2 syntax (no lookaround, no backreferences).
+//    (`maxNodes`, all of a package's schemas together; ajv's compile time grows with it), nesting depth
+//    (`maxDepth`; ajv's compiler recurses), pattern length (`maxPatternLength`), every pattern in RE2 syntax (no
+//    lookaround, no backreferences), no format `url`, and no `$ref` into data or at a map (see refIntoData).
 // 3. Linear-time building blocks: `pattern`/`patternProperties` run on re2js (ajv's `code.regExp`), regex formats
-//    on re2js too, a format that is not linear (`url`) is not offered, and `uniqueItems` hashes a canonical form
-//    of each item instead of comparing every pair.
-// 4. A work budget. Every subschema carries a precomputed cost; each time ajv evaluates it the cost is charged to
-//    the scope's meter: a fixed part (its own keywords, enum/const/required sizes) plus what it scans of the value
-//    (characters × the pattern/format weight, keys, items). One validation may spend `maxValidationCost` units;
-//    past that it stops with PLINTH_ERR_SCHEMA_VALIDATION_LIMIT. A unit is one cheap step (a keyword check, one
-//    character through a small automaton, one key or item visited), so the host's event loop is held for at most
-//    the budget's worth of steps per validation, whatever the schema: exponential `$ref` fan-out, recursion,
-//    huge `anyOf`, long strings under many patterns all run into the same meter.
+//    on re2js too, `uniqueItems` hashes a canonical form of each item instead of comparing every pair, and
+//    `inlineRefs` is off so generated code stays linear in the schema's size.
+// 4. A work budget. Every subschema carries a precomputed cost (the COST keyword, written only by annotate());
+//    each time ajv evaluates it the cost is charged to the scope's meter: a fixed part (its own keywords,
+//    enum/const/required sizes) plus what it scans of the value (characters × the pattern/format weight, keys,
+//    items). One validation may spend `maxValidationCost` units; past that it stops with
+//    PLINTH_ERR_SCHEMA_VALIDATION_LIMIT. A unit is one cheap step (a keyword check, one character through a small
+//    automaton, one key or item visited).
+//
+// The bound: one validation holds the event loop for at most `maxValidationCost` units of work plus one step's
+// scan of the value (the step that crosses the budget), whatever the schema — `$ref` fan-out, recursion, wide
+// `anyOf`, long strings under many patterns all run into the same meter. With the default 5e7 units a
+// budget-exhausting validation measured 35–180 ms on the shared 2-core machine (bench/schemas.bench.ts). Stage
+// values are checked to the first error: with allErrors, every failing item of a large array would allocate an
+// error object the meter does not see.
 import { Ajv2020, _, type AnySchema, type CodeKeywordDefinition, type ErrorObject, type FuncKeywordDefinition, type KeywordCxt, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { fullFormats } from 'ajv-formats/dist/formats.js';
@@ -186,13 +193,13 @@ function meterKeyword(meter: Meter): CodeKeywordDefinition {
  * matter, as in ajv's deep equality) goes into a Map. Charged per value visited and per character produced.
  */
 function uniqueItemsKeyword(meter: Meter): FuncKeywordDefinition {
-  // Units per value visited (calibrated: ≈ 1 µs to canonicalise a small object) and per character produced.
+  // Units per value visited and per character produced (calibrated with bench/schemas.bench.ts).
   const canonical = (v: unknown): string => {
     if (typeof v !== 'object' || v === null) {
-      charge(meter, 40);
+      charge(meter, 80);
       return JSON.stringify(v) ?? 'null';
     }
-    charge(meter, 200);
+    charge(meter, 400);
     let out: string;
     if (Array.isArray(v)) {
       out = '[';
