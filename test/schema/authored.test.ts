@@ -120,6 +120,20 @@ describe('schemas refused at compile time', () => {
     assert.equal(compile({ $defs: { enum: { type: 'string' } }, $ref: '#/$defs/enum' })('x'), true);
   });
 
+  it('more patterns than extensionSchemas.maxPatterns in one package are refused once, at the first one over', () => {
+    const scope = new SchemaScope(label, { ...DEFAULT_SCHEMA_LIMITS, maxPatterns: 3 });
+    scope.compile({ type: 'string', pattern: '^a$' }, '/plinth/stages/a/input');
+    scope.compile({ patternProperties: { '^b$': true, '^c$': true, '^a$': true, '^d$': true, '^e$': true } }, '/plinth/stages/b/input');
+    try {
+      scope.done();
+      assert.fail('expected a refusal');
+    } catch (err) {
+      assert.ok(err instanceof PlinthError);
+      assert.deepEqual(err.problems.map((p) => p.path), ['/plinth/stages/b/input/patternProperties/^d$']);
+      assert.match(err.problems[0]!.message, /limit is 3 \(extensionSchemas\.maxPatterns\)/);
+    }
+  });
+
   it('no meta-schema can be reached by $ref', () => {
     const err = refusal({ $ref: 'https://json-schema.org/draft/2020-12/schema' });
     assert.match(err.problems[0]!.message, /can't resolve reference/);
