@@ -21,7 +21,7 @@
 // The bound: one validation holds the event loop for at most `maxValidationCost` units of work plus one step's
 // scan of the value (the step that crosses the budget), whatever the schema — `$ref` fan-out, recursion, wide
 // `anyOf`, long strings under many patterns all run into the same meter. With the default 5e7 units a
-// budget-exhausting validation measured 35–180 ms on the shared 2-core machine (bench/schemas.bench.ts). Stage
+// budget-exhausting validation measured 35–320 ms on the shared, loaded 2-core machine (bench/schemas.bench.ts). Stage
 // values are checked to the first error: with allErrors, every failing item of a large array would allocate an
 // error object the meter does not see.
 import { Ajv2020, _, type AnySchema, type CodeKeywordDefinition, type ErrorObject, type FuncKeywordDefinition, type KeywordCxt, type ValidateFunction } from 'ajv/dist/2020.js';
@@ -566,4 +566,15 @@ export class SchemaScope {
     validator.lastCost = 0;
     return validator;
   }
+}
+
+/**
+ * Compiles one author's schema in a scope of its own (for callers outside a package, e.g. tools and tests);
+ * throws PLINTH_ERR_STAGE_SCHEMA_INVALID if it is refused.
+ */
+export function compileAuthoredSchema(schema: unknown, label: ScopeLabel = { extension: '(schema)', file: '(schema)' }, limits?: SchemaLimits): SchemaValidator {
+  const scope = new SchemaScope(label, limits);
+  const validator = scope.compile(schema, '');
+  scope.done();
+  return validator!;
 }

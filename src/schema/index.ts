@@ -40,7 +40,7 @@ export const validators = {
 } as const;
 
 // Schemas written by extension authors compile in a scope per package, with bounded cost: see authored.ts.
-export { SchemaScope, DEFAULT_SCHEMA_LIMITS, type SchemaLimits, type SchemaValidator, type ScopeLabel } from './authored.ts';
+export { SchemaScope, compileAuthoredSchema, DEFAULT_SCHEMA_LIMITS, type SchemaLimits, type SchemaValidator, type ScopeLabel } from './authored.ts';
 
 // Names of $defs whose `pattern` means something a person can be told in words.
 const PATTERN_HINTS: Record<string, string> = {
