@@ -439,6 +439,8 @@ export class SchemaScope {
   #overSize = false;
   readonly #patterns = new Map<string, RE2JS>();
   readonly #overPatterns = { reported: false };
+  readonly #idsFirst = new Map<string, { text: string; fn: ValidateFunction; at: string }>();
+  readonly #idsAll = new Map<string, { text: string; fn: ValidateFunction; at: string }>();
 
   constructor(label: ScopeLabel, limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS) {
     this.#label = label;
@@ -510,12 +512,23 @@ export class SchemaScope {
     }
     const annotated = annotate(schema, at, { limits: this.#limits, problems: this.#problems, patterns: this.#patterns, overPatterns: this.#overPatterns });
     if (this.#problems.length > before) return undefined;
+    // The same $id declared twice in one package (e.g. one schema copied into a stage's input and output) is
+    // one schema if the copies are equal; ajv would refuse the second as "already exists".
+    const id = typeof schema === 'object' && typeof (schema as { $id?: unknown }).$id === 'string' ? (schema as { $id: string }).$id : undefined;
+    const ids = options.allErrors === true ? this.#idsAll : this.#idsFirst;
+    const text = id === undefined ? '' : JSON.stringify(schema);
+    const earlier = id === undefined ? undefined : ids.get(id);
+    if (earlier) {
+      if (earlier.text === text) return this.#wrap(earlier.fn, at);
+      return refuse(`declares $id ${JSON.stringify(id)}, already declared by ${earlier.at} with a different schema`, `give one of them another $id, or $ref the one at ${earlier.at}`);
+    }
     let fn: ValidateFunction;
     try {
       fn = this.#ajv(options.allErrors === true).compile(annotated as AnySchema);
     } catch (err) {
       return refuse(`is not a valid JSON Schema: ${(err as Error).message}`);
     }
+    if (id !== undefined) ids.set(id, { text, fn, at });
     return this.#wrap(fn, at);
   }
 

@@ -14,8 +14,9 @@ function compile(schema: unknown, limits?: SchemaLimits): SchemaValidator {
   return v!;
 }
 
-function refusal(schema: unknown, limits?: SchemaLimits): PlinthError {
+function refusal(schema: unknown, limits?: SchemaLimits, first?: (scope: SchemaScope) => void): PlinthError {
   const scope = new SchemaScope(label, limits);
+  first?.(scope);
   scope.compile(schema, '/plinth/stages/s/input');
   try {
     scope.done();
@@ -71,6 +72,20 @@ describe('extension schemas keep their meaning', () => {
     scope.done();
     assert.equal(a({ id: 1 }), true);
     assert.equal(b([{ id: 1 }, {}]), false);
+  });
+});
+
+describe('one $id declared twice in a package', () => {
+  it('equal copies are one schema; different ones are refused naming both places', () => {
+    const row = { $id: 'https://acme.example/row.json', type: 'object', required: ['id'] };
+    const scope = new SchemaScope(label);
+    const input = scope.compile(structuredClone(row), '/plinth/stages/a/input')!;
+    const output = scope.compile(structuredClone(row), '/plinth/stages/a/output')!;
+    scope.done();
+    assert.equal(input({ id: 1 }), true);
+    assert.equal(output({}), false);
+    const err = refusal({ $id: 'https://acme.example/row.json', type: 'string' }, undefined, (s) => s.compile(row, '/plinth/stages/first/input'));
+    assert.match(err.problems[0]!.message, /already declared by \/plinth\/stages\/first\/input/);
   });
 });
 
