@@ -15,7 +15,8 @@ import { discoverExtensions, type DiscoveredExtension } from '../discovery/index
 import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } from '../trust/index.ts';
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
-import { createContextHandler, createSandbox } from '../sandbox/index.ts';
+import { createSandbox } from '../sandbox/index.ts';
+import { createContextHandler } from '../policy/index.ts';
 import { toProblems } from '../schema/index.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';

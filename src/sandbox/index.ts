@@ -8,7 +8,6 @@ import { createWorkerSandbox } from './worker/index.ts';
 import { createIsolateSandbox, IsolateProcess } from './isolate/index.ts';
 
 export type { Sandbox, SandboxSpec, ContextHandler, ContextOp, CallOptions, SandboxExit, SandboxFactory } from './types.ts';
-export { createContextHandler, type ContextHost } from './grants.ts';
 export { createWorkerSandbox, createIsolateSandbox, IsolateProcess };
 
 export interface SandboxOptions {

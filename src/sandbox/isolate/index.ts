@@ -5,7 +5,7 @@
 //   here, in the host: per call, the deadline plus a grace period (the process did not answer: SIGKILL), and the
 //     process's RSS read from /proc/<pid>/status (memoryLimit is not a hard limit: resizable ArrayBuffers and
 //     WebAssembly.Memory grow outside it) past a limit: SIGKILL, OUT_OF_MEMORY.
-// Every ctx op an extension makes arrives here and goes to the ContextHandler it was created with (grants.ts):
+// Every ctx op an extension makes arrives here and goes to the ContextHandler it was created with (src/policy):
 // this runtime checks no permission itself.
 //
 // Process model and blast radius. By default every isolate sandbox shares one lazily forked process

@@ -13,7 +13,7 @@ import type { Json } from '../../sdk/index.ts';
 
 /** Default cap of a value leaving an isolate (a stage result as JSON text, in UTF-16 code units). */
 export const DEFAULT_MAX_RESULT_BYTES = 8 * 1024 * 1024;
-/** Cap of one ctx op leaving an isolate: ctx.fs writes may carry up to grants.MAX_TEXT_BYTES of text. */
+/** Cap of one ctx op leaving an isolate: ctx.fs writes may carry up to the policy's MAX_TEXT_BYTES of text. */
 export const MAX_REQUEST_CHARS = 17 * 1024 * 1024;
 /** ivm refuses memory limits below 8 MB. */
 export const MIN_MEMORY_MB = 8;

@@ -4,7 +4,7 @@
 // host and from each other; it does not contain hostile code. Extension code in a thread can use node:fs,
 // node:child_process, the network and everything else Node offers directly (process.env starts empty, so the
 // host's variables are not handed out) — ctx and its grants
-// (grants.ts) are the supported way out and are enforced for every op sent through ctx, but nothing stops code that
+// (src/policy) are the supported way out and are enforced for every op sent through ctx, but nothing stops code that
 // does not use ctx. Untrusted extensions run as `isolate`.
 //
 // Threads: `threads` (default 1) threads per pool, each importing the extension's module and running

@@ -2,7 +2,7 @@
 // Runs inside each piscina worker thread of one extension (DESIGN.md §4, `worker` runtime). On load it imports the
 // extension's main module and runs initialize(config, ctx) and start(ctx) once for this thread; then it serves the
 // `type`-tagged tasks of protocol.ts. The ctx it hands the extension is frozen and does nothing itself: every op is
-// sent to the host's ContextHandler over this thread's private MessagePort and answered there (grants.ts decides).
+// sent to the host's ContextHandler over this thread's private MessagePort and answered there (src/policy decides).
 // Plain JavaScript with JSDoc types (checked by tsc): a TypeScript entry would load Node's type stripper into every
 // thread, about 11 MB of RSS each.
 import { MessageChannel, parentPort, receiveMessageOnPort, threadId, workerData } from 'node:worker_threads';

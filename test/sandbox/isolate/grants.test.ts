@@ -1,5 +1,5 @@
 // Permissions end to end: the extension's ctx calls travel isolate → sandbox process → host, where the real
-// createContextHandler (grants.ts) decides. Denials reach the guest as errors with code PERMISSION_DENIED.
+// createContextHandler (src/policy) decides. Denials reach the guest as errors with code PERMISSION_DENIED.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';

@@ -1,10 +1,10 @@
 // Helpers of the isolate runtime's tests: a SandboxSpec read from a real fixture package (validated like the host
-// does), and a real ContextHandler from grants.ts over a temp data dir with in-memory emit/log/kv collectors.
+// does), and a real ContextHandler from src/policy over a temp data dir with in-memory emit/log/kv collectors.
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { after } from 'node:test';
 import { readPackageJson, validateExtensionPackage } from '../../../src/manifest/index.ts';
-import { createContextHandler } from '../../../src/sandbox/grants.ts';
+import { createContextHandler } from '../../../src/policy/index.ts';
 import { createIsolateSandbox, IsolateProcess, type IsolateSandbox, type IsolateSandboxOptions } from '../../../src/sandbox/isolate/index.ts';
 import type { SandboxSpec, ContextOp } from '../../../src/sandbox/types.ts';
 import type { Json } from '../../../src/sdk/index.ts';

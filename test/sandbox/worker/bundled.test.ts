@@ -1,5 +1,5 @@
 // The bundled worker extensions (plugins/csv-ingest, plugins/audit-log) running in real piscina threads, with
-// their ctx ops checked end to end by grants.ts against their manifests.
+// their ctx ops checked end to end by src/policy against their manifests.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readPackageJson, validateExtensionPackage } from '../../../src/manifest/index.ts';
-import { createContextHandler } from '../../../src/sandbox/grants.ts';
+import { createContextHandler } from '../../../src/policy/index.ts';
 import { createWorkerSandbox } from '../../../src/sandbox/worker/index.ts';
 
 const [mode = 'stop', dir = ''] = process.argv.slice(2);

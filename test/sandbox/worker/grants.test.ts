@@ -1,4 +1,4 @@
-// Grants and denials through ctx in a worker: every op goes to the real ContextHandler (grants.ts) on the host's
+// Grants and denials through ctx in a worker: every op goes to the real ContextHandler (src/policy) on the host's
 // main thread, and the extension sees the outcome as an Error with `.code`.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

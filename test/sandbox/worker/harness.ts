@@ -1,10 +1,10 @@
 // Shared set-up for the worker runtime's tests: a SandboxSpec read from a real fixture (or bundled) extension
-// folder through the manifest validator, and the real ContextHandler of grants.ts over a temp data directory,
+// folder through the manifest validator, and the real ContextHandler of src/policy over a temp data directory,
 // an in-memory event collector and a Map as kv store. No mocks: piscina threads run for real.
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { readPackageJson, validateExtensionPackage } from '../../../src/manifest/index.ts';
-import { createContextHandler } from '../../../src/sandbox/grants.ts';
+import { createContextHandler } from '../../../src/policy/index.ts';
 import { createWorkerSandbox } from '../../../src/sandbox/worker/index.ts';
 import type { Sandbox, SandboxExit, SandboxSpec, CallOptions } from '../../../src/sandbox/types.ts';
 import type { Json } from '../../../src/sdk/index.ts';

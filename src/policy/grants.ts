@@ -7,7 +7,7 @@ import { PlinthError } from '../errors.ts';
 import { isValidTopic, matchTopic } from '../events/index.ts';
 import type { Permissions } from '../manifest/index.ts';
 import type { Json } from '../sdk/index.ts';
-import type { ContextHandler, ContextOp } from './types.ts';
+import type { ContextHandler, ContextOp } from '../sandbox/index.ts';
 
 export const MAX_TEXT_BYTES = 16 * 1024 * 1024;
 export const MAX_KV_VALUE_BYTES = 1024 * 1024;

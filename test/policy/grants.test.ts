@@ -1,4 +1,4 @@
-// The host side of ctx (src/sandbox/grants.ts) on its own: real files in a temp data dir and real HTTP servers
+// The host side of ctx (src/policy) on its own: real files in a temp data dir and real HTTP servers
 // on 127.0.0.1, so every grant and every denial is checked where it is decided.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -6,7 +6,7 @@ import path from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { createContextHandler, MAX_KV_VALUE_BYTES } from '../../src/sandbox/grants.ts';
+import { createContextHandler, MAX_KV_VALUE_BYTES } from '../../src/policy/index.ts';
 import type { Permissions } from '../../src/manifest/index.ts';
 import type { Json } from '../../src/sdk/index.ts';
 import { rejectsWith, tempDir } from '../helpers.ts';
