@@ -26,12 +26,47 @@ export interface HostConfig {
   sandbox: { isolateProcess: 'shared' | 'per-extension' };
   /** Bounds on extensions' own JSON Schemas (size at load, work per validation): src/schema/authored.ts. */
   extensionSchemas: SchemaLimits;
+  /** What one extension may use of the host through its ctx: default and ceiling (README "Host configuration"). */
+  quotas: Quotas;
+  policy: { untrusted: PermissionCeiling };
   defaults: {
     limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
     breaker: BreakerSettings;
     health: { intervalMs: number; timeoutMs: number; unhealthyThreshold: number; recoveryThreshold: number };
   };
-  extensions: Record<string, { enabled: boolean; config?: Record<string, unknown>; isolateProcess?: 'shared' | 'dedicated'; /** Who owns the id (re-assigns its data); see schemas/host-config.schema.json. */ publisher?: string }>;
+  extensions: Record<string, ExtensionSettings>;
+}
+
+export interface ExtensionSettings {
+  enabled: boolean;
+  config?: Record<string, unknown>;
+  isolateProcess?: 'shared' | 'dedicated';
+  /** Who owns the id (re-assigns its data); see schemas/host-config.schema.json. */
+  publisher?: string;
+  /** Permissions approved for this (untrusted) extension beyond policy.untrusted. */
+  allow?: Partial<PermissionCeiling>;
+  /** Overrides `quotas` for this extension. */
+  quotas?: QuotaOverrides;
+}
+
+/** Host quotas per extension (schemas/host-config.schema.json `quotas`). */
+export interface Quotas {
+  fetch: { maxResponseBytes: number; maxConcurrent: number; timeoutMs: number };
+  kv: { maxKeys: number; maxBytes: number; maxValueBytes: number };
+  fs: { maxBytes: number; maxFileBytes: number; maxFiles: number };
+  log: { maxLineBytes: number; linesPerSecond: number; burst: number };
+}
+
+/** Quotas with every value optional: a manifest's `limits` or a host's `extensions.<id>.quotas`. */
+export type QuotaOverrides = { [G in keyof Quotas]?: Partial<Quotas[G]> };
+
+/** What an untrusted extension may be granted without an approval (`policy.untrusted`). */
+export interface PermissionCeiling {
+  env: string[];
+  network: string[];
+  fs: boolean;
+  kv: boolean;
+  events: boolean;
 }
 
 /** Overrides from the command line; undefined means "not given". Relative paths are taken from `cwd`. */

@@ -2,6 +2,20 @@
 
 const WORD = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * First words of the topics the host publishes on (DESIGN.md §6): no extension may publish under them, whatever
+ * its grant. Compared case-insensitively, so `Host.started` cannot pass for the host's either.
+ */
+export const RESERVED_TOPIC_ROOTS: readonly string[] = ['extension', 'pipeline', 'host'];
+
+/** The `source` of events the host publishes itself; no extension may have this id (it would forge it). */
+export const HOST_SOURCE = 'host';
+
+/** True for a topic under a reserved root (`extension.csv.failed`, `HOST.x`). */
+export function isReservedTopic(topic: string): boolean {
+  return RESERVED_TOPIC_ROOTS.includes(topic.split('.', 1)[0]!.toLowerCase());
+}
+
 /** True for a concrete topic (no wildcards) such as `orders.created`. */
 export function isValidTopic(topic: string): boolean {
   return typeof topic === 'string' && topic.length > 0 && topic.length <= 255 && topic.split('.').every((w) => WORD.test(w));

@@ -6,6 +6,7 @@ import { PlinthError } from '../errors.ts';
 import type { HostConfig } from '../config/index.ts';
 import { LocalBus } from '../events/index.ts';
 import type { Json } from '../sdk/index.ts';
+import { KvStore } from '../policy/index.ts';
 import { Budget } from '../resilience/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
 import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../discovery/index.ts';
@@ -36,7 +37,7 @@ export class Host {
   readonly bus = new LocalBus();
   readonly log: Logger;
   readonly #options: HostOptions;
-  readonly #kv = new Map<string, Map<string, Json>>();
+  readonly #kv = new Map<string, KvStore>();
   #registry: Registry | undefined;
   #watcher: PluginWatcher | undefined;
   /** Reloads run one at a time; changes during one schedule exactly one more. */
@@ -65,7 +66,7 @@ export class Host {
       budget: new Budget(this.config.budget),
       kv: (id) => {
         let kv = this.#kv.get(id);
-        if (!kv) this.#kv.set(id, (kv = new Map<string, Json>()));
+        if (!kv) this.#kv.set(id, (kv = new KvStore()));
         return kv;
       },
       env: this.#options.env ?? process.env,

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { PlinthError } from '../errors.ts';
 import { validators, toProblems, SchemaScope, DEFAULT_SCHEMA_LIMITS, type SchemaLimits, type SchemaValidator } from '../schema/index.ts';
 import type { BreakerSettings } from '../resilience/breaker.ts';
+import type { QuotaOverrides } from '../config/index.ts';
 
 export type Runtime = 'worker' | 'isolate' | 'remote';
 
@@ -41,6 +42,9 @@ export interface LimitSettings {
   concurrency: number;
 }
 
+/** `limits` as a manifest writes them: the sandbox limits, and host quotas it asks to lower (src/policy). */
+export type ManifestLimits = Partial<LimitSettings> & QuotaOverrides;
+
 /** The `plinth` block after validation, with dependencies normalised to `{ range, optional }`. */
 export interface Manifest {
   runtime: Runtime;
@@ -53,7 +57,7 @@ export interface Manifest {
   subscribes: string[];
   health?: Partial<HealthSettings>;
   breaker?: Partial<BreakerSettings>;
-  limits?: Partial<LimitSettings>;
+  limits?: ManifestLimits;
 }
 
 /**

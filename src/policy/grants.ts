@@ -1,29 +1,48 @@
 // The host side of an extension's ctx: every way out of a sandbox passes here and is checked against the
-// manifest's permissions (DESIGN.md §4). Both runtimes use this one implementation, so a grant means the same
-// thing in a worker and in an isolate. A denial is PLINTH_ERR_PERMISSION_DENIED naming the permission to add.
-import { open, mkdir, realpath, lstat, constants } from 'node:fs/promises';
+// manifest's permissions (DESIGN.md §4) and the host's quotas (issue 7 §4). Both runtimes use this one
+// implementation, so a grant means the same thing in a worker and in an isolate. A denial is
+// PLINTH_ERR_PERMISSION_DENIED naming the permission to add; a quota is PLINTH_ERR_QUOTA_EXCEEDED naming the
+// host-config key; a reserved topic is PLINTH_ERR_TOPIC_RESERVED whatever the grant.
+import { open, mkdir, realpath, lstat, readdir, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { PlinthError } from '../errors.ts';
-import { isValidTopic, matchTopic } from '../events/index.ts';
+import { isReservedTopic, isValidTopic, matchTopic } from '../events/index.ts';
 import type { Permissions } from '../manifest/index.ts';
 import type { Json } from '../sdk/index.ts';
 import type { ContextHandler, ContextOp } from '../sandbox/index.ts';
+import type { KvStore } from './kv.ts';
+import { boundLine, LogRate, type BoundedLine } from './log.ts';
+import { NetworkPolicy, systemResolver, type Resolver } from './network.ts';
+import { pinnedFetch } from './fetch.ts';
+import { DEFAULT_QUOTAS, quotaExceeded, type Quotas } from './quotas.ts';
 
-export const MAX_TEXT_BYTES = 16 * 1024 * 1024;
-export const MAX_KV_VALUE_BYTES = 1024 * 1024;
-const MAX_REDIRECTS = 5;
+/** Longest kv key, in characters. */
+export const MAX_KV_KEY_CHARS = 1024;
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface ContextHost {
   extension: string;
   /** The extension's own data directory (absolute); fs grants are paths inside it. */
   dataDir: string;
   permissions: Permissions;
+  /** Publishes as the extension: the host sets the event's source, never the extension. */
   emit(topic: string, payload: Json): Promise<void>;
-  log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, Json>): void;
+  /**
+   * Writes one extension log line, already bounded (`quotas.log`). `line.fields` go under one key of the host's
+   * line so they cannot overwrite the host's own keys; `line.truncated` says what was cut. `host: true` marks the
+   * host's own notes about this extension's logging (lines dropped by the rate limit).
+   */
+  log(level: LogLevel, message: string, line: Omit<BoundedLine, 'message'> & { host?: Record<string, Json> }): void;
   /** Per-extension store; outlives sandbox restarts. */
-  kv: Map<string, Json>;
+  kv: KvStore;
   env: NodeJS.ProcessEnv;
-  fetch?: typeof globalThis.fetch;
+  /** The quotas that apply to this extension (effectiveQuotas); the host-config defaults when omitted. */
+  quotas?: Quotas;
+  /** How host names are resolved for ctx.fetch (tests inject a rebinding name server). */
+  resolve?: Resolver;
+  /** Clock of the log rate limit (tests move it by hand). */
+  now?: () => number;
 }
 
 /** An error the extension can handle like Node's own (`err.code === 'ENOENT'`). */
@@ -36,6 +55,11 @@ function isInside(root: string, target: string): boolean {
 }
 
 export function createContextHandler(host: ContextHost): ContextHandler {
+  const quotas = host.quotas ?? DEFAULT_QUOTAS;
+  const network = new NetworkPolicy(host.permissions.network ?? []);
+  const logRate = new LogRate(quotas.log, host.now);
+  const exceeded = (group: keyof Quotas, key: string, what: string) => quotaExceeded(host.extension, group, key, (quotas[group] as Record<string, number>)[key]!, what);
+  let fetchesInFlight = 0;
   const denied = (what: string, permission: string) =>
     new PlinthError('PLINTH_ERR_PERMISSION_DENIED', `extension ${host.extension}: ${what} is not granted`, {
       extension: host.extension,
@@ -75,6 +99,33 @@ export function createContextHandler(host: ContextHost): ContextHandler {
     return target;
   }
 
+  // Disk used by the data directory: measured once (a walk that never follows links), then kept up to date by
+  // every write, which run one at a time so each checks the quota against the true total.
+  let usage: { bytes: number; entries: number } | undefined;
+  let writing: Promise<unknown> = Promise.resolve();
+  async function measure(): Promise<{ bytes: number; entries: number }> {
+    if (usage) return usage;
+    const total = { bytes: 0, entries: 0 };
+    const walk = async (dir: string): Promise<void> => {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        return;
+      }
+      for (const name of names) {
+        const full = path.join(dir, name);
+        const st = await lstat(full).catch(() => undefined);
+        if (!st) continue;
+        total.entries++;
+        if (st.isDirectory()) await walk(full);
+        else total.bytes += st.size;
+      }
+    };
+    await walk(host.dataDir);
+    return (usage = total);
+  }
+
   async function readText(rel: string): Promise<string> {
     const file = await grantedPath(rel, 'read');
     let handle;
@@ -86,8 +137,19 @@ export function createContextHandler(host: ContextHost): ContextHandler {
     }
     try {
       const { size } = await handle.stat();
-      if (size > MAX_TEXT_BYTES) throw new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${host.extension}: ${rel} is ${size} bytes; ctx.fs reads at most ${MAX_TEXT_BYTES}`, { extension: host.extension });
-      return await handle.readFile('utf8');
+      const max = quotas.fs.maxFileBytes;
+      if (size > max) throw exceeded('fs', 'maxFileBytes', `reading ${rel} (${size} bytes)`);
+      // Read at most max + 1 bytes, whatever the file grew to since stat.
+      const buf = Buffer.alloc(Math.min(size, max) + 1);
+      let got = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(buf, got, buf.length - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+        if (got === buf.length) break;
+      }
+      if (got > max) throw exceeded('fs', 'maxFileBytes', `reading ${rel} (it grew past the limit)`);
+      return buf.subarray(0, got).toString('utf8');
     } finally {
       await handle.close();
     }
@@ -95,67 +157,106 @@ export function createContextHandler(host: ContextHost): ContextHandler {
 
   async function writeText(rel: string, text: string, append: boolean): Promise<void> {
     if (typeof text !== 'string') throw new TypeError('text must be a string');
-    if (Buffer.byteLength(text) > MAX_TEXT_BYTES) throw new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${host.extension}: a write of more than ${MAX_TEXT_BYTES} bytes`, { extension: host.extension });
+    const bytes = Buffer.byteLength(text);
+    if (bytes > quotas.fs.maxFileBytes) throw exceeded('fs', 'maxFileBytes', `a write of ${bytes} bytes to ${rel}`);
     const file = await grantedPath(rel, 'write');
-    await mkdir(path.dirname(file), { recursive: true });
-    // Re-check the parent after creating it, then refuse a link as the final component.
-    await grantedPath(rel, 'write');
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC);
-    const handle = await open(file, flags, 0o600).catch((err: NodeJS.ErrnoException) => {
-      throw fsError(err.code ?? 'EIO', `${err.code ?? 'EIO'}: cannot write ${rel}`);
+    const done = writing.then(async () => {
+      const used = await measure();
+      const before = await lstat(file).catch(() => undefined);
+      if (before && !before.isFile()) throw fsError(before.isDirectory() ? 'EISDIR' : 'EPERM', `cannot write ${rel}: not a regular file`);
+      const oldSize = before?.size ?? 0;
+      const newSize = append ? oldSize + bytes : bytes;
+      if (newSize > quotas.fs.maxFileBytes) throw exceeded('fs', 'maxFileBytes', `${rel} growing to ${newSize} bytes`);
+      // Folders this write would create, and the file itself if new, count as entries.
+      let newDirs = 0;
+      for (let dir = path.dirname(file); dir.length > host.dataDir.length; dir = path.dirname(dir)) {
+        if (await lstat(dir).then(() => true, () => false)) break;
+        newDirs++;
+      }
+      const entries = used.entries + newDirs + (before ? 0 : 1);
+      if (entries > quotas.fs.maxFiles) throw exceeded('fs', 'maxFiles', `creating ${rel} (${entries} files and folders)`);
+      const total = used.bytes - oldSize + newSize;
+      if (total > quotas.fs.maxBytes) throw exceeded('fs', 'maxBytes', `writing ${rel} (${total} bytes in its data directory)`);
+      await mkdir(path.dirname(file), { recursive: true });
+      used.entries += newDirs;
+      // Re-check the parent after creating it, then refuse a link as the final component.
+      await grantedPath(rel, 'write');
+      const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC);
+      const handle = await open(file, flags, 0o600).catch((err: NodeJS.ErrnoException) => {
+        throw fsError(err.code ?? 'EIO', `${err.code ?? 'EIO'}: cannot write ${rel}`);
+      });
+      try {
+        if (!before) used.entries++;
+        used.bytes -= oldSize;
+        await handle.writeFile(text, 'utf8');
+      } finally {
+        // Whatever happened, count what is on disk now.
+        used.bytes += (await handle.stat().catch(() => ({ size: newSize }))).size;
+        await handle.close();
+      }
     });
-    try {
-      await handle.writeFile(text, 'utf8');
-    } finally {
-      await handle.close();
-    }
+    writing = done.catch(() => undefined);
+    await done;
   }
 
-  async function doFetch(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Json> {
-    const allowed = (host.permissions.network ?? []).map((h) => h.toLowerCase());
-    const check = (u: string): URL => {
-      let parsed: URL;
-      try {
-        parsed = new URL(u);
-      } catch {
-        throw denied(`fetch of ${JSON.stringify(u)} (not a URL)`, 'its host under permissions.network');
+  function writeLog(level: LogLevel, message: unknown, fields: unknown): void {
+    const rate = logRate.take();
+    if (!rate.ok) {
+      if (rate.first) {
+        const note = quotaExceeded(host.extension, 'log', 'linesPerSecond', quotas.log.linesPerSecond, 'its logging');
+        host.log('warn', `${note.message}: dropping its log lines until the rate allows (burst ${quotas.log.burst})`, { fields: undefined, host: { code: note.code, limit: 'quotas.log.linesPerSecond' } });
       }
-      if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw denied(`fetch with ${parsed.protocol}`, 'an http(s) URL');
-      if (!allowed.includes(parsed.hostname.toLowerCase())) throw denied(`fetch from ${parsed.hostname}`, `"${parsed.hostname}" under permissions.network`);
-      return parsed;
-    };
-    const fetchImpl = host.fetch ?? globalThis.fetch;
-    let current = check(url);
-    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const res = await fetchImpl(current, {
-        method: init.method ?? 'GET',
-        ...(init.headers ? { headers: init.headers } : {}),
-        ...(init.body !== undefined ? { body: init.body } : {}),
-        redirect: 'manual',
-        signal: AbortSignal.timeout(30_000),
-      });
-      const location = res.headers.get('location');
-      if (res.status >= 300 && res.status < 400 && location) {
-        // A redirect is followed only to a granted host.
-        current = check(new URL(location, current).toString());
-        continue;
-      }
-      const text = await res.text();
-      if (Buffer.byteLength(text) > MAX_TEXT_BYTES) throw new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${host.extension}: response from ${current.hostname} exceeds ${MAX_TEXT_BYTES} bytes`, { extension: host.extension });
-      const headers: Record<string, string> = {};
-      res.headers.forEach((v, k) => (headers[k] = v));
-      return { status: res.status, headers, text };
+      return;
     }
-    throw new PlinthError('PLINTH_ERR_STAGE_FAILED', `extension ${host.extension}: more than ${MAX_REDIRECTS} redirects from ${url}`, { extension: host.extension });
+    if (rate.dropped > 0) {
+      host.log('warn', `extension ${host.extension}: ${rate.dropped} log line(s) were dropped by quotas.log.linesPerSecond = ${quotas.log.linesPerSecond}`, {
+        fields: undefined,
+        host: { code: 'PLINTH_ERR_QUOTA_EXCEEDED', limit: 'quotas.log.linesPerSecond', dropped: rate.dropped },
+      });
+    }
+    const line = boundLine(message, fields, quotas.log.maxLineBytes);
+    host.log(level, line.message, { fields: line.fields, ...(line.truncated ? { truncated: line.truncated } : {}) });
+  }
+
+  function kvOp(op: Extract<ContextOp, { op: 'kv.get' | 'kv.set' | 'kv.delete' }>): Json | undefined {
+    if (host.permissions.kv !== true) throw denied('the key-value store', '"kv": true');
+    if (typeof op.key !== 'string' || op.key.length > MAX_KV_KEY_CHARS) throw new TypeError(`kv keys are strings of at most ${MAX_KV_KEY_CHARS} characters`);
+    if (op.op === 'kv.get') return host.kv.get(op.key);
+    if (op.op === 'kv.delete') return host.kv.delete(op.key);
+    const json = JSON.stringify(op.value);
+    if (json === undefined) throw new TypeError('kv values are JSON values');
+    const bytes = Buffer.byteLength(json);
+    if (bytes > quotas.kv.maxValueBytes) throw exceeded('kv', 'maxValueBytes', `a value of ${bytes} bytes`);
+    const after = host.kv.sizeAfterSet(op.key, json);
+    if (after.keys > quotas.kv.maxKeys) throw exceeded('kv', 'maxKeys', `key ${host.kv.size + 1}`);
+    if (after.bytes > quotas.kv.maxBytes) throw exceeded('kv', 'maxBytes', `a store of ${after.bytes} bytes`);
+    host.kv.set(op.key, json);
+    return undefined;
+  }
+
+  async function fetchOp(url: string, init: Extract<ContextOp, { op: 'fetch' }>['init']): Promise<Json> {
+    if (fetchesInFlight >= quotas.fetch.maxConcurrent) throw exceeded('fetch', 'maxConcurrent', `fetch number ${fetchesInFlight + 1} in flight`);
+    fetchesInFlight++;
+    try {
+      return await pinnedFetch({ extension: host.extension, network, quotas: quotas.fetch, resolve: host.resolve ?? systemResolver, denied }, url, init);
+    } finally {
+      fetchesInFlight--;
+    }
   }
 
   return async (op: ContextOp): Promise<Json | undefined> => {
     switch (op.op) {
       case 'log':
-        host.log(op.level, String(op.message).slice(0, 8192), op.fields);
+        writeLog(op.level, op.message, op.fields);
         return undefined;
       case 'emit': {
         if (!isValidTopic(op.topic)) throw denied(`publishing to ${JSON.stringify(op.topic)} (not a valid topic)`, 'a dot-separated topic');
+        if (isReservedTopic(op.topic)) {
+          throw new PlinthError('PLINTH_ERR_TOPIC_RESERVED', `extension ${host.extension}: "${op.topic}" is a topic only the host publishes on`, {
+            extension: host.extension,
+            hint: 'topics starting with extension., pipeline. or host. are the host\'s; publish under a name of your own',
+          });
+        }
         if (!(host.permissions.events?.publish ?? []).some((p) => matchTopic(p, op.topic))) throw denied(`publishing to "${op.topic}"`, `"${op.topic}" under permissions.events.publish`);
         await host.emit(op.topic, op.payload);
         return undefined;
@@ -170,21 +271,13 @@ export function createContextHandler(host: ContextHost): ContextHandler {
         return undefined;
       case 'kv.get':
       case 'kv.set':
-      case 'kv.delete': {
-        if (host.permissions.kv !== true) throw denied('the key-value store', '"kv": true');
-        if (typeof op.key !== 'string' || op.key.length > 1024) throw new TypeError('kv keys are strings of at most 1024 characters');
-        if (op.op === 'kv.get') return host.kv.get(op.key);
-        if (op.op === 'kv.delete') return host.kv.delete(op.key);
-        const text = JSON.stringify(op.value);
-        if (text === undefined || Buffer.byteLength(text) > MAX_KV_VALUE_BYTES) throw new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${host.extension}: kv values are JSON of at most ${MAX_KV_VALUE_BYTES} bytes`, { extension: host.extension });
-        host.kv.set(op.key, JSON.parse(text) as Json);
-        return undefined;
-      }
+      case 'kv.delete':
+        return kvOp(op);
       case 'env':
         if (!(host.permissions.env ?? []).includes(op.name)) throw denied(`environment variable ${op.name}`, `"${op.name}" under permissions.env`);
-        return host.env[op.name] ?? undefined;
+        return Object.hasOwn(host.env, op.name) ? (host.env[op.name] ?? undefined) : undefined;
       case 'fetch':
-        return doFetch(op.url, op.init);
+        return fetchOp(op.url, op.init);
       default:
         throw new TypeError(`unknown ctx operation ${JSON.stringify((op as { op?: unknown }).op)}`);
     }

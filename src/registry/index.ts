@@ -6,6 +6,7 @@ import { emptyTrustStore, loadTrustStore, type TrustPolicy, type TrustStore } fr
 import { loadHostConfig, type HostConfig } from '../config/index.ts';
 import { LocalBus } from '../events/index.ts';
 import { Budget } from '../resilience/index.ts';
+import { KvStore } from '../policy/index.ts';
 import { Registry } from './registry.ts';
 
 /** DESIGN.md §2 lifecycle states, in order. */
@@ -59,7 +60,7 @@ export async function scanExtensions(
     log: pino({ level: 'silent' }),
     bus: new LocalBus(),
     budget: new Budget(config.budget),
-    kv: () => new Map(),
+    kv: () => new KvStore(),
     env: {},
     trustStore: store,
   });

@@ -16,7 +16,7 @@ import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } 
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
 import { createSandbox } from '../sandbox/index.ts';
-import { createContextHandler } from '../policy/index.ts';
+import { createContextHandler, checkApprovals, checkExtensionId, effectiveQuotas, type KvStore } from '../policy/index.ts';
 import { toProblems } from '../schema/index.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';
@@ -58,7 +58,7 @@ export interface RegistryOptions {
   log: Logger;
   bus: LocalBus;
   budget: Budget;
-  kv: (id: string) => Map<string, Json>;
+  kv: (id: string) => KvStore;
   env: NodeJS.ProcessEnv;
   trustStore: TrustStore;
   makeSandbox?: SandboxFactory;
@@ -465,6 +465,17 @@ export class Registry {
         }),
       );
     }
+    const reservedId = checkExtensionId(pkg.id);
+    if (reservedId) return refuse('failed', reservedId);
+    const notApproved = checkApprovals({
+      id: pkg.id,
+      permissions: pkg.manifest.permissions,
+      trusted: copy.trust.status === 'trusted',
+      ceiling: config.policy.untrusted,
+      allow: settings?.allow,
+      configFile: config.file,
+    });
+    if (notApproved) return refuse('failed', notApproved);
     const extConfig = structuredClone(settings?.config ?? {}) as Record<string, Json>;
     let configValid: boolean;
     try {
@@ -496,9 +507,12 @@ export class Registry {
       dataDir,
       permissions: pkg.manifest.permissions,
       emit: (topic, payload) => bus.publish(topic, payload, pkg.id),
-      log: (level, message, fields) => extLog[level]({ ...fields, from: 'extension' }, message),
+      // The extension's fields go under one key, so they can never overwrite the host's own (`extension`, `level`, …).
+      log: (level, message, line) =>
+        extLog[level]({ from: line.host ? 'host' : 'extension', ...(line.fields ? { fields: line.fields } : {}), ...(line.truncated ? { truncated: line.truncated } : {}), ...line.host }, message),
       kv: this.#o.kv(pkg.id),
       env: this.#o.env,
+      quotas: effectiveQuotas(config.quotas, settings?.quotas, pkg.manifest.limits),
     });
     const managed = new ManagedExtension({
       pkg,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { createContextHandler, MAX_KV_VALUE_BYTES } from '../../src/policy/index.ts';
+import { createContextHandler, DEFAULT_QUOTAS, KvStore } from '../../src/policy/index.ts';
 import type { Permissions } from '../../src/manifest/index.ts';
 import type { Json } from '../../src/sdk/index.ts';
 import { rejectsWith, tempDir } from '../helpers.ts';
@@ -32,7 +32,7 @@ async function handler(permissions: Permissions) {
   const dataDir = path.join(await tempDir(), 'data');
   await mkdir(dataDir, { recursive: true });
   const emitted: Array<[string, Json]> = [];
-  const kv = new Map<string, Json>();
+  const kv = new KvStore();
   const ctx = createContextHandler({
     extension: 'ext',
     dataDir,
@@ -103,7 +103,7 @@ describe('emit, kv, env grants', () => {
     await ctx({ op: 'kv.set', key: 'k', value });
     value.nested.push(3);
     assert.deepEqual(await ctx({ op: 'kv.get', key: 'k' }), { nested: [1, 2] }, 'the store holds a copy');
-    await rejectsWith(ctx({ op: 'kv.set', key: 'big', value: 'x'.repeat(MAX_KV_VALUE_BYTES + 1) }), 'PLINTH_ERR_RESULT_TOO_LARGE');
+    await rejectsWith(ctx({ op: 'kv.set', key: 'big', value: 'x'.repeat(DEFAULT_QUOTAS.kv.maxValueBytes + 1) }), 'PLINTH_ERR_QUOTA_EXCEEDED');
     assert.equal(kv.has('big'), false);
     assert.equal(await ctx({ op: 'kv.delete', key: 'k' }), true);
   });
@@ -117,7 +117,7 @@ describe('emit, kv, env grants', () => {
 
 describe('fetch grants', () => {
   it('fetches from a granted host; other hosts and schemes are refused before any request', async () => {
-    const { ctx } = await handler({ network: ['127.0.0.1'] });
+    const { ctx } = await handler({ network: ['127.0.0.1:*'] });
     const res = (await ctx({ op: 'fetch', url: `${base}/hello` })) as { status: number; text: string };
     assert.deepEqual([res.status, res.text], [200, 'you asked for /hello']);
     const before = hits.length;
@@ -128,7 +128,7 @@ describe('fetch grants', () => {
   });
 
   it('follows a redirect to the same granted host, and refuses one to another host without fetching it', async () => {
-    const { ctx } = await handler({ network: ['127.0.0.1'] });
+    const { ctx } = await handler({ network: ['127.0.0.1:*'] });
     const same = (await ctx({ op: 'fetch', url: `${base}/to-same-host` })) as { text: string };
     assert.equal(same.text, 'you asked for /final');
     const before = hits.length;

@@ -9,6 +9,7 @@ import { Budget } from '../../resilience/index.ts';
 import { LocalBus } from '../../events/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, printJson, usageError, type Io } from '../output.ts';
+import { KvStore } from '../../policy/index.ts';
 
 export interface ServeFlags extends ConfigFlags {
   frozenLockfile?: boolean;
@@ -64,7 +65,7 @@ export async function lock(io: Io, flags: ServeFlags): Promise<number> {
     log: pino({ level: 'warn', base: undefined }, pino.destination(2)),
     bus: new LocalBus(),
     budget: new Budget(config.budget),
-    kv: () => new Map(),
+    kv: () => new KvStore(),
     env: {},
     trustStore: await loadTrustStoreFor(config.trust.store, config.trust.policy),
   });
