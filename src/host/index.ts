@@ -6,7 +6,7 @@ import { PlinthError } from '../errors.ts';
 import type { HostConfig } from '../config/index.ts';
 import { LocalBus } from '../events/index.ts';
 import type { Json } from '../sdk/index.ts';
-import { KvStore } from '../policy/index.ts';
+import { KvStore, type Resolver } from '../policy/index.ts';
 import { Budget } from '../resilience/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
 import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../discovery/index.ts';
@@ -28,6 +28,8 @@ export interface HostOptions {
   frozenLockfile?: string;
   /** How long an old version may finish its in-flight calls during a hot swap. */
   drainMs?: number;
+  /** How ctx.fetch resolves host names (tests play a rebinding name server with it). */
+  resolve?: Resolver;
 }
 
 export type HostExtensionInfo = RegistryEntry;
@@ -75,6 +77,7 @@ export class Host {
       ...(this.#options.backoff ? { backoff: this.#options.backoff } : {}),
       ...(this.#options.frozenLockfile ? { frozenLockfile: this.#options.frozenLockfile } : {}),
       ...(this.#options.drainMs !== undefined ? { drainMs: this.#options.drainMs } : {}),
+      ...(this.#options.resolve ? { resolve: this.#options.resolve } : {}),
     });
     await this.#registry.load();
   }

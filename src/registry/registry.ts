@@ -16,7 +16,7 @@ import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } 
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
 import { createSandbox } from '../sandbox/index.ts';
-import { createContextHandler, checkApprovals, checkExtensionId, effectiveQuotas, type KvStore } from '../policy/index.ts';
+import { createContextHandler, checkApprovals, checkExtensionId, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
 import { toProblems } from '../schema/index.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';
@@ -67,6 +67,8 @@ export interface RegistryOptions {
   frozenLockfile?: string;
   /** How long an old version may take to finish in-flight calls during a swap, and to stop. */
   drainMs?: number;
+  /** How ctx.fetch resolves host names (the system resolver unless a test injects one). */
+  resolve?: Resolver;
 }
 
 function entry(found: { id: string; dir: string; version?: string; runtime?: string }, state: 'failed' | 'stopped', reason: PlinthError | undefined): RegistryEntry {
@@ -513,6 +515,7 @@ export class Registry {
       kv: this.#o.kv(pkg.id),
       env: this.#o.env,
       quotas: effectiveQuotas(config.quotas, settings?.quotas, pkg.manifest.limits),
+      ...(this.#o.resolve ? { resolve: this.#o.resolve } : {}),
     });
     const managed = new ManagedExtension({
       pkg,
