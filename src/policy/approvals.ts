@@ -79,3 +79,13 @@ export function checkExtensionId(id: string): PlinthError | undefined {
     hint: 'rename the package (its "name" in package.json)',
   });
 }
+
+/** MANIFEST_INVALID for network grants the schema's pattern lets through but that are not grants (`0x7f.1`, `host:0`). */
+export function checkNetworkGrants(id: string, permissions: Permissions, file: string): PlinthError | undefined {
+  const problems: Problem[] = [];
+  (permissions.network ?? []).forEach((text, i) => {
+    if (parseNetworkGrant(text) === undefined) problems.push({ path: `/plinth/permissions/network/${i}`, message: `${JSON.stringify(text)} is not a network grant`, hint: 'use host, host:port, host:*, an IP address ([v6] in brackets) or a CIDR range, optionally with :port' });
+  });
+  if (problems.length === 0) return undefined;
+  return new PlinthError('PLINTH_ERR_MANIFEST_INVALID', `extension ${id}: ${problems.length} network grant(s) cannot be understood`, { extension: id, file, problems });
+}

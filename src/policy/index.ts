@@ -8,4 +8,4 @@ export { DEFAULT_QUOTAS, effectiveQuotas, quotaExceeded, type Quotas, type Quota
 export { NetworkPolicy, parseNetworkGrant, specialRange, systemResolver, type NetworkGrant, type Resolver, type ResolvedAddress } from './network.ts';
 export { MAX_REDIRECTS } from './fetch.ts';
 export { boundLine, LogRate, type BoundedLine } from './log.ts';
-export { checkApprovals, checkExtensionId, type ApprovalInput } from './approvals.ts';
+export { checkApprovals, checkExtensionId, checkNetworkGrants, type ApprovalInput } from './approvals.ts';

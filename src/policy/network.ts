@@ -63,7 +63,9 @@ export function parseNetworkGrant(text: string): NetworkGrant | undefined {
     if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) return { text, name: undefined, range: [(parsed as ipaddr.IPv6).toIPv4Address(), Math.max(0, prefix - 96)], port };
     return { text, name: undefined, range: [parsed, prefix], port };
   }
-  if (bits !== undefined || !/^(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?$/.test(host) || /^[0-9.]+$/.test(host)) return undefined;
+  // A name whose last label is a number is an IPv4 address to a URL parser (`0x7f.1` is 127.0.0.1): not a name.
+  const last = host.replace(/\.$/, '').split('.').at(-1) ?? '';
+  if (bits !== undefined || !/^(?!-)[A-Za-z0-9-]{1,63}(?:\.(?!-)[A-Za-z0-9-]{1,63})*\.?$/.test(host) || /^(?:0x[0-9a-f]*|\d+)$/i.test(last)) return undefined;
   return { text, name: host.toLowerCase().replace(/\.$/, ''), range: undefined, port };
 }
 

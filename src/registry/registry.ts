@@ -16,7 +16,7 @@ import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } 
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
 import { createSandbox } from '../sandbox/index.ts';
-import { createContextHandler, checkApprovals, checkExtensionId, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
+import { createContextHandler, checkApprovals, checkExtensionId, checkNetworkGrants, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
 import { toProblems } from '../schema/index.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';
@@ -467,7 +467,7 @@ export class Registry {
         }),
       );
     }
-    const reservedId = checkExtensionId(pkg.id);
+    const reservedId = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json'));
     if (reservedId) return refuse('failed', reservedId);
     const notApproved = checkApprovals({
       id: pkg.id,
