@@ -467,8 +467,8 @@ export class Registry {
         }),
       );
     }
-    const reservedId = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json'));
-    if (reservedId) return refuse('failed', reservedId);
+    const unfit = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json'));
+    if (unfit) return refuse('failed', unfit);
     const notApproved = checkApprovals({
       id: pkg.id,
       permissions: pkg.manifest.permissions,
