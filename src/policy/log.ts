@@ -20,10 +20,10 @@ export function boundLine(message: unknown, fields: unknown, maxLineBytes: numbe
   let kept: Record<string, Json> | undefined;
   const truncated: NonNullable<BoundedLine['truncated']> = {};
   if (fields !== undefined && fields !== null) {
-    const json = typeof fields === 'object' && !Array.isArray(fields) ? JSON.stringify(fields) : undefined;
+    const json = JSON.stringify(fields) as string | undefined;
     const size = json === undefined ? 0 : Buffer.byteLength(json);
-    // Fields may use at most half the line, so a message always has room.
-    if (json !== undefined && size <= maxLineBytes / 2) kept = JSON.parse(json) as Record<string, Json>;
+    // Fields are an object of JSON values, at most half the line so a message always has room; else dropped.
+    if (json !== undefined && typeof fields === 'object' && !Array.isArray(fields) && size <= maxLineBytes / 2) kept = JSON.parse(json) as Record<string, Json>;
     else truncated.fields = size;
   }
   const room = maxLineBytes - (kept ? Buffer.byteLength(JSON.stringify(kept)) : 0);
