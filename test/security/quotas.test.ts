@@ -4,6 +4,7 @@
 // extension kept answering meanwhile.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
 import { localServer, ops, securityHost, type Outcome, type SecurityHost } from './helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -16,6 +17,7 @@ describe('ctx.fetch: response bodies are streamed and cut at quotas.fetch.maxRes
   const held: Array<() => void> = [];
   let srv: Awaited<ReturnType<typeof localServer>>;
   let h: SecurityHost;
+  const bomb = gzipSync(Buffer.alloc(64 * MiB));
 
   before(async () => {
     srv = await localServer((req, res) => {
@@ -34,6 +36,12 @@ describe('ctx.fetch: response bodies are streamed and cut at quotas.fetch.maxRes
           res.end();
         };
         pump();
+      } else if (req.url === '/bomb') {
+        // 64 MiB of zeros in about 64 kB of gzip: the cut counts decompressed bytes.
+        res.writeHead(200, { 'content-encoding': 'gzip' }).end(bomb);
+      } else if (req.url === '/silent') {
+        // Never answers: only the fetch timeout ends it.
+        held.push(() => res.end('late'));
       } else if (req.url === '/declared') {
         res.writeHead(200, { 'content-length': String(64 * MiB) }).write('x');
       } else if (req.url === '/hold') {
@@ -46,8 +54,11 @@ describe('ctx.fetch: response bodies are streamed and cut at quotas.fetch.maxRes
       [
         { fixture: 'hostile', id: 'fetcher', permissions: { network: [`127.0.0.1:${srv.port}`] } },
         { fixture: 'hostile', id: 'thrifty', permissions: { network: [`127.0.0.1:${srv.port}`] }, limits: { fetch: { maxResponseBytes: 1000 } } },
+        { fixture: 'hostile', id: 'impatient', signed: true, permissions: { network: [`127.0.0.1:${srv.port}`] } },
       ],
-      { config: `quotas: { fetch: { maxResponseBytes: ${MiB}, maxConcurrent: 2 } }\nextensions:\n  fetcher: { allow: { network: ["127.0.0.1:${srv.port}"] } }\n  thrifty: { allow: { network: ["127.0.0.1:${srv.port}"] } }\n` },
+      {
+        config: `quotas: { fetch: { maxResponseBytes: ${MiB}, maxConcurrent: 2 } }\nextensions:\n  fetcher: { allow: { network: ["127.0.0.1:${srv.port}"] } }\n  thrifty: { allow: { network: ["127.0.0.1:${srv.port}"] } }\n  impatient: { quotas: { fetch: { timeoutMs: 300 } } }\n`,
+      },
     );
   });
   after(async () => {
@@ -63,6 +74,21 @@ describe('ctx.fetch: response bodies are streamed and cut at quotas.fetch.maxRes
     // The socket is closed long before the 256 MiB are out (what is in flight in kernel buffers aside).
     assert.equal(await endlessClosed, true, 'the server saw the connection close before its body was out');
     assert.ok(sent < 64 * MiB, `the server sent ${sent} bytes before the host hung up`);
+    await h.bystanderAnswers();
+  });
+
+  it('a compression bomb is cut at the quota of decompressed bytes', async () => {
+    const [r] = await ops(h.host, 'fetcher', [{ call: 'fetch', args: [`${srv.base}/bomb`] }]);
+    assert.equal(r?.code, 'PLINTH_ERR_QUOTA_EXCEEDED');
+    assert.match(r?.message ?? '', /quotas\.fetch\.maxResponseBytes/);
+    await h.bystanderAnswers();
+  });
+
+  it('a server that never answers is cut at quotas.fetch.timeoutMs (here set for one extension by extensions.<id>.quotas)', async () => {
+    const [r] = await ops(h.host, 'impatient', [{ call: 'fetch', args: [`${srv.base}/silent`] }]);
+    assert.equal(r?.code, 'PLINTH_ERR_QUOTA_EXCEEDED');
+    assert.match(r?.message ?? '', /quotas\.fetch\.timeoutMs = 300/);
+    for (const release of held.splice(0)) release();
     await h.bystanderAnswers();
   });
 
