@@ -15,6 +15,7 @@ import { literalAddress, type NetworkPolicy, type ResolvedAddress, type Resolver
 import { quotaExceeded, type Quotas } from './quotas.ts';
 
 export const MAX_REDIRECTS = 5;
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 export interface FetchInit {
   method?: string;
@@ -124,7 +125,7 @@ function requestOnce(ctx: FetchContext, url: URL, target: ResolvedAddress, init:
 }
 
 /** Checks the URL against the grants, resolves once, checks every address; returns the address to connect to. */
-async function checkedTarget(ctx: FetchContext, url: URL): Promise<ResolvedAddress> {
+async function checkedTarget(ctx: FetchContext, url: URL, signal: AbortSignal): Promise<ResolvedAddress> {
   const byUrl = ctx.network.checkUrl(url);
   if (!byUrl.ok) throw ctx.denied(byUrl.why!, `"${byUrl.need!}" under permissions.network`);
   const defaultPort = url.protocol === 'https:' ? 443 : 80;
@@ -134,8 +135,15 @@ async function checkedTarget(ctx: FetchContext, url: URL): Promise<ResolvedAddre
   if (literal) addresses = [{ address: literal.toString(), family: literal.kind() === 'ipv6' ? 6 : 4 }];
   else {
     try {
-      addresses = await ctx.resolve(url.hostname.replace(/\.$/, ''));
+      // A name server that never answers is cut at the fetch's deadline too.
+      addresses = await new Promise<ResolvedAddress[]>((resolve, reject) => {
+        const onAbort = () => reject(quotaExceeded(ctx.extension, 'fetch', 'timeoutMs', ctx.quotas.timeoutMs, `resolving ${url.hostname}`));
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        ctx.resolve(url.hostname.replace(/\.$/, '')).then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      });
     } catch (err) {
+      if (err instanceof PlinthError) throw err;
       const code = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
       throw netError(code, `${code}: cannot resolve ${url.hostname}`);
     }
@@ -150,6 +158,11 @@ async function checkedTarget(ctx: FetchContext, url: URL): Promise<ResolvedAddre
   throw ctx.denied(`${refusal!.why!} (${url.hostname} resolved to it)`, `"${refusal!.need!}" under permissions.network (an address grant: names alone never reach such addresses)`);
 }
 
+/** PERMISSION_DENIED for what no grant can allow. */
+function refused(ctx: FetchContext, what: string, hint: string): PlinthError {
+  return new PlinthError('PLINTH_ERR_PERMISSION_DENIED', `extension ${ctx.extension}: ${what}`, { extension: ctx.extension, hint });
+}
+
 export async function pinnedFetch(ctx: FetchContext, url: string, init: FetchInit = {}): Promise<Json> {
   const parse = (u: string, base?: URL): URL => {
     let parsed: URL;
@@ -161,15 +174,18 @@ export async function pinnedFetch(ctx: FetchContext, url: string, init: FetchIni
     if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw ctx.denied(`fetch with ${parsed.protocol}`, 'an http(s) URL');
     return parsed;
   };
+  const method = (init.method ?? 'GET').toUpperCase();
+  // CONNECT would turn the granted host into a tunnel to anywhere; TRACE echoes what it was sent.
+  if (!METHODS.has(method)) throw refused(ctx, `the HTTP method ${JSON.stringify(init.method)} is not allowed`, `use one of ${[...METHODS].join(', ')}`);
   const headers = init.headers ?? {};
   if (typeof headers !== 'object' || headers === null) throw new TypeError('fetch headers must be an object of strings');
   // The Host header is the grant's host: a different one would reach another virtual host behind the granted address.
-  if (Object.keys(headers).some((k) => k.toLowerCase() === 'host')) throw ctx.denied('setting the Host header', 'nothing: the host sets it from the URL');
+  if (Object.keys(headers).some((k) => k.toLowerCase() === 'host')) throw refused(ctx, 'setting the Host header is not allowed', 'leave it out: the host sets it from the URL');
   const signal = AbortSignal.timeout(ctx.quotas.timeoutMs);
   let current = parse(url);
   let hopInit: FetchInit = init;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-    const target = await checkedTarget(ctx, current);
+    const target = await checkedTarget(ctx, current, signal);
     const res = await requestOnce(ctx, current, target, hopInit, signal);
     if (res.location !== undefined) {
       // Fetch's rule: 303 (and 301/302 after a POST) continue as GET without a body.

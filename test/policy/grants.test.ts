@@ -137,3 +137,28 @@ describe('fetch grants', () => {
     assert.deepEqual(hits.slice(before), ['/to-other-host'], 'the redirect target was never requested');
   });
 });
+
+describe('fetch deadline', () => {
+  it('a name server that never answers is cut at quotas.fetch.timeoutMs', async () => {
+    const dataDir = path.join(await tempDir(), 'data');
+    await mkdir(dataDir, { recursive: true });
+    let asked = 0;
+    const ctx = createContextHandler({
+      extension: 'ext',
+      dataDir,
+      permissions: { network: ['silent.test:*'] },
+      emit: () => Promise.resolve(),
+      log: () => undefined,
+      kv: new KvStore(),
+      env: {},
+      quotas: { ...DEFAULT_QUOTAS, fetch: { ...DEFAULT_QUOTAS.fetch, timeoutMs: 100 } },
+      resolve: () => {
+        asked++;
+        return new Promise(() => undefined);
+      },
+    });
+    const err = await rejectsWith(ctx({ op: 'fetch', url: 'http://silent.test:8080/' }), 'PLINTH_ERR_QUOTA_EXCEEDED');
+    assert.match(err.message, /quotas\.fetch\.timeoutMs = 100/);
+    assert.equal(asked, 1);
+  });
+});

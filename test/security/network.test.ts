@@ -135,10 +135,14 @@ describe('network grants are checked against the resolved address, for trusted e
     await h.bystanderAnswers();
   });
 
-  it('the Host header cannot be set to reach another virtual host behind a granted address', async () => {
+  it('the Host header cannot be set to reach another virtual host behind a granted address, nor CONNECT open a tunnel', async () => {
     const before = hits.length;
-    const [r] = await ops(h.host, 'port-bound', [{ call: 'fetch', args: [`${srv.base}/vhost`, { headers: { Host: 'internal.admin' } }] }]);
+    const [r, connect] = await ops(h.host, 'port-bound', [
+      { call: 'fetch', args: [`${srv.base}/vhost`, { headers: { Host: 'internal.admin' } }] },
+      { call: 'fetch', args: [`${srv.base}/tunnel`, { method: 'CONNECT' }] },
+    ]);
     assert.equal(r?.code, 'PLINTH_ERR_PERMISSION_DENIED');
+    assert.equal(connect?.code, 'PLINTH_ERR_PERMISSION_DENIED', 'CONNECT would make the granted host a tunnel');
     assert.equal(hits.length, before);
   });
 });
