@@ -151,7 +151,7 @@ async function checkedTarget(ctx: FetchContext, url: URL, signal: AbortSignal): 
   }
   let refusal: { why?: string; need?: string } | undefined;
   for (const a of addresses) {
-    const check = ctx.network.checkAddress(a.address, port, defaultPort);
+    const check = ctx.network.checkAddress(a.address, port);
     if (check.ok) return a;
     refusal ??= check;
   }

@@ -1,6 +1,6 @@
 // Network grants (DESIGN.md §3, issue 7 §5). A grant names a host and optionally a port:
-//   `api.example.com`        that host name, on the scheme's default port (443 for https, 80 for http)
-//   `api.example.com:8443`   that host name, on that port only;  `api.example.com:*`  on any port
+//   `api.example.com`        that host name, on any port (`api.example.com:*` says the same)
+//   `api.example.com:8443`   that host name, on that port only
 //   `127.0.0.1`, `[::1]:8080` an address literal;  `10.0.0.0/8:5432`, `[fd00::]/8`  a range of addresses
 // A request is allowed when a grant matches the URL's host and port. Then the host name is resolved ONCE, every
 // address is classified, and the connection goes to the checked address (DNS rebinding cannot swap it): an
@@ -19,8 +19,8 @@ export interface NetworkGrant {
   name: string | undefined;
   /** An address range (a literal is a range of one). */
   range: [ipaddr.IPv4 | ipaddr.IPv6, number] | undefined;
-  /** A port, '*' for any, or 'default' (the URL scheme's default port). */
-  port: number | '*' | 'default';
+  /** A port, or '*' for any (a grant that names none). */
+  port: number | '*';
 }
 
 export interface ResolvedAddress {
@@ -43,9 +43,8 @@ export function parseNetworkGrant(text: string): NetworkGrant | undefined {
   const m = typeof text === 'string' ? GRANT.exec(text) : null;
   if (!m?.groups) return undefined;
   const { host = '', bits, port: portText } = m.groups;
-  let port: NetworkGrant['port'] = 'default';
-  if (portText === '*') port = '*';
-  else if (portText !== undefined) {
+  let port: NetworkGrant['port'] = '*';
+  if (portText !== undefined && portText !== '*') {
     port = Number(portText);
     if (port < 1 || port > 65535) return undefined;
   }
@@ -69,8 +68,8 @@ export function parseNetworkGrant(text: string): NetworkGrant | undefined {
   return { text, name: host.toLowerCase().replace(/\.$/, ''), range: undefined, port };
 }
 
-function portMatches(grant: NetworkGrant, port: number, defaultPort: number): boolean {
-  return grant.port === '*' || (grant.port === 'default' ? port === defaultPort : grant.port === port);
+function portMatches(grant: NetworkGrant, port: number): boolean {
+  return grant.port === '*' || grant.port === port;
 }
 
 /** The address a URL host names, if it is an IP literal (WHATWG URLs keep IPv6 in brackets). */
@@ -117,18 +116,18 @@ export class NetworkPolicy {
     const literal = literalAddress(url.hostname);
     const name = url.hostname.toLowerCase().replace(/\.$/, '');
     const hostLabel = literal ? (literal.kind() === 'ipv6' ? `[${literal.toString()}]` : literal.toString()) : name;
-    const matches = this.grants.some((g) => portMatches(g, port, defaultPort) && (literal ? g.range !== undefined && inRange(literal, g.range) : g.name === name));
+    const matches = this.grants.some((g) => portMatches(g, port) && (literal ? g.range !== undefined && inRange(literal, g.range) : g.name === name));
     if (matches) return { ok: true };
-    return { ok: false, why: `fetch from ${hostLabel}${port === defaultPort ? '' : `:${port}`}`, need: port === defaultPort ? hostLabel : `${hostLabel}:${port}` };
+    return { ok: false, why: `fetch from ${hostLabel}${port === defaultPort ? '' : `:${port}`}`, need: `${hostLabel}:${port}` };
   }
 
   /** Step 2, for each address the host resolved to: public unicast passes; a special address needs a grant covering it. */
-  checkAddress(address: string, port: number, defaultPort: number): NetworkCheck {
+  checkAddress(address: string, port: number): NetworkCheck {
     const range = specialRange(address);
     if (range === undefined) return { ok: true };
     const addr = ipaddr.process(address);
-    if (this.grants.some((g) => g.range !== undefined && portMatches(g, port, defaultPort) && inRange(addr, g.range))) return { ok: true };
+    if (this.grants.some((g) => g.range !== undefined && portMatches(g, port) && inRange(addr, g.range))) return { ok: true };
     const label = addr.kind() === 'ipv6' ? `[${addr.toString()}]` : addr.toString();
-    return { ok: false, why: `a connection to ${label} (a ${range} address)`, need: port === defaultPort ? label : `${label}:${port}` };
+    return { ok: false, why: `a connection to ${label} (a ${range} address)`, need: `${label}:${port}` };
   }
 }

@@ -34,7 +34,7 @@ describe('address classification', () => {
 describe('grants', () => {
   it('parses names, ports, address literals and ranges; refuses the rest', () => {
     assert.deepEqual(parseNetworkGrant('API.example.com.')?.name, 'api.example.com');
-    assert.equal(parseNetworkGrant('api.example.com')?.port, 'default');
+    assert.equal(parseNetworkGrant('api.example.com')?.port, '*', 'a grant that names no port allows any');
     assert.equal(parseNetworkGrant('api.example.com:8443')?.port, 8443);
     assert.equal(parseNetworkGrant('api.example.com:*')?.port, '*');
     assert.equal(parseNetworkGrant('10.0.0.0/8:5432')?.range?.[1], 8);
@@ -43,13 +43,13 @@ describe('grants', () => {
   });
 
   it('a range grant covers its addresses; a name grant covers no special address', () => {
-    const policy = new NetworkPolicy(['internal.test', '10.0.0.0/8', '[fd00::]/8:*']);
-    assert.equal(policy.checkAddress('10.20.30.40', 443, 443).ok, true);
-    assert.equal(policy.checkAddress('::ffff:10.20.30.40', 443, 443).ok, true);
-    assert.equal(policy.checkAddress('10.20.30.40', 8080, 443).ok, false, 'the range grant has the default port only');
-    assert.equal(policy.checkAddress('fd00:ec2::254', 80, 80).ok, true);
-    assert.equal(policy.checkAddress('192.168.0.1', 443, 443).ok, false);
-    assert.equal(policy.checkAddress('8.8.8.8', 443, 443).ok, true, 'public unicast needs only the name grant');
+    const policy = new NetworkPolicy(['internal.test:443', '10.0.0.0/8:443', '[fd00::]/8']);
+    assert.equal(policy.checkAddress('10.20.30.40', 443).ok, true);
+    assert.equal(policy.checkAddress('::ffff:10.20.30.40', 443).ok, true);
+    assert.equal(policy.checkAddress('10.20.30.40', 8080).ok, false, 'the range grant names port 443');
+    assert.equal(policy.checkAddress('fd00:ec2::254', 80).ok, true);
+    assert.equal(policy.checkAddress('192.168.0.1', 443).ok, false);
+    assert.equal(policy.checkAddress('8.8.8.8', 443).ok, true, 'public unicast needs only the name grant');
     assert.equal(policy.checkUrl(new URL('https://internal.test/x')).ok, true);
     assert.equal(policy.checkUrl(new URL('https://internal.test:444/x')).ok, false);
     assert.equal(policy.checkUrl(new URL('https://other.test/x')).ok, false);

@@ -38,7 +38,7 @@ describe('network grants are checked against the resolved address, for trusted e
         { fixture: 'hostile', id: 'with-address', signed: true, permissions: { network: [`localhost:${p}`, `rebind.test:${p}`, `metadata.test:${p}`, `127.0.0.1:${p}`] } },
         { fixture: 'hostile', id: 'port-bound', signed: true, permissions: { network: [`127.0.0.1:${p}`] } },
         { fixture: 'hostile', id: 'any-port', signed: true, permissions: { network: ['127.0.0.1:*'] } },
-        { fixture: 'hostile', id: 'default-port', signed: true, permissions: { network: ['127.0.0.1'] } },
+        { fixture: 'hostile', id: 'bare', signed: true, permissions: { network: ['127.0.0.1'] } },
       ],
       { host: { resolve } },
     );
@@ -115,7 +115,7 @@ describe('network grants are checked against the resolved address, for trusted e
     assert.equal(mapped?.ok, true, JSON.stringify(mapped));
   });
 
-  it('a grant may name a port: host:port only that port, host:* any port, a bare host only the default port', async () => {
+  it('a grant may name a port: host:port is that port only; host:* and a bare host any port', async () => {
     const other = await localServer((_req, res) => res.end('other port'));
     try {
       const [same, otherPort] = await ops(h.host, 'port-bound', [
@@ -127,8 +127,8 @@ describe('network grants are checked against the resolved address, for trusted e
       assert.match(otherPort?.message ?? '', new RegExp(`127\\.0\\.0\\.1:${other.port}`));
       const [anyPort] = await ops(h.host, 'any-port', [{ call: 'fetch', args: [`${other.base}/p`] }]);
       assert.equal((anyPort?.value as { text: string } | undefined)?.text, 'other port');
-      const [bare] = await ops(h.host, 'default-port', [{ call: 'fetch', args: [`${other.base}/p`] }]);
-      assert.equal(bare?.code, 'PLINTH_ERR_PERMISSION_DENIED', 'a grant without a port is the default port only');
+      const [bare] = await ops(h.host, 'bare', [{ call: 'fetch', args: [`${other.base}/p`] }]);
+      assert.equal((bare?.value as { text: string } | undefined)?.text, 'other port', 'a grant that names no port allows any');
     } finally {
       await other.close();
     }

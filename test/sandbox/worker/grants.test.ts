@@ -107,7 +107,7 @@ describe('worker runtime: ctx grants', () => {
       assert.equal(res.status, 200);
       assert.equal(res.text, 'hello POST');
       assert.equal(res.headers['content-type'], 'text/plain');
-      // localhost resolves to loopback: reached through the address grant 127.0.0.1:* beside the name grant.
+      // localhost resolves to loopback: reached through the address grant 127.0.0.1 beside the name grant.
       denied(await attempt('fetch', `http://not-granted.invalid:${port}/x`));
     } finally {
       server.close();
