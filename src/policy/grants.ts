@@ -10,7 +10,7 @@ import { isReservedTopic, isValidTopic, matchTopic } from '../events/index.ts';
 import type { Permissions } from '../manifest/index.ts';
 import type { Json } from '../sdk/index.ts';
 import type { ContextHandler, ContextOp } from '../sandbox/index.ts';
-import type { KvStore } from './kv.ts';
+import { KvStore } from './kv.ts';
 import { boundLine, LogRate, type BoundedLine } from './log.ts';
 import { NetworkPolicy, systemResolver, type Resolver } from './network.ts';
 import { pinnedFetch } from './fetch.ts';
@@ -34,8 +34,8 @@ export interface ContextHost {
    * host's own notes about this extension's logging (lines dropped by the rate limit).
    */
   log(level: LogLevel, message: string, line: Omit<BoundedLine, 'message'> & { host?: Record<string, Json> }): void;
-  /** Per-extension store; outlives sandbox restarts. */
-  kv: KvStore;
+  /** Per-extension store; outlives sandbox restarts. A plain Map is taken as the store's backing. */
+  kv: KvStore | Map<string, Json>;
   env: NodeJS.ProcessEnv;
   /** The quotas that apply to this extension (effectiveQuotas); the host-config defaults when omitted. */
   quotas?: Quotas;
@@ -56,6 +56,7 @@ function isInside(root: string, target: string): boolean {
 
 export function createContextHandler(host: ContextHost): ContextHandler {
   const quotas = host.quotas ?? DEFAULT_QUOTAS;
+  const kv = host.kv instanceof KvStore ? host.kv : new KvStore(host.kv);
   const network = new NetworkPolicy(host.permissions.network ?? []);
   const logRate = new LogRate(quotas.log, host.now);
   const exceeded = (group: keyof Quotas, key: string, what: string) => quotaExceeded(host.extension, group, key, (quotas[group] as Record<string, number>)[key]!, what);
@@ -221,16 +222,16 @@ export function createContextHandler(host: ContextHost): ContextHandler {
   function kvOp(op: Extract<ContextOp, { op: 'kv.get' | 'kv.set' | 'kv.delete' }>): Json | undefined {
     if (host.permissions.kv !== true) throw denied('the key-value store', '"kv": true');
     if (typeof op.key !== 'string' || op.key.length > MAX_KV_KEY_CHARS) throw new TypeError(`kv keys are strings of at most ${MAX_KV_KEY_CHARS} characters`);
-    if (op.op === 'kv.get') return host.kv.get(op.key);
-    if (op.op === 'kv.delete') return host.kv.delete(op.key);
+    if (op.op === 'kv.get') return kv.get(op.key);
+    if (op.op === 'kv.delete') return kv.delete(op.key);
     const json = JSON.stringify(op.value);
     if (json === undefined) throw new TypeError('kv values are JSON values');
     const bytes = Buffer.byteLength(json);
     if (bytes > quotas.kv.maxValueBytes) throw exceeded('kv', 'maxValueBytes', `a value of ${bytes} bytes`);
-    const after = host.kv.sizeAfterSet(op.key, json);
-    if (after.keys > quotas.kv.maxKeys) throw exceeded('kv', 'maxKeys', `key ${host.kv.size + 1}`);
+    const after = kv.sizeAfterSet(op.key, json);
+    if (after.keys > quotas.kv.maxKeys) throw exceeded('kv', 'maxKeys', `key ${kv.size + 1}`);
     if (after.bytes > quotas.kv.maxBytes) throw exceeded('kv', 'maxBytes', `a store of ${after.bytes} bytes`);
-    host.kv.set(op.key, json);
+    kv.set(op.key, json);
     return undefined;
   }
 

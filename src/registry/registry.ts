@@ -58,7 +58,8 @@ export interface RegistryOptions {
   log: Logger;
   bus: LocalBus;
   budget: Budget;
-  kv: (id: string) => KvStore;
+  /** An extension's key-value store (a plain Map is taken as a store's backing). */
+  kv: (id: string) => KvStore | Map<string, Json>;
   env: NodeJS.ProcessEnv;
   trustStore: TrustStore;
   makeSandbox?: SandboxFactory;

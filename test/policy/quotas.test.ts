@@ -72,3 +72,19 @@ describe('ctx.log bounds', () => {
     assert.equal(lines[5]?.message, 'after a second');
   });
 });
+
+describe('kv store accounting', () => {
+  it('counts keys and JSON bytes, including what a backing Map already held; values go in and out as copies', () => {
+    const backing = new Map<string, Json>([['old', { a: 1 }]]);
+    const kv = new KvStore(backing);
+    assert.equal(kv.size, 1);
+    assert.equal(kv.bytes, Buffer.byteLength('old') + Buffer.byteLength('{"a":1}'));
+    kv.set('new', '"value"');
+    assert.deepEqual(kv.sizeAfterSet('new', '"v"'), { keys: 2, bytes: kv.bytes - 4 }, 'replacing a value counts the difference');
+    const got = kv.get('old') as { a: number };
+    got.a = 2;
+    assert.deepEqual(backing.get('old'), { a: 1 });
+    assert.equal(kv.delete('new'), true);
+    assert.equal(kv.bytes, Buffer.byteLength('old{"a":1}'));
+  });
+});

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { after } from 'node:test';
 import { readPackageJson, validateExtensionPackage } from '../../../src/manifest/index.ts';
-import { createContextHandler, KvStore } from '../../../src/policy/index.ts';
+import { createContextHandler } from '../../../src/policy/index.ts';
 import { createIsolateSandbox, IsolateProcess, type IsolateSandbox, type IsolateSandboxOptions } from '../../../src/sandbox/isolate/index.ts';
 import type { SandboxSpec, ContextOp } from '../../../src/sandbox/types.ts';
 import type { Json } from '../../../src/sdk/index.ts';
@@ -36,14 +36,14 @@ export interface TestHost {
   dataDir: string;
   emitted: Array<{ topic: string; payload: Json }>;
   logs: Array<{ level: string; message: string }>;
-  kv: KvStore;
+  kv: Map<string, Json>;
   ops: ContextOp[];
   handler: (op: ContextOp) => Promise<Json | undefined>;
 }
 
 export async function testHost(spec: SandboxSpec, env: NodeJS.ProcessEnv = {}): Promise<TestHost> {
   const dataDir = await tempDir('plinth-isolate-');
-  const host: TestHost = { dataDir, emitted: [], logs: [], kv: new KvStore(), ops: [], handler: () => Promise.resolve(undefined) };
+  const host: TestHost = { dataDir, emitted: [], logs: [], kv: new Map(), ops: [], handler: () => Promise.resolve(undefined) };
   const inner = createContextHandler({
     extension: spec.id,
     dataDir,

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readPackageJson, validateExtensionPackage } from '../../../src/manifest/index.ts';
-import { createContextHandler, KvStore } from '../../../src/policy/index.ts';
+import { createContextHandler } from '../../../src/policy/index.ts';
 import { createWorkerSandbox } from '../../../src/sandbox/worker/index.ts';
 
 const [mode = 'stop', dir = ''] = process.argv.slice(2);
@@ -21,7 +21,7 @@ const spec = {
   limits: { memoryMb: 64, callTimeoutMs: 5_000, concurrency: 2 },
   stages: Object.keys(pkg.manifest.stages),
 };
-const context = createContextHandler({ extension: pkg.id, dataDir, permissions: spec.permissions, emit: () => Promise.resolve(), log: () => {}, kv: new KvStore(), env: {} });
+const context = createContextHandler({ extension: pkg.id, dataDir, permissions: spec.permissions, emit: () => Promise.resolve(), log: () => {}, kv: new Map(), env: {} });
 const sandbox = createWorkerSandbox(spec, context);
 sandbox.onExit((exit) => console.log(`exit ${exit.reason}`));
 await sandbox.start();

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { readPackageJson, validateExtensionPackage } from '../../../src/manifest/index.ts';
-import { createContextHandler, KvStore } from '../../../src/policy/index.ts';
+import { createContextHandler } from '../../../src/policy/index.ts';
 import { createWorkerSandbox } from '../../../src/sandbox/worker/index.ts';
 import type { Sandbox, SandboxExit, SandboxSpec, CallOptions } from '../../../src/sandbox/types.ts';
 import type { Json } from '../../../src/sdk/index.ts';
@@ -37,7 +37,7 @@ export interface Harness {
   dataDir: string;
   emitted: Array<{ topic: string; payload: Json }>;
   logs: Array<{ level: string; message: string; fields?: Record<string, Json> }>;
-  kv: KvStore;
+  kv: Map<string, Json>;
   /** Every ctx op the host was asked for, in order. */
   ops: string[];
   exits: SandboxExit[];
@@ -53,7 +53,7 @@ export async function harness(
   const dataDir = options.dataDir ?? (await tempDir('plinth-worker-'));
   const emitted: Harness['emitted'] = [];
   const logs: Harness['logs'] = [];
-  const kv = new KvStore();
+  const kv = new Map<string, Json>();
   const ops: string[] = [];
   const handler = createContextHandler({
     extension: spec.id,
