@@ -55,6 +55,7 @@ describe('ctx.fetch: response bodies are streamed and cut at quotas.fetch.maxRes
         { fixture: 'hostile', id: 'fetcher', permissions: { network: [`127.0.0.1:${srv.port}`] } },
         { fixture: 'hostile', id: 'thrifty', permissions: { network: [`127.0.0.1:${srv.port}`] }, limits: { fetch: { maxResponseBytes: 1000 } } },
         { fixture: 'hostile', id: 'impatient', signed: true, permissions: { network: [`127.0.0.1:${srv.port}`] } },
+        { fixture: 'hostile', id: 'fetch-worker', runtime: 'worker', signed: true, permissions: { network: [`127.0.0.1:${srv.port}`] } },
       ],
       {
         config: `quotas: { fetch: { maxResponseBytes: ${MiB}, maxConcurrent: 2 } }\nextensions:\n  fetcher: { allow: { network: ["127.0.0.1:${srv.port}"] } }\n  thrifty: { allow: { network: ["127.0.0.1:${srv.port}"] } }\n  impatient: { quotas: { fetch: { timeoutMs: 300 } } }\n`,
@@ -74,6 +75,12 @@ describe('ctx.fetch: response bodies are streamed and cut at quotas.fetch.maxRes
     // The socket is closed long before the 256 MiB are out (what is in flight in kernel buffers aside).
     assert.equal(await endlessClosed, true, 'the server saw the connection close before its body was out');
     assert.ok(sent < 64 * MiB, `the server sent ${sent} bytes before the host hung up`);
+    await h.bystanderAnswers();
+  });
+
+  it('a trusted worker\'s ctx.fetch is cut the same way', async () => {
+    const [r] = await ops(h.host, 'fetch-worker', [{ call: 'fetch', args: [`${srv.base}/endless`] }]);
+    assert.equal(r?.code, 'PLINTH_ERR_QUOTA_EXCEEDED');
     await h.bystanderAnswers();
   });
 
@@ -129,6 +136,7 @@ describe('ctx.kv: key count and total size are quotas, checked before storing', 
         { fixture: 'hostile', id: 'kv-keys', permissions: { kv: true } },
         { fixture: 'hostile', id: 'kv-bytes', permissions: { kv: true } },
         { fixture: 'hostile', id: 'kv-asks-less', permissions: { kv: true }, limits: { kv: { maxKeys: 3 } } },
+        { fixture: 'hostile', id: 'kv-worker', runtime: 'worker', signed: true, permissions: { kv: true } },
       ],
       { config: 'quotas: { kv: { maxKeys: 50, maxBytes: 20000, maxValueBytes: 10000 } }\nextensions:\n  kv-bytes: { quotas: { kv: { maxKeys: 1000 } } }\n' },
     );
@@ -163,6 +171,13 @@ describe('ctx.kv: key count and total size are quotas, checked before storing', 
     assert.equal(del?.value, true);
     assert.equal(again?.ok, true);
     assert.match(tooBig?.message ?? '', /quotas\.kv\.maxValueBytes/);
+    await h.bystanderAnswers();
+  });
+
+  it('the same quota holds for a trusted worker: the host enforces it, not the runtime', async () => {
+    const r = (await h.host.call('kv-worker', 'fill_kv', { n: 1000, size: 10 }, { timeoutMs: 20000 })) as unknown as { stored: number; refusal: Outcome };
+    assert.equal(r.stored, 50);
+    assert.equal(r.refusal.code, 'PLINTH_ERR_QUOTA_EXCEEDED');
     await h.bystanderAnswers();
   });
 
