@@ -59,7 +59,8 @@ export class LogRate {
    */
   take(): { ok: boolean; first: boolean; dropped: number } {
     const now = this.#now();
-    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.#rate);
+    // A clock that steps back refills nothing.
+    this.#tokens = Math.min(this.#burst, this.#tokens + (Math.max(0, now - this.#last) / 1000) * this.#rate);
     this.#last = now;
     if (this.#tokens < 1) {
       this.#dropped++;
