@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { loadHostConfig } from '../src/config/index.ts';
 import { Host } from '../src/host/index.ts';
 import { IsolateProcess } from '../src/sandbox/index.ts';
+import { removeTree } from '../src/snapshot/index.ts';
 import { generateKeyPair, loadTrustStore, signExtension, verifyExtension } from '../src/trust/index.ts';
 import { scanExtensions } from '../src/registry/index.ts';
 import { median } from './stats.ts';
@@ -68,7 +69,7 @@ async function startup(): Promise<void> {
   console.log(`nothing → all ${COUNT} active: ${median(totals).toFixed(0)} ms   (target ≤ 1000 ms)`);
   console.log(`  of which discovery + manifests + signatures + resolution (no start): ${median(scans).toFixed(0)} ms; signature verification alone: ${median(verifies).toFixed(0)} ms`);
   await warm.stop();
-  await rm(root, { recursive: true, force: true });
+  await removeTree(root); // its data dir holds read-only snapshots
 }
 
 async function reloadLatency(): Promise<void> {
@@ -99,7 +100,7 @@ async function reloadLatency(): Promise<void> {
   }
   console.log(`reload latency: median ${median(latencies).toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms   (target ≤ 300 ms)`);
   await host.stop();
-  await rm(root, { recursive: true, force: true });
+  await removeTree(root); // its data dir holds read-only snapshots
 }
 
 await startup();

@@ -4,7 +4,7 @@
 // and idle memory per extension. Not a test: numbers are printed, nothing is asserted.
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { loadHostConfig } from '../src/config/index.ts';
 import { Host } from '../src/host/index.ts';
 import { IsolateProcess } from '../src/sandbox/index.ts';
+import { removeTree } from '../src/snapshot/index.ts';
 import { generateKeyPair, signExtension } from '../src/trust/index.ts';
 import { createPrivateKey } from 'node:crypto';
 import type { Json } from '../src/sdk/index.ts';
@@ -113,7 +114,7 @@ async function callPaths(): Promise<void> {
   child.kill();
 
   await host.stop();
-  await rm(root, { recursive: true, force: true });
+  await removeTree(root); // its data dir holds read-only snapshots
 }
 
 async function coldStart(): Promise<void> {
@@ -134,7 +135,7 @@ async function coldStart(): Promise<void> {
       await again.start();
       warm.push(performance.now() - t1);
       await again.stop();
-      await rm(root, { recursive: true, force: true });
+      await removeTree(root); // its data dir holds read-only snapshots
     }
     if (runtime === 'isolate') console.log(`isolate extension: ${median(warm).toFixed(1)} ms into a running sandbox process   (first one, forking the sandbox process: ${median(first).toFixed(1)} ms)`);
     else console.log(`worker extension: ${median(warm).toFixed(1)} ms   (first in this host process: ${median(first).toFixed(1)} ms)`);
@@ -151,7 +152,7 @@ async function idleMemory(): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
   const one = rssMb(pid);
   await probe.host.stop();
-  await rm(probe.root, { recursive: true, force: true });
+  await removeTree(probe.root); // its data dir holds read-only snapshots
 
   await IsolateProcess.shutdownAll();
   const many = await workspace(Array.from({ length: isolates }, (_, i) => ({ fixture: 'echo-isolate', id: `echo-isolate-${i}` })));
@@ -160,7 +161,7 @@ async function idleMemory(): Promise<void> {
   const all = rssMb(IsolateProcess.shared().pid!);
   console.log(`isolate: sandbox process RSS with 1 extension ${one.toFixed(1)} MB (process baseline), with ${isolates}: ${all.toFixed(1)} MB → ${((all - one) / (isolates - 1)).toFixed(2)} MB per additional isolate extension   (target ≤ 2 MB)`);
   await many.host.stop();
-  await rm(many.root, { recursive: true, force: true });
+  await removeTree(many.root); // its data dir holds read-only snapshots
 
   // Workers share the host process: measured in a fresh process of its own, so garbage from the runs above
   // does not blur the figure.
@@ -183,7 +184,7 @@ async function workerMemory(): Promise<void> {
   const after = await settle();
   console.log(`worker: host RSS ${before.toFixed(1)} MB → ${after.toFixed(1)} MB with ${workers} worker extensions (fresh process) → ${((after - before) / workers).toFixed(2)} MB per worker extension   (target ≤ 10 MB)`);
   await w.host.stop();
-  await rm(w.root, { recursive: true, force: true });
+  await removeTree(w.root); // its data dir holds read-only snapshots
 }
 
 if (process.argv.includes('worker-memory')) {

@@ -1,6 +1,6 @@
 // Shared test helpers: real temp directories, fixture folders copied into them, keys made per run,
 // and the CLI run as a subprocess on the same Node as the tests.
-import { cp, mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdtemp, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
 import { generateKeyPair, parseTrustStore, type TrustStore } from '../src/trust/index.ts';
 import { PlinthError } from '../src/errors.ts';
+import { removeTree } from '../src/snapshot/index.ts';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -17,7 +18,8 @@ export const BIN = path.join(ROOT, 'bin', 'plinth.js');
 // Registered at import, so it belongs to the test file itself: an `after` called from inside a `before` hook
 // would run as soon as that hook ends, deleting folders the suite still uses.
 const created: string[] = [];
-after(() => Promise.all(created.map((dir) => rm(dir, { recursive: true, force: true }))));
+// removeTree: hosts leave read-only snapshot folders in their data dirs, which a plain rm cannot delete unless root.
+after(() => Promise.all(created.map((dir) => removeTree(dir))));
 
 /** A fresh temp directory, removed when the test file ends. */
 export async function tempDir(prefix = 'plinth-test-'): Promise<string> {

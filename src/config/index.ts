@@ -23,6 +23,8 @@ export interface HostConfig {
   trust: { store: string | undefined; policy: TrustPolicy };
   log: { level: string };
   budget: { memoryMb: number; concurrency: number };
+  /** Bounds on each package copied into a snapshot (src/snapshot). */
+  packages: { maxFiles: number; maxMb: number };
   sandbox: { isolateProcess: 'shared' | 'per-extension' };
   /** Bounds on extensions' own JSON Schemas (size at load, work per validation): src/schema/authored.ts. */
   extensionSchemas: SchemaLimits;

@@ -1,19 +1,18 @@
 // Finds extensions in plugin directories: every subfolder (and @scope/name subfolder) whose package.json has a
-// `plinth` block. Other folders are ignored silently; anything unreadable or invalid is reported, never thrown,
-// so one broken extension never stops the others.
+// `plinth` block. Other folders are ignored silently; anything unreadable is reported, never thrown, so one
+// broken extension never stops the others. Discovery only finds: the manifest is validated later, from the
+// verified snapshot (src/snapshot), never from this first read of the plugin folder.
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { PlinthError, isPlinthError } from '../errors.ts';
-import { readPackageJson, isExtensionPackage, validateExtensionPackage, type ExtensionPackage } from '../manifest/index.ts';
-import type { SchemaLimits } from '../schema/index.ts';
+import { PlinthError } from '../errors.ts';
+import { readPackageJson, isExtensionPackage } from '../manifest/index.ts';
 
 export interface DiscoveredExtension {
+  /** The package name as first read (or the folder name): a label until the snapshot's manifest is validated. */
   id: string;
-  version: string;
   /** Absolute extension folder and the plugin directory it was found in. */
   dir: string;
   pluginDir: string;
-  pkg: ExtensionPackage;
   /** Position in discovery order: lower wins ties between copies of one id. */
   order: number;
 }
@@ -24,11 +23,6 @@ export interface DiscoveryFailure {
   dir: string;
   pluginDir: string;
   error: PlinthError;
-}
-
-export interface DiscoveryOptions {
-  /** Host limits for the extensions' schemas (host config `extensionSchemas`); defaults when absent. */
-  schemaLimits?: SchemaLimits;
 }
 
 export interface DiscoveryResult {
@@ -76,7 +70,7 @@ async function candidateFolders(pluginDir: string, errors: PlinthError[]): Promi
   return list(pluginDir, '');
 }
 
-async function inspectFolder(folder: string, dir: string, pluginDir: string, options: DiscoveryOptions): Promise<Omit<DiscoveredExtension, 'order'> | DiscoveryFailure | undefined> {
+async function inspectFolder(folder: string, dir: string, pluginDir: string): Promise<Omit<DiscoveredExtension, 'order'> | DiscoveryFailure | undefined> {
   let raw: unknown;
   try {
     raw = await readPackageJson(dir);
@@ -86,24 +80,15 @@ async function inspectFolder(folder: string, dir: string, pluginDir: string, opt
   if (raw === undefined || !isExtensionPackage(raw)) return undefined;
   const name = (raw as { name?: unknown }).name;
   const id = typeof name === 'string' && name !== '' ? name : folder;
-  try {
-    const pkg = await validateExtensionPackage(dir, raw, options);
-    return { id: pkg.id, version: pkg.version, dir, pluginDir, pkg };
-  } catch (err) {
-    // Anything but a PlinthError is a bug of ours, still contained to this one extension.
-    const error = isPlinthError(err)
-      ? err
-      : new PlinthError('PLINTH_ERR_MANIFEST_INVALID', `extension ${id} at ${dir}: ${(err as Error).message}`, { extension: id, file: dir, cause: err });
-    return { id, dir, pluginDir, error };
-  }
+  return { id, dir, pluginDir };
 }
 
 /**
- * Discovers the extensions of `pluginDirs`. Every valid copy is returned, in discovery order (plugin directories
+ * Discovers the extensions of `pluginDirs`. Every copy is returned, in discovery order (plugin directories
  * as listed, folders sorted by name within each): when one id is installed more than once, dependency resolution
  * chooses the copy (src/resolve), with this order breaking ties.
  */
-export async function discoverExtensions(pluginDirs: string[], options: DiscoveryOptions = {}): Promise<DiscoveryResult> {
+export async function discoverExtensions(pluginDirs: string[]): Promise<DiscoveryResult> {
   const result: DiscoveryResult = { extensions: [], failures: [], directoryErrors: [] };
   for (const pluginDir of pluginDirs) {
     try {
@@ -118,7 +103,7 @@ export async function discoverExtensions(pluginDirs: string[], options: Discover
       continue;
     }
     const folders = await candidateFolders(pluginDir, result.directoryErrors);
-    const found = await Promise.all(folders.map(([folder, dir]) => inspectFolder(folder, dir, pluginDir, options)));
+    const found = await Promise.all(folders.map(([folder, dir]) => inspectFolder(folder, dir, pluginDir)));
     for (const f of found) {
       if (f === undefined) continue;
       if ('error' in f) result.failures.push(f);

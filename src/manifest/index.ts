@@ -82,8 +82,10 @@ export interface ExtensionPackage {
   /** The package name: the extension's id. */
   id: string;
   version: string;
-  /** Absolute path of the extension folder. */
+  /** Absolute path of the folder the extension loads from: its verified snapshot (src/snapshot). */
   dir: string;
+  /** The plugin folder it was copied from, as the user knows it: listings, messages and the lockfile name it. */
+  sourceDir: string;
   /** `main` as written, and resolved to an absolute path inside `dir`. */
   main: string;
   mainPath: string;
@@ -103,12 +105,15 @@ interface RawPackage {
 
 export const PACKAGE_JSON = 'package.json';
 
-/** Reads and parses `<dir>/package.json`. Returns undefined when there is none (not an extension folder). */
-export async function readPackageJson(dir: string): Promise<unknown> {
-  const file = path.join(dir, PACKAGE_JSON);
+/**
+ * Reads and parses `<dir>/package.json`. Returns undefined when there is none (not an extension folder).
+ * `sourceDir`: the folder messages name, when `dir` is a snapshot of it.
+ */
+export async function readPackageJson(dir: string, sourceDir = dir): Promise<unknown> {
+  const file = path.join(sourceDir, PACKAGE_JSON);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readFile(path.join(dir, PACKAGE_JSON), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new PlinthError('PLINTH_ERR_PACKAGE_JSON_INVALID', `cannot read ${file}: ${(err as Error).message}`, {
@@ -144,13 +149,16 @@ function deepFreeze<T>(value: T): T {
 /**
  * Validates a parsed package.json of the extension folder `dir`. Throws a PlinthError naming the folder:
  * MANIFEST_INVALID (every schema problem at once), MAIN_NOT_SET, MAIN_NOT_FOUND, STAGE_SCHEMA_INVALID.
+ * `options.sourceDir`: the plugin folder messages name when `dir` is its verified snapshot (the registry passes
+ * both); `options.schemaLimits`: the host's limits for the package's schemas.
  */
-export async function validateExtensionPackage(dir: string, pkg: unknown, options: { schemaLimits?: SchemaLimits } = {}): Promise<ExtensionPackage> {
-  const file = path.join(dir, PACKAGE_JSON);
-  const label = typeof (pkg as { name?: unknown }).name === 'string' ? (pkg as { name: string }).name : path.basename(dir);
+export async function validateExtensionPackage(dir: string, pkg: unknown, options: { schemaLimits?: SchemaLimits; sourceDir?: string } = {}): Promise<ExtensionPackage> {
+  const sourceDir = options.sourceDir ?? dir;
+  const file = path.join(sourceDir, PACKAGE_JSON);
+  const label = typeof (pkg as { name?: unknown }).name === 'string' ? (pkg as { name: string }).name : path.basename(sourceDir);
   if (!validators.extensionPackage(pkg)) {
     const problems = toProblems(validators.extensionPackage.errors);
-    throw new PlinthError('PLINTH_ERR_MANIFEST_INVALID', `extension ${label} at ${dir}: package.json has ${problems.length} problem(s)`, {
+    throw new PlinthError('PLINTH_ERR_MANIFEST_INVALID', `extension ${label} at ${sourceDir}: package.json has ${problems.length} problem(s)`, {
       extension: label,
       file,
       problems,
@@ -160,15 +168,15 @@ export async function validateExtensionPackage(dir: string, pkg: unknown, option
   const raw = pkg as RawPackage;
 
   if (raw.main === undefined) {
-    throw new PlinthError('PLINTH_ERR_MAIN_NOT_SET', `extension ${raw.name} at ${dir}: package.json has no "main"`, {
+    throw new PlinthError('PLINTH_ERR_MAIN_NOT_SET', `extension ${raw.name} at ${sourceDir}: package.json has no "main"`, {
       extension: raw.name,
       file,
       hint: 'add "main": "<entry module>", e.g. "main": "index.js"',
     });
   }
-  const mainPath = await resolveMain(dir, raw.name, raw.main);
+  const mainPath = await resolveMain(dir, raw.name, raw.main, sourceDir);
 
-  const schemas = compileSchemas(dir, raw, options.schemaLimits ?? DEFAULT_SCHEMA_LIMITS);
+  const schemas = compileSchemas(sourceDir, raw, options.schemaLimits ?? DEFAULT_SCHEMA_LIMITS);
   const dependencies: Record<string, Dependency> = {};
   for (const [id, spec] of Object.entries(raw.plinth.dependencies ?? {})) {
     dependencies[id] = typeof spec === 'string' ? { range: spec, optional: false } : { range: spec.version, optional: spec.optional ?? false };
@@ -185,6 +193,7 @@ export async function validateExtensionPackage(dir: string, pkg: unknown, option
     id: raw.name,
     version: raw.version,
     dir,
+    sourceDir,
     main: raw.main,
     mainPath,
     ...(raw.engines?.plinth === undefined ? {} : { hostRange: raw.engines.plinth }),
@@ -193,12 +202,12 @@ export async function validateExtensionPackage(dir: string, pkg: unknown, option
   };
 }
 
-async function resolveMain(dir: string, id: string, main: string): Promise<string> {
+async function resolveMain(dir: string, id: string, main: string, sourceDir: string): Promise<string> {
   const candidate = path.resolve(dir, main);
   const notFound = (why: string) =>
-    new PlinthError('PLINTH_ERR_MAIN_NOT_FOUND', `extension ${id} at ${dir}: "main" is ${JSON.stringify(main)} but ${why}`, {
+    new PlinthError('PLINTH_ERR_MAIN_NOT_FOUND', `extension ${id} at ${sourceDir}: "main" is ${JSON.stringify(main)} but ${why}`, {
       extension: id,
-      file: candidate,
+      file: path.resolve(sourceDir, main),
       hint: 'build the extension (e.g. `npm run build`) or point "main" at its entry module',
     });
   let real: string;

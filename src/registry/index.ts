@@ -29,6 +29,7 @@ export interface ExtensionRecord {
   state: ExtensionState;
   trust: TrustStatus | undefined;
   error: PlinthError | undefined;
+  /** As validated from the snapshot. After `scanExtensions` its `dir` (a temp snapshot) is gone; `sourceDir` is `dir` above. */
   pkg: ExtensionPackage | undefined;
 }
 

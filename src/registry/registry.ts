@@ -3,7 +3,10 @@
 // stop in reverse, and a re-scan is reconciled with what runs — added, removed, and changed extensions, the last
 // swapped blue/green: the new version starts beside the old, takes new calls once active, and the old one stops
 // after its in-flight calls finish. A broken new version never replaces a working old one.
-import { mkdir, stat } from 'node:fs/promises';
+// Order of checks per copy (issue 7 §1): snapshot (copy while hashing) → signature against the snapshot's hashes
+// → manifest and schemas from the snapshot's package.json. The sandbox loads only from the snapshot.
+import { mkdir, mkdtemp, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { PlinthError, isPlinthError } from '../errors.ts';
@@ -12,7 +15,9 @@ import { topicWord, type LocalBus } from '../events/index.ts';
 import type { Json } from '../sdk/index.ts';
 import type { Budget } from '../resilience/index.ts';
 import { discoverExtensions, type DiscoveredExtension } from '../discovery/index.ts';
-import { verifyExtension, hashPackageFiles, type TrustStore, type TrustPolicy } from '../trust/index.ts';
+import { checkSignatureFile, verifyFiles, refuseEmptyFolders, type TrustStore, type TrustPolicy } from '../trust/index.ts';
+import { takeSnapshot, pruneSnapshots, removeTree, snapshotsDir, type Snapshot } from '../snapshot/index.ts';
+import { readPackageJson, isExtensionPackage, validateExtensionPackage, type ExtensionPackage, type Runtime } from '../manifest/index.ts';
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
 import { createSandbox } from '../sandbox/index.ts';
@@ -21,7 +26,6 @@ import { toProblems } from '../schema/index.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';
 import type { ExtensionRecord, TrustStatus } from './index.ts';
-import type { Runtime } from '../manifest/index.ts';
 
 /** The host API version extensions' `engines.plinth` ranges are matched against. */
 export const HOST_API_VERSION = '1.0.0';
@@ -33,9 +37,12 @@ export type RegistryEntry = ExtensionInfo & {
   reloadError?: ReturnType<PlinthError['toJSON']>;
 };
 
-/** One installed copy that passed validation and trust. */
+/** One installed copy that passed snapshot, trust and validation. */
 interface Copy {
   found: DiscoveredExtension;
+  /** Validated from the snapshot: `pkg.dir` is the snapshot, `pkg.sourceDir` the plugin folder. */
+  pkg: ExtensionPackage;
+  snapshot: Snapshot;
   trust: TrustStatus;
   /** Who it comes from, for the data binding: the verified publisher, UNSIGNED_PUBLISHER, or undefined under policy `off`. */
   publisher: string | undefined;
@@ -91,7 +98,7 @@ function publisherMismatch(id: string, copy: Copy, owner: string, where: string,
   const from = copy.trust.status === 'trusted' ? `signed by publisher "${copy.publisher}"` : `not verified (publisher "${UNSIGNED_PUBLISHER}"${copy.trust.status === 'untrusted' ? `: ${copy.trust.error.code}` : ''})`;
   return new PlinthError(
     'PLINTH_ERR_PUBLISHER_MISMATCH',
-    `extension ${id} ${copy.found.version} at ${copy.found.dir} is ${from}, but ${id} belongs to publisher "${owner}": ${where}; this copy is not started and ${id}'s data (${extensionDataDir(dataDir, id)}, kv) is left untouched`,
+    `extension ${id} ${copy.pkg.version} at ${copy.found.dir} is ${from}, but ${id} belongs to publisher "${owner}": ${where}; this copy is not started and ${id}'s data (${extensionDataDir(dataDir, id)}, kv) is left untouched`,
     {
       extension: id,
       file: copy.found.dir,
@@ -126,7 +133,7 @@ export class Registry {
   list(): RegistryEntry[] {
     const running = [...this.#running.values()].map((e): RegistryEntry => {
       const reloadError = this.#reloadErrors.get(e.id);
-      return { ...e.info(), path: e.pkg.dir, ...(reloadError ? { reloadError: reloadError.toJSON() } : {}) };
+      return { ...e.info(), path: e.pkg.sourceDir, ...(reloadError ? { reloadError: reloadError.toJSON() } : {}) };
     });
     return [...running, ...this.#notRunning.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.path < b.path ? -1 : 1));
   }
@@ -135,11 +142,62 @@ export class Registry {
     return [...this.#running.values()].filter((e) => (e.state === 'active' || e.state === 'degraded') && e.pkg.manifest.capabilities.includes(capability));
   }
 
-  /** Discovers, validates, verifies and resolves. `keep`: running extensions whose copy on disk is now broken stay candidates. */
-  async #scan(keep: Map<string, ManagedExtension>): Promise<ScanResult> {
-    const { config, trustStore, log } = this.#o;
-    const policy: TrustPolicy = config.trust.policy;
-    const found = await discoverExtensions(config.plugins, { schemaLimits: config.extensionSchemas });
+  /**
+   * One copy: snapshot it (hashing what is copied), check its signature against those hashes, then validate the
+   * manifest from the snapshot — in that order, so an unverified package's schemas are never compiled under
+   * policy `required`, and nothing checked is read again from the plugin folder. Policy `warn`/`off` snapshot too:
+   * what runs is what was hashed.
+   */
+  async #prepare(e: DiscoveredExtension, root: string): Promise<Copy> {
+    const { trustStore } = this.#o;
+    const policy: TrustPolicy = this.#o.config.trust.policy;
+    // Under `required`, a package whose plinth.sig is missing, untrusted or forged is refused before anything is
+    // copied (no disk filled by unsigned junk); the check that counts is the one against the snapshot below.
+    if (policy === 'required') await checkSignatureFile({ dir: e.dir, store: trustStore, extension: e.id });
+    const { maxFiles, maxMb } = this.#o.config.packages;
+    const snapshot = await takeSnapshot(e.dir, root, e.id, { maxFiles, maxBytes: maxMb * 1024 * 1024 });
+    let trust: TrustStatus;
+    if (policy === 'off') trust = { status: 'unchecked' };
+    else {
+      try {
+        const v = await verifyFiles({ dir: snapshot.dir, files: snapshot.files, emptyFolders: snapshot.emptyFolders, store: trustStore, extension: e.id, reportDir: e.dir });
+        trust = { status: 'trusted', publisher: v.publisher, keyId: v.keyId, ...(v.scope === undefined ? {} : { scope: v.scope }) };
+      } catch (err) {
+        if (policy === 'required' || !isPlinthError(err)) throw err;
+        trust = { status: 'untrusted', error: err };
+      }
+    }
+    // What a package is does not depend on the policy (under `required` verifyFiles has already refused these).
+    refuseEmptyFolders(snapshot.emptyFolders, e.id, e.dir);
+    const raw = await readPackageJson(snapshot.dir, e.dir);
+    if (raw === undefined || !isExtensionPackage(raw)) {
+      throw new PlinthError('PLINTH_ERR_MANIFEST_INVALID', `extension ${e.id} at ${e.dir}: package.json has no "plinth" block any more (it changed during the scan)`, {
+        extension: e.id,
+        file: path.join(e.dir, 'package.json'),
+        hint: 'wait until the extension is completely written, then reload',
+      });
+    }
+    const pkg = await validateExtensionPackage(snapshot.dir, raw, { sourceDir: e.dir, schemaLimits: this.#o.config.extensionSchemas });
+    const candidate: Candidate = {
+      id: pkg.id,
+      version: pkg.version,
+      dir: e.dir,
+      dependencies: pkg.manifest.dependencies,
+      order: e.order,
+      ...(pkg.hostRange ? { hostRange: pkg.hostRange } : {}),
+      ...(trust.status === 'untrusted' ? { trusted: false } : {}),
+    };
+    const publisher = trust.status === 'trusted' ? trust.publisher : trust.status === 'untrusted' ? UNSIGNED_PUBLISHER : undefined;
+    return { found: e, pkg, snapshot, trust, publisher, digest: fileListDigest(snapshot.files), candidate };
+  }
+
+  /**
+   * Discovers, snapshots, verifies, validates and resolves; snapshots go under `root`. `keep`: running extensions
+   * whose copy on disk is now broken stay candidates.
+   */
+  async #scan(keep: Map<string, ManagedExtension>, root: string): Promise<ScanResult> {
+    const { config, log } = this.#o;
+    const found = await discoverExtensions(config.plugins);
     for (const e of found.directoryErrors) log.warn({ code: e.code, file: e.file }, e.message);
     const rejected: RegistryEntry[] = found.failures.map((f) => entry(f, 'failed', f.error));
     const broken = new Map<string, PlinthError>();
@@ -148,53 +206,35 @@ export class Registry {
     const copies = new Map<Candidate, Copy>();
     const checked = await Promise.all(
       found.extensions.map(async (e): Promise<Copy | PlinthError> => {
-        let trust: TrustStatus;
-        let files: Record<string, string>;
         try {
-          if (policy === 'off') {
-            trust = { status: 'unchecked' };
-            files = await hashPackageFiles(e.dir, e.id);
-          } else {
-            try {
-              const v = await verifyExtension(e.dir, trustStore, e.id);
-              trust = { status: 'trusted', publisher: v.publisher, keyId: v.keyId, ...(v.scope === undefined ? {} : { scope: v.scope }) };
-              files = v.files;
-            } catch (err) {
-              if (policy === 'required' || !isPlinthError(err)) throw err;
-              trust = { status: 'untrusted', error: err };
-              files = await hashPackageFiles(e.dir, e.id);
-            }
-          }
+          return await this.#prepare(e, root);
         } catch (err) {
-          return isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_SIG_MALFORMED', `extension ${e.id}: ${String(err)}`, { extension: e.id, file: e.dir });
+          // Anything but a PlinthError is a file the host could not read (EACCES, EIO…), contained to this extension.
+          if (isPlinthError(err)) return err;
+          return new PlinthError('PLINTH_ERR_PLUGIN_DIR_UNREADABLE', `extension ${e.id} at ${e.dir}: cannot read it: ${(err as Error).message}`, {
+            extension: e.id,
+            file: (err as NodeJS.ErrnoException).path ?? e.dir,
+            cause: err,
+            hint: 'check that the host user may read every file and folder of the extension',
+          });
         }
-        const m = e.pkg.manifest;
-        const candidate: Candidate = {
-          id: e.id,
-          version: e.version,
-          dir: e.dir,
-          dependencies: m.dependencies,
-          order: e.order,
-          ...(e.pkg.hostRange ? { hostRange: e.pkg.hostRange } : {}),
-          ...(trust.status === 'untrusted' ? { trusted: false } : {}),
-        };
-        const publisher = trust.status === 'trusted' ? trust.publisher : trust.status === 'untrusted' ? UNSIGNED_PUBLISHER : undefined;
-        return { found: e, trust, publisher, digest: fileListDigest(files), candidate };
       }),
     );
     checked.forEach((c, i) => {
       const e = found.extensions[i]!;
       if (c instanceof PlinthError) {
-        rejected.push(entry({ ...e, runtime: e.pkg.manifest.runtime }, 'failed', c));
-        if (!broken.has(e.id)) broken.set(e.id, c);
+        const id = c.extension ?? e.id;
+        rejected.push(entry({ id, dir: e.dir }, 'failed', c));
+        if (!broken.has(id)) broken.set(id, c);
       } else copies.set(c.candidate, c);
     });
     for (const refusal of await this.#checkOwners(copies)) {
-      rejected.push(entry({ ...refusal.copy.found, runtime: refusal.copy.found.pkg.manifest.runtime }, refusal.state, refusal.error));
+      const c = refusal.copy;
+      rejected.push(entry({ id: c.pkg.id, version: c.pkg.version, dir: c.found.dir, runtime: c.pkg.manifest.runtime }, refusal.state, refusal.error));
       copies.delete(refusal.copy.candidate);
-      if (!broken.has(refusal.copy.found.id)) broken.set(refusal.copy.found.id, refusal.error);
+      if (!broken.has(refusal.copy.pkg.id)) broken.set(refusal.copy.pkg.id, refusal.error);
     }
-    const usable = new Set([...copies.values()].map((c) => c.found.id));
+    const usable = new Set([...copies.values()].map((c) => c.pkg.id));
     for (const id of usable) broken.delete(id);
 
     // A running extension whose copies on disk are all broken keeps serving: it stays a candidate as it is.
@@ -227,7 +267,7 @@ export class Registry {
     for (const s of resolution.shadowed) {
       const copy = copies.get(s.candidate);
       rejected.push(
-        entry({ ...s.candidate, runtime: copy?.found.pkg.manifest.runtime ?? '' }, 'stopped', new PlinthError('PLINTH_ERR_DUPLICATE_EXTENSION', `extension ${s.candidate.id} ${s.candidate.version} at ${s.candidate.dir} is not used: ${s.reason}`, { extension: s.candidate.id, file: s.candidate.dir })),
+        entry({ ...s.candidate, runtime: copy?.pkg.manifest.runtime ?? '' }, 'stopped', new PlinthError('PLINTH_ERR_DUPLICATE_EXTENSION', `extension ${s.candidate.id} ${s.candidate.version} at ${s.candidate.dir} is not used: ${s.reason}`, { extension: s.candidate.id, file: s.candidate.dir })),
       );
     }
     return { copies, resolution, rejected, broken, directoryErrors: found.directoryErrors };
@@ -245,7 +285,7 @@ export class Registry {
     const { config } = this.#o;
     if (config.trust.policy === 'off') return [];
     const byId = new Map<string, Copy[]>();
-    for (const c of copies.values()) byId.set(c.found.id, [...(byId.get(c.found.id) ?? []), c]);
+    for (const c of copies.values()) byId.set(c.pkg.id, [...(byId.get(c.pkg.id) ?? []), c]);
     const out: Array<{ copy: Copy; state: 'failed' | 'stopped'; error: PlinthError }> = [];
     /** Untrusted copies set aside; listed after the ownership refusals, so an id's reason is the latter when both apply. */
     const shadowed: typeof out = [];
@@ -260,7 +300,7 @@ export class Registry {
             state: 'stopped',
             error: new PlinthError(
               'PLINTH_ERR_DUPLICATE_EXTENSION',
-              `extension ${id} ${c.found.version} at ${c.found.dir} is not used: it is not signed by a trusted publisher, and a trusted copy of ${id} is installed (${first.found.version} at ${first.found.dir}): an untrusted copy never replaces or shadows a trusted one`,
+              `extension ${id} ${c.pkg.version} at ${c.found.dir} is not used: it is not signed by a trusted publisher, and a trusted copy of ${id} is installed (${first.pkg.version} at ${first.found.dir}): an untrusted copy never replaces or shadows a trusted one`,
               { extension: id, file: c.found.dir, hint: `remove this copy, or have it signed by ${id}'s publisher` },
             ),
           });
@@ -286,7 +326,7 @@ export class Registry {
       }
       const publishers = [...new Set(remaining.filter((c) => c.trust.status === 'trusted').map((c) => c.publisher!))].sort();
       if (publishers.length > 1) {
-        const offers = remaining.map((c) => `${c.publisher} (${c.found.version} at ${c.found.dir})`).join(', ');
+        const offers = remaining.map((c) => `${c.publisher} (${c.pkg.version} at ${c.found.dir})`).join(', ');
         for (const c of remaining) {
           out.push({
             copy: c,
@@ -305,7 +345,24 @@ export class Registry {
 
   /** What `plinth ls` shows: every copy, checked up to dependency resolution, nothing started. */
   async inspect(): Promise<{ extensions: ExtensionRecord[]; directoryErrors: PlinthError[] }> {
-    const scan = await this.#scan(new Map());
+    return this.#withTempSnapshots((root) => this.#inspect(root));
+  }
+
+  /**
+   * `plinth ls` and `plinth lock` run nothing: their snapshots go to a temp folder removed at the end, so they leave
+   * nothing behind (records' `pkg.dir` then names a folder that is gone; `dir` is the plugin folder).
+   */
+  async #withTempSnapshots<T>(task: (root: string) => Promise<T>): Promise<T> {
+    const root = await mkdtemp(path.join(tmpdir(), 'plinth-scan-'));
+    try {
+      return await task(root);
+    } finally {
+      await removeTree(root);
+    }
+  }
+
+  async #inspect(root: string): Promise<{ extensions: ExtensionRecord[]; directoryErrors: PlinthError[] }> {
+    const scan = await this.#scan(new Map(), root);
     const records: ExtensionRecord[] = [];
     for (const r of scan.rejected) {
       records.push({ id: r.id, version: r.version || undefined, runtime: (r.runtime || undefined) as Runtime | undefined, dir: r.path, state: 'failed', trust: undefined, error: r.reason ? PlinthError.fromJSON(r.reason) : undefined, pkg: undefined });
@@ -314,8 +371,8 @@ export class Registry {
       const c = copy.candidate;
       if (scan.resolution.shadowed.some((s) => s.candidate === c)) continue; // listed among the rejected
       const failure = scan.resolution.failed.get(c.id);
-      const base = { id: c.id, version: c.version, runtime: copy.found.pkg.manifest.runtime, dir: c.dir, trust: copy.trust };
-      if (scan.resolution.resolved.get(c.id) === c) records.push({ ...base, state: 'verified', error: undefined, pkg: copy.found.pkg });
+      const base = { id: c.id, version: c.version, runtime: copy.pkg.manifest.runtime, dir: c.dir, trust: copy.trust };
+      if (scan.resolution.resolved.get(c.id) === c) records.push({ ...base, state: 'verified', error: undefined, pkg: copy.pkg });
       else records.push({ ...base, state: 'failed', error: failure?.error, pkg: undefined });
     }
     records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : 1));
@@ -324,7 +381,7 @@ export class Registry {
 
   /** `plinth lock`: resolves and writes the lockfile; returns it with the extensions that could not be locked. */
   async writeLockfile(file: string): Promise<{ lock: Lockfile; failed: PlinthError[] }> {
-    const scan = await this.#scan(new Map());
+    const scan = await this.#withTempSnapshots((root) => this.#scan(new Map(), root));
     const digests = new Map([...scan.resolution.resolved].map(([id, c]) => [id, scan.copies.get(c)!.digest]));
     const lock = buildLockfile(scan.resolution.resolved, digests, path.dirname(file), HOST_API_VERSION);
     await writeLockfileTo(file, lock);
@@ -353,12 +410,33 @@ export class Registry {
 
   /** Scans and starts everything, level by level. Never throws for one extension's fault. */
   async load(): Promise<void> {
-    const scan = await this.#scan(new Map());
+    const scan = await this.#scan(new Map(), this.#snapshotRoot);
     this.#announce(scan, new Set(scan.resolution.resolved.keys()));
     this.#notRunning = new Map();
     for (const r of scan.rejected) this.#notRunning.set(`${r.id} (${r.path})`, r);
     for (const [id, f] of scan.resolution.failed) this.#notRunning.set(id, entry({ id, dir: f.candidate?.dir ?? '', version: f.candidate?.version ?? '' }, 'failed', f.error));
     await this.#startLevels(scan, new Set(scan.resolution.resolved.keys()));
+    await this.#prune(scan);
+  }
+
+  get #snapshotRoot(): string {
+    return snapshotsDir(this.#o.config.dataDir);
+  }
+
+  /**
+   * Removes the snapshots nothing refers to any more: kept are those of running extensions (restarts load from
+   * them) and of every copy the last scan considered. Runs after load and after each reconcile, which never
+   * overlap, so no snapshot of this host is being taken meanwhile.
+   */
+  async #prune(scan: ScanResult): Promise<void> {
+    const keep = new Set<string>([...this.#running.values()].map((m) => m.pkg.dir));
+    for (const c of scan.copies.values()) keep.add(c.snapshot.dir);
+    try {
+      const removed = await pruneSnapshots(this.#snapshotRoot, keep);
+      if (removed.length > 0) this.#o.log.debug({ removed: removed.length }, 'removed unused snapshots');
+    } catch (err) {
+      this.#o.log.warn({ err }, `could not remove unused snapshots: ${String(err)}`);
+    }
   }
 
   /** Starts the `ids` of a resolution in level order; a level's members start in parallel. */
@@ -378,7 +456,7 @@ export class Registry {
             if (running && (running.state === 'active' || running.state === 'degraded')) continue;
             const cause = running?.info().reason ?? this.#notRunning.get(dep)?.reason;
             const err = dependencyFailed(candidate, dep, cause ? PlinthError.fromJSON(cause) : new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `${dep} is not running`));
-            this.#notRunning.set(id, entry({ ...candidate, runtime: copy.found.pkg.manifest.runtime }, 'failed', err));
+            this.#notRunning.set(id, entry({ ...candidate, runtime: copy.pkg.manifest.runtime }, 'failed', err));
             this.#o.log.error({ extension: id, code: err.code }, err.message);
             return;
           }
@@ -401,7 +479,7 @@ export class Registry {
    */
   async #claim(copy: Copy): Promise<PlinthError | undefined> {
     const { config, log } = this.#o;
-    const id = copy.found.id;
+    const id = copy.pkg.id;
     const publisher = copy.publisher;
     if (config.trust.policy === 'off' || publisher === undefined) return undefined;
     const key = `extensions.${id}.publisher`;
@@ -446,11 +524,11 @@ export class Registry {
   }
 
   /** A ManagedExtension for a copy, or undefined (recorded as failed) when trust, ownership, config or budget refuse it. */
-  async #create(copy: Copy, budgetKey = copy.found.id): Promise<ManagedExtension | undefined> {
+  async #create(copy: Copy, budgetKey = copy.pkg.id): Promise<ManagedExtension | undefined> {
     const { config, log, budget, bus } = this.#o;
-    const pkg = copy.found.pkg;
+    const pkg = copy.pkg;
     const refuse = (state: 'failed' | 'stopped', reason: PlinthError | undefined): undefined => {
-      this.#notRunning.set(pkg.id, entry({ ...copy.found, runtime: pkg.manifest.runtime }, state, reason));
+      this.#notRunning.set(pkg.id, entry({ id: pkg.id, version: pkg.version, dir: pkg.sourceDir, runtime: pkg.manifest.runtime }, state, reason));
       if (reason) log.error({ extension: pkg.id, code: reason.code }, reason.message);
       return undefined;
     };
@@ -463,7 +541,7 @@ export class Registry {
         'failed',
         new PlinthError('PLINTH_ERR_RUNTIME_NOT_ALLOWED', `extension ${pkg.id} is not signed by a trusted publisher, so it may run only as "isolate", not "worker"`, {
           extension: pkg.id,
-          file: path.join(pkg.dir, 'package.json'),
+          file: path.join(pkg.sourceDir, 'package.json'),
           hint: 'sign it with a key in the trust store, or set "runtime": "isolate"',
         }),
       );
@@ -541,7 +619,7 @@ export class Registry {
     this.#o.budget.release(managed.budgetKey);
     const info = managed.info();
     // A stop does not hide an earlier failure.
-    this.#notRunning.set(managed.id, { ...info, state: info.state === 'failed' ? 'failed' : state, path: managed.pkg.dir });
+    this.#notRunning.set(managed.id, { ...info, state: info.state === 'failed' ? 'failed' : state, path: managed.pkg.sourceDir });
   }
 
   /**
@@ -551,7 +629,7 @@ export class Registry {
   async reconcile(): Promise<void> {
     if (this.#stopped) return;
     const { log } = this.#o;
-    const scan = await this.#scan(new Map(this.#running));
+    const scan = await this.#scan(new Map(this.#running), this.#snapshotRoot);
     const { resolution } = scan;
     const rejected = new Map<string, RegistryEntry>();
     for (const r of scan.rejected) rejected.set(`${r.id} (${r.path})`, r);
@@ -584,20 +662,22 @@ export class Registry {
       const running = this.#running.get(id);
       const copy = scan.copies.get(candidate);
       if (!running) starting.add(id);
-      else if (copy && (copy.found.dir !== running.pkg.dir || copy.found.version !== running.version || copy.digest !== running.digest)) swaps.push([id, candidate]);
+      // The snapshot folder names the contents, plinth.sig included: a re-signed package is swapped too.
+      else if (copy && (copy.found.dir !== running.pkg.sourceDir || copy.pkg.version !== running.version || copy.snapshot.dir !== running.pkg.dir)) swaps.push([id, candidate]);
     }
     this.#levelOf = new Map(resolution.levels.flatMap((level, i) => level.map((id) => [id, i] as const)));
     swaps.sort(([a], [b]) => (this.#levelOf.get(a) ?? 0) - (this.#levelOf.get(b) ?? 0));
     this.#announce(scan, new Set([...starting, ...swaps.map(([id]) => id)]));
     for (const [id, candidate] of swaps) await this.#swap(id, candidate, scan.copies.get(candidate)!);
     if (starting.size > 0) await this.#startLevels(scan, starting);
+    await this.#prune(scan);
   }
 
   /** Blue/green: start the new copy beside the old; once active it takes new calls and the old one drains and stops. */
   async #swap(id: string, candidate: Candidate, copy: Copy): Promise<void> {
     const { log } = this.#o;
     const old = this.#running.get(id)!;
-    const next = await this.#create(copy, `${id}#${copy.digest}`);
+    const next = await this.#create(copy, `${id}#${path.basename(copy.snapshot.dir)}`);
     if (!next) {
       // #create recorded the refusal under the id; the old version keeps serving and keeps its listing.
       const refusal = this.#notRunning.get(id);
@@ -610,9 +690,9 @@ export class Registry {
       const reason = next.info().reason;
       await next.stop(1000);
       this.#o.budget.release(next.budgetKey);
-      const err = reason ? PlinthError.fromJSON(reason) : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${id} ${copy.found.version} did not start`, { extension: id });
+      const err = reason ? PlinthError.fromJSON(reason) : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${id} ${copy.pkg.version} did not start`, { extension: id });
       this.#reloadErrors.set(id, err);
-      log.error({ extension: id, version: copy.found.version, code: err.code }, `new version refused, ${old.version} keeps serving: ${err.message}`);
+      log.error({ extension: id, version: copy.pkg.version, code: err.code }, `new version refused, ${old.version} keeps serving: ${err.message}`);
       return;
     }
     this.#running.set(id, next);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { cp, readFile, stat, writeFile } from 'node:fs/promises';
-import { listPackageFiles } from '../../src/trust/index.ts';
+import { listPackageFiles, readPrivateKey, signExtension } from '../../src/trust/index.ts';
 import { ROOT, runCli, tempDir, pluginDir } from '../helpers.ts';
 
 const BUNDLED = ['audit-log', 'csv-ingest', 'record-validate', 'redact-fields'];
@@ -23,6 +23,8 @@ describe('plinth ls', () => {
 
   it('prints a readable table, and for a failed extension its code and reason; exit 1', async () => {
     const dir = await pluginDir(await tempDir(), { bad: 'bad-manifest' });
+    // Signed: the manifest is validated only once the package is verified (issue 7 §1, §3).
+    await signExtension(path.join(dir, 'bad'), await readPrivateKey(path.join(ROOT, 'keys', 'dev-publisher.key')), 'plinth-dev');
     await cp(path.join(ROOT, 'plugins', 'csv-ingest'), path.join(dir, 'csv-ingest'), { recursive: true });
     const r = await runCli(['ls', '--plugins', dir, '--trust', path.join(ROOT, 'keys', 'dev-trust.json')], { cwd: dir });
     assert.equal(r.code, 1);

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { mkdir, writeFile, symlink, readFile } from 'node:fs/promises';
+import { mkdir, writeFile, symlink } from 'node:fs/promises';
 import { discoverExtensions } from '../../src/discovery/index.ts';
 import { pluginDir, tempDir } from '../helpers.ts';
 
@@ -19,26 +19,18 @@ describe('discovery', () => {
     assert.equal(scoped.pluginDir, dir);
   });
 
-  it('one broken extension is reported with its own error and never stops the others', async () => {
+  it('finds every folder with a plinth block, broken manifests included: only an unreadable package.json fails here', async () => {
     const dir = await pluginDir(await tempDir(), {
       a: 'basic',
       b: 'bad-json',
       c: 'bad-manifest',
       d: 'no-main',
-      e: 'main-missing',
-      f: 'bad-stage-schema',
       '@acme/g': 'scoped',
     });
     const result = await discoverExtensions([dir]);
-    assert.deepEqual(result.extensions.map((e) => e.id).sort(), ['@acme/scoped-ext', 'basic-ext']);
-    const codes = Object.fromEntries(result.failures.map((f) => [f.id, f.error.code]));
-    assert.deepEqual(codes, {
-      b: 'PLINTH_ERR_PACKAGE_JSON_INVALID',
-      'bad-manifest': 'PLINTH_ERR_MANIFEST_INVALID',
-      'no-main': 'PLINTH_ERR_MAIN_NOT_SET',
-      'main-missing': 'PLINTH_ERR_MAIN_NOT_FOUND',
-      'bad-stage-schema': 'PLINTH_ERR_STAGE_SCHEMA_INVALID',
-    });
+    // The manifest is validated later, from the verified snapshot (test/registry/scan.test.ts).
+    assert.deepEqual(result.extensions.map((e) => e.id).sort(), ['@acme/scoped-ext', 'bad-manifest', 'basic-ext', 'no-main']);
+    assert.deepEqual(result.failures.map((f) => [f.id, f.error.code]), [['b', 'PLINTH_ERR_PACKAGE_JSON_INVALID']]);
   });
 
   it('every copy of one id is returned, in discovery order: plugin directories as listed, then folder names', async () => {
@@ -51,19 +43,6 @@ describe('discovery', () => {
       assert.deepEqual(result.extensions.map((e) => e.dir), expected);
       assert.deepEqual(result.extensions.map((e) => e.order), [0, 1, 2]);
     }
-  });
-
-  it('a broken copy is reported beside a working copy of the same id', async () => {
-    const root = await tempDir();
-    const first = await pluginDir(path.join(root, 'first'), { basic: 'basic' });
-    const pkgFile = path.join(first, 'basic', 'package.json');
-    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as { plinth: { runtime: string } };
-    pkg.plinth.runtime = 'nope';
-    await writeFile(pkgFile, JSON.stringify(pkg));
-    const second = await pluginDir(path.join(root, 'second'), { basic: 'basic' });
-    const result = await discoverExtensions([first, second]);
-    assert.equal(result.extensions[0]!.dir, path.join(second, 'basic'));
-    assert.equal(result.failures[0]!.error.code, 'PLINTH_ERR_MANIFEST_INVALID');
   });
 
   it('a missing plugin directory is reported, and the others still load', async () => {

@@ -99,9 +99,12 @@ describe('hot reload', () => {
       await dropExt(w.plugins, { id: 'steady', version: '2.0.0' });
       await waitFor(async () => (await version(w, 'steady')) === '2.0.0', 'v2 swapped in');
       assert.equal(w.host.list().find((e) => e.id === 'steady')!.reloadError, undefined);
-      // 3. A manifest that is not valid.
-      const pkgFile = path.join(w.plugins, 'steady', 'package.json');
-      await writeFile(pkgFile, (await readFile(pkgFile, 'utf8')).replace('"runtime": "worker"', '"runtime": "thread"'));
+      // 3. A signed manifest that is not valid (unsigned, it would be refused for its signature first).
+      const badManifest = async (dir: string) => {
+        const pkgFile = path.join(dir, 'package.json');
+        await writeFile(pkgFile, (await readFile(pkgFile, 'utf8')).replace('"runtime": "worker"', '"runtime": "thread"'));
+      };
+      await dropExt(w.plugins, { id: 'steady', version: '3.0.0', edit: badManifest });
       await waitFor(() => w.host.list().find((e) => e.id === 'steady')?.reloadError?.code === 'PLINTH_ERR_MANIFEST_INVALID', 'manifest error reported');
       assert.equal(await version(w, 'steady'), '2.0.0', 'v2 keeps serving');
     } finally {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { scanExtensions } from '../../src/registry/index.ts';
 import { signExtension } from '../../src/trust/index.ts';
 import { makePublisher, pluginDir, tempDir, trustStore } from '../helpers.ts';
@@ -47,7 +47,7 @@ describe('scan with trust policy', () => {
 
   it('manifest failures, shadowed copies and dependency failures appear as failed records beside the good ones', async () => {
     const dir = await pluginDir(await tempDir(), { plain: 'plain', bad: 'bad-manifest', dup: 'plain', basic: 'basic' });
-    for (const d of ['plain', 'dup', 'basic']) await signExtension(path.join(dir, d), alice.privateKey, 'alice');
+    for (const d of ['plain', 'bad', 'dup', 'basic']) await signExtension(path.join(dir, d), alice.privateKey, 'alice');
     const { extensions } = await scanExtensions([dir], trustStore([alice]), 'required');
     assert.deepEqual(extensions.map((e) => [e.id, path.basename(e.dir), e.state, e.error?.code ?? null]), [
       ['bad-manifest', 'bad', 'failed', 'PLINTH_ERR_MANIFEST_INVALID'],
@@ -56,6 +56,39 @@ describe('scan with trust policy', () => {
       // Two copies of plain-ext 1.0.0: the folder that sorts first wins.
       ['plain-ext', 'dup', 'verified', null],
       ['plain-ext', 'plain', 'failed', 'PLINTH_ERR_DUPLICATE_EXTENSION'],
+    ]);
+  });
+
+  it('each broken manifest is reported with its own code (read from the snapshot) and never stops the others', async () => {
+    const dir = await pluginDir(await tempDir(), { a: 'basic', c: 'bad-manifest', d: 'no-main', e: 'main-missing', f: 'bad-stage-schema', '@acme/g': 'scoped' });
+    const { extensions } = await scanExtensions([dir], trustStore([]), 'off');
+    const codes = Object.fromEntries(extensions.map((e) => [path.basename(e.dir), e.error?.code ?? e.state]));
+    assert.deepEqual(codes, {
+      a: 'PLINTH_ERR_DEPENDENCY_MISSING',
+      c: 'PLINTH_ERR_MANIFEST_INVALID',
+      d: 'PLINTH_ERR_MAIN_NOT_SET',
+      e: 'PLINTH_ERR_MAIN_NOT_FOUND',
+      f: 'PLINTH_ERR_STAGE_SCHEMA_INVALID',
+      g: 'verified',
+    });
+    // Messages and files name the plugin folder the user knows, not the snapshot.
+    const bad = extensions.find((e) => path.basename(e.dir) === 'c')!;
+    assert.equal(bad.error!.file, path.join(dir, 'c', 'package.json'));
+    assert.ok(bad.error!.message.includes(path.join(dir, 'c')), bad.error!.message);
+  });
+
+  it('a broken copy is reported beside a working copy of the same id', async () => {
+    const root = await tempDir();
+    const first = await pluginDir(path.join(root, 'first'), { basic: 'plain' });
+    const pkgFile = path.join(first, 'basic', 'package.json');
+    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as { plinth: { runtime: string } };
+    pkg.plinth.runtime = 'nope';
+    await writeFile(pkgFile, JSON.stringify(pkg));
+    const second = await pluginDir(path.join(root, 'second'), { basic: 'plain' });
+    const { extensions } = await scanExtensions([first, second], trustStore([]), 'off');
+    assert.deepEqual(extensions.map((e) => [e.dir, e.state, e.error?.code ?? null]), [
+      [path.join(first, 'basic'), 'failed', 'PLINTH_ERR_MANIFEST_INVALID'],
+      [path.join(second, 'basic'), 'verified', null],
     ]);
   });
 });
