@@ -199,7 +199,7 @@ describe('a trusted copy is never replaced or shadowed by an untrusted one', () 
       const r = refusal(host, 'vault', unsigned)!;
       assert.equal(r.code, 'PLINTH_ERR_DUPLICATE_EXTENSION');
       assert.match(r.message, /not signed by a trusted publisher.*trusted copy of vault is installed/);
-      assert.equal(host.get('vault')?.pkg.dir, trusted);
+      assert.equal(host.get('vault')?.pkg.sourceDir, trusted);
     } finally {
       await host.stop();
     }
@@ -252,7 +252,7 @@ describe("an id's data is bound to the publisher that created it", () => {
       assert.equal(r.code, 'PLINTH_ERR_PUBLISHER_MISMATCH');
       assert.match(r.message, /"evil"/);
       assert.match(r.message, /"acme"/);
-      assert.equal(host.get('vault')?.pkg.dir, legit);
+      assert.equal(host.get('vault')?.pkg.sourceDir, legit);
       assert.deepEqual(await get(host), { build: 'acme', id: 'vault', file: 'acme secret', kv: null });
 
       // Hot reload: a higher version from the other publisher appears while acme's copy serves.
@@ -357,7 +357,7 @@ describe("an id's data is bound to the publisher that created it", () => {
     const successor = await writeVault(ws.plugins, 'a-vault', { build: 'evil', signer: evil });
     host = await startHost(ws, { config: 'extensions:\n  vault:\n    publisher: evil\n' });
     try {
-      assert.equal(host.get('vault')?.pkg.dir, successor);
+      assert.equal(host.get('vault')?.pkg.sourceDir, successor);
       assert.deepEqual(await get(host), { build: 'evil', id: 'vault', file: 'handed over', kv: null });
       const r = refusal(host, 'vault', old)!;
       assert.equal(r.code, 'PLINTH_ERR_PUBLISHER_MISMATCH');
@@ -475,7 +475,7 @@ describe('the trust store says which ids a publisher may sign (scopes)', () => {
       assert.match(r.message, /"evil"/);
       assert.match(r.message, /"@acme\/vault"/);
       assert.match(r.message, /#\/publishers\/evil\/scopes/);
-      assert.equal(host.get('@acme/vault')?.pkg.dir, legit);
+      assert.equal(host.get('@acme/vault')?.pkg.sourceDir, legit);
       await host.call('@acme/vault', 'put', { secret: 'mine' });
       assert.deepEqual(await host.call('@acme/vault', 'get', {}), { build: 'acme', id: '@acme/vault', file: 'mine', kv: 'mine' });
     } finally {
