@@ -165,7 +165,7 @@ describe('the manifest is read from the verified snapshot (no check-then-use win
     await appendFile(path.join(dir, 'index.js'), '\n// tampered\n');
     const v = await verifyFiles({ dir: snap.dir, files: snap.files, store: trustStore([publisher]), extension: 'snapshot-isolate', reportDir: dir });
     assert.equal(v.publisher, publisher.id);
-    const pkg = await validateExtensionPackage(snap.dir, await readPackageJson(snap.dir, dir), dir);
+    const pkg = await validateExtensionPackage(snap.dir, await readPackageJson(snap.dir, dir), { sourceDir: dir });
     assert.equal(pkg.manifest.runtime, 'isolate');
     assert.equal(pkg.mainPath, path.join(snap.dir, 'index.js'));
     assert.equal(pkg.sourceDir, dir);
