@@ -70,6 +70,15 @@ export const ERROR_CODES = {
   PLINTH_ERR_BUDGET_EXCEEDED: "Starting the extension would exceed the host's memory or concurrency budget.",
   PLINTH_ERR_CANCELLED: 'The caller cancelled the call (e.g. its pipeline run was cancelled).',
   PLINTH_ERR_SHUTDOWN: 'The host or the extension is shutting down; the call was not run.',
+  PLINTH_ERR_STORE_INVALID: 'The store file in the data dir is not a Plinth store or is corrupt; it was left untouched.',
+  PLINTH_ERR_STORE_NEWER: 'The store file was written by a newer Plinth (a higher store version than this one knows).',
+  PLINTH_ERR_STORE_FAILED: 'A write to the store failed (disk full, I/O error); the event was not published.',
+  PLINTH_ERR_EVENT_TOO_LARGE: "An event's payload is larger than `events.maxPayloadBytes` (default 1 MiB).",
+  PLINTH_ERR_EVENT_QUEUE_FULL: 'A subscriber already has `events.maxQueuedPerSubscriber` events waiting: the publish was refused (nothing stored) so memory stays bounded.',
+  PLINTH_ERR_EVENT_TOPIC_INVALID: 'A topic or topic pattern is not dot-separated words (`*` and `#` only in patterns).',
+  PLINTH_ERR_EVENT_HEADERS_INVALID: "An event's headers are not string values, or too many or too long (32 headers, 1 KiB each).",
+  PLINTH_ERR_DEAD_LETTER_NOT_FOUND: 'No dead letter has that id (replayed, purged or expired after `events.deadLetterTtl`).',
+  PLINTH_ERR_SUBSCRIBE_NOT_GRANTED: "A pattern in the manifest's `subscribes` is not covered by any `permissions.events.subscribe` grant; the extension does not start.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

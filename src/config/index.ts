@@ -30,6 +30,7 @@ export interface HostConfig {
   extensionSchemas: SchemaLimits;
   /** What one extension may use of the host through its ctx: default and ceiling (README "Host configuration"). */
   quotas: Quotas;
+  events: EventsConfig;
   policy: { untrusted: PermissionCeiling };
   defaults: {
     limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
@@ -49,6 +50,28 @@ export interface ExtensionSettings {
   allow?: Partial<PermissionCeiling>;
   /** Overrides `quotas` for this extension. */
   quotas?: QuotaOverrides;
+  /** How events reach its handleEvent. */
+  events?: { retry?: Partial<EventsConfig['retry']>; maxInFlight?: number };
+}
+
+/** The event bus (schemas/host-config.schema.json `events`). */
+export interface EventsConfig {
+  maxPayloadBytes: number;
+  /** Milliseconds, or a duration such as `24h`: read it with `durationMs`. */
+  deadLetterTtl: number | string;
+  maxQueuedPerSubscriber: number;
+  maxInFlightPerSubscriber: number;
+  retry: { maxAttempts: number; backoff: 'exponential' | 'fixed'; baseMs: number; maxMs: number; jitter: boolean };
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A config duration (`24h`, `30s`, or a number of milliseconds) in milliseconds. */
+export function durationMs(value: number | string): number {
+  if (typeof value === 'number') return value;
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(value);
+  if (!m) throw new PlinthError('PLINTH_ERR_CONFIG_INVALID', `not a duration: ${JSON.stringify(value)}`, { hint: 'write a number and a unit: 500ms, 30s, 5m, 24h, 1d' });
+  return Number(m[1]) * UNIT_MS[m[2]!]!;
 }
 
 /** Host quotas per extension (schemas/host-config.schema.json `quotas`). */

@@ -3,8 +3,9 @@
 // (`plinth call`, `plinth serve`) and the tests drive a Host.
 import { pino, type Logger } from 'pino';
 import { PlinthError } from '../errors.ts';
-import type { HostConfig } from '../config/index.ts';
-import { LocalBus } from '../events/index.ts';
+import { durationMs, type HostConfig } from '../config/index.ts';
+import { DurableBus, type Clock } from '../events/index.ts';
+import { openStore, type Store } from '../store/index.ts';
 import type { Json } from '../sdk/index.ts';
 import { KvStore, type Resolver } from '../policy/index.ts';
 import { Budget } from '../resilience/index.ts';
@@ -30,13 +31,17 @@ export interface HostOptions {
   drainMs?: number;
   /** How ctx.fetch resolves host names (tests play a rebinding name server with it). */
   resolve?: Resolver;
+  /** The bus's clock (retries, dead-letter expiry); tests move a ManualClock. */
+  clock?: Clock;
 }
 
 export type HostExtensionInfo = RegistryEntry;
 
 export class Host {
   readonly config: HostConfig;
-  readonly bus = new LocalBus();
+  /** The data dir's store: event journal, pending deliveries, dead letters, kv. Opened with the host. */
+  readonly store: Store;
+  readonly bus: DurableBus;
   readonly log: Logger;
   readonly #options: HostOptions;
   readonly #kv = new Map<string, KvStore>();
@@ -51,6 +56,20 @@ export class Host {
     this.config = config;
     this.#options = options;
     this.log = options.logger ?? pino({ level: config.log.level, base: undefined }, pino.destination(2));
+    // Opened here, so subscribers attached before start() are durable too; a refused file throws here, untouched.
+    this.store = openStore(config.dataDir);
+    const ev = config.events;
+    this.bus = new DurableBus({
+      store: this.store,
+      maxPayloadBytes: ev.maxPayloadBytes,
+      deadLetterTtlMs: durationMs(ev.deadLetterTtl),
+      maxQueuedPerSubscriber: ev.maxQueuedPerSubscriber,
+      maxInFlightPerSubscriber: ev.maxInFlightPerSubscriber,
+      retry: ev.retry,
+      ...(options.clock ? { clock: options.clock } : {}),
+      onError: (message, fields) => this.log.error(fields, message),
+      onDeadLetter: (d) => this.log.warn({ subscriber: d.subscriber, topic: d.event.topic, eventId: d.event.id, deadLetter: d.id, attempts: d.attempts.length }, `event ${d.event.topic} dead-lettered for ${d.subscriber} after ${d.attempts.length} attempt(s): ${d.attempts.at(-1)?.error.message ?? ''}`),
+    });
   }
 
   get #reg(): Registry {
@@ -67,8 +86,9 @@ export class Host {
       bus: this.bus,
       budget: new Budget(this.config.budget),
       kv: (id) => {
+        // Durable: loaded from the store once per id, written through on every set/delete.
         let kv = this.#kv.get(id);
-        if (!kv) this.#kv.set(id, (kv = new KvStore()));
+        if (!kv) this.#kv.set(id, (kv = KvStore.durable(this.store.kv(id))));
         return kv;
       },
       env: this.#options.env ?? process.env,
@@ -152,6 +172,8 @@ export class Host {
     await this.#watcher?.close();
     await this.#reloading;
     await this.#registry?.stopAll(timeoutMs);
+    await this.bus.close();
+    this.store.close();
     if (this.#options.stopSandboxProcesses !== false) await IsolateProcess.shutdownAll();
   }
 }

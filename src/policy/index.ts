@@ -3,7 +3,7 @@
 // what the handler answers (grants, quotas, the network checks, kv, emit) and what an untrusted extension may be
 // granted at all.
 export { createContextHandler, MAX_KV_KEY_CHARS, type ContextHost, type LogLevel } from './grants.ts';
-export { KvStore } from './kv.ts';
+export { KvStore, type KvPersistence } from './kv.ts';
 export { DEFAULT_QUOTAS, effectiveQuotas, quotaExceeded, type Quotas, type QuotaOverrides } from './quotas.ts';
 export { NetworkPolicy, parseNetworkGrant, specialRange, systemResolver, type NetworkGrant, type Resolver, type ResolvedAddress } from './network.ts';
 export { MAX_REDIRECTS } from './fetch.ts';

@@ -7,7 +7,7 @@ import { toProblems } from '../schema/index.ts';
 import { topicWord, type EventPublisher } from '../events/index.ts';
 import type { ExtensionPackage } from '../manifest/index.ts';
 import type { HostConfig } from '../config/index.ts';
-import type { Json, HealthResult } from '../sdk/index.ts';
+import type { Json, HealthResult, DeliveredEvent } from '../sdk/index.ts';
 import type { ContextHandler, Sandbox, SandboxFactory, SandboxSpec, SandboxExit } from '../sandbox/types.ts';
 import { Breaker, Bulkhead, backoffDelay, sleep, type BreakerState } from '../resilience/index.ts';
 import type { ExtensionState } from './index.ts';
@@ -322,6 +322,37 @@ export class ManagedExtension {
           throw isPlinthError(err) ? err : timedOut();
         });
     });
+  }
+
+  /**
+   * Delivers an event to handleEvent, through the breaker and the concurrency quota like a call, bounded by the
+   * call timeout. A breaker that is open, or an extension that is not running, rejects: the bus counts that as a
+   * failed attempt and retries (issue 10), so the event is not lost.
+   */
+  async deliver(event: DeliveredEvent): Promise<void> {
+    const timeoutMs = this.#limits.callTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const signal = AbortSignal.timeout(timeoutMs);
+    const timedOut = () => new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, handleEvent(${event.topic}): not done within ${timeoutMs} ms`, { extension: this.id });
+    this.#inflight++;
+    try {
+      await this.breaker.run(async () => {
+        await this.#whenServing(signal).catch((err: unknown) => {
+          throw isPlinthError(err) ? err : timedOut();
+        });
+        await this.#bulkhead
+          .run(async () => {
+            const sandbox = this.#sandbox;
+            if (!sandbox) throw this.#unavailable();
+            await sandbox.deliver(event, { timeoutMs: Math.max(1, deadline - Date.now()), traceId: event.headers?.traceId ?? randomUUID() });
+          }, signal)
+          .catch((err: unknown) => {
+            throw isPlinthError(err) ? err : timedOut();
+          });
+      });
+    } finally {
+      if (--this.#inflight === 0) for (const resolve of this.#drained.splice(0)) resolve();
+    }
   }
 
   #unavailable(): PlinthError {

@@ -4,7 +4,7 @@ import type { PlinthError } from '../errors.ts';
 import type { ExtensionPackage, Runtime } from '../manifest/index.ts';
 import { emptyTrustStore, loadTrustStore, type TrustPolicy, type TrustStore } from '../trust/index.ts';
 import { loadHostConfig, type HostConfig } from '../config/index.ts';
-import { LocalBus } from '../events/index.ts';
+import { DurableBus } from '../events/index.ts';
 import { Budget } from '../resilience/index.ts';
 import { KvStore } from '../policy/index.ts';
 import { Registry } from './registry.ts';
@@ -59,7 +59,7 @@ export async function scanExtensions(
   const registry = new Registry({
     config: { ...config, ...host, plugins: pluginDirs, trust: { store: undefined, policy } },
     log: pino({ level: 'silent' }),
-    bus: new LocalBus(),
+    bus: new DurableBus(),
     budget: new Budget(config.budget),
     kv: () => new KvStore(),
     env: {},

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { PlinthError, isPlinthError } from '../errors.ts';
 import type { HostConfig } from '../config/index.ts';
-import { topicWord, type LocalBus } from '../events/index.ts';
+import { topicWord, patternCovers, type EventBus, type EventPublisher, type Unsubscribe } from '../events/index.ts';
 import type { Json } from '../sdk/index.ts';
 import type { Budget } from '../resilience/index.ts';
 import { discoverExtensions, type DiscoveredExtension } from '../discovery/index.ts';
@@ -63,7 +63,7 @@ interface ScanResult {
 export interface RegistryOptions {
   config: HostConfig;
   log: Logger;
-  bus: LocalBus;
+  bus: EventBus;
   budget: Budget;
   /** An extension's key-value store (a plain Map is taken as a store's backing). */
   kv: (id: string) => KvStore | Map<string, Json>;
@@ -115,10 +115,47 @@ export class Registry {
   #levelOf = new Map<string, number>();
   #notRunning = new Map<string, RegistryEntry>();
   readonly #reloadErrors = new Map<string, PlinthError>();
+  /** Each running extension's subscription to its manifest's `subscribes` (durable, named by its id). */
+  readonly #subscriptions = new Map<string, Unsubscribe>();
+  /** The host's own events: a refused publish (queue full, bus closed) is logged, never an unhandled rejection. */
+  readonly #hostEvents: EventPublisher;
   #stopped = false;
 
   constructor(options: RegistryOptions) {
     this.#o = options;
+    this.#hostEvents = {
+      publish: (topic, payload, source) =>
+        options.bus.publish(topic, payload, source).catch((err: unknown) => {
+          options.log.warn({ topic, code: isPlinthError(err) ? err.code : undefined }, `host event ${topic} was not published: ${String((err as Error)?.message ?? err)}`);
+        }),
+    };
+  }
+
+  /**
+   * Subscribes a started extension to its manifest's `subscribes`, delivered to handleEvent. The handler finds
+   * the extension running under the id at delivery time, so a blue/green swap moves the subscription with it; an
+   * id with nothing running rejects (a failed attempt, retried, then dead-lettered: never silently lost).
+   */
+  #subscribe(managed: ManagedExtension): void {
+    const patterns = managed.pkg.manifest.subscribes;
+    if (patterns.length === 0 || this.#subscriptions.has(managed.id)) return;
+    const id = managed.id;
+    const settings = this.#o.config.extensions[id]?.events;
+    const unsubscribe = this.#o.bus.subscribe(
+      patterns,
+      async (event) => {
+        const current = this.#running.get(id);
+        if (!current) throw new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `extension ${id} is not running`, { extension: id });
+        await current.deliver(event);
+      },
+      { name: id, ...(settings?.retry ? { retry: settings.retry } : {}), maxInFlight: settings?.maxInFlight ?? managed.limits.concurrency },
+    );
+    this.#subscriptions.set(id, unsubscribe);
+  }
+
+  #unsubscribe(id: string): void {
+    this.#subscriptions.get(id)?.();
+    this.#subscriptions.delete(id);
   }
 
   get(id: string): ManagedExtension | undefined {
@@ -394,7 +431,7 @@ export class Registry {
    * Failures before start are published as `failed` with their reason.
    */
   #announce(scan: ScanResult, ids: Set<string>): void {
-    const { bus } = this.#o;
+    const bus = this.#hostEvents;
     const publish = (id: string, version: string, state: string, previous: string | null, reason: PlinthError | undefined) =>
       void bus.publish(`extension.${topicWord(id)}.${state}`, { id, version, state, previous, reason: reason ? (reason.toJSON() as Json) : null }, 'host');
     for (const [id, candidate] of scan.resolution.resolved) {
@@ -467,6 +504,7 @@ export class Registry {
           this.#running.set(id, managed);
           this.#candidates.set(id, candidate);
           this.#notRunning.delete(id);
+          this.#subscribe(managed);
         }),
       );
     }
@@ -546,7 +584,7 @@ export class Registry {
         }),
       );
     }
-    const unfit = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json'));
+    const unfit = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json')) ?? checkSubscribes(pkg.id, pkg.manifest.subscribes, pkg.manifest.permissions.events?.subscribe ?? [], path.join(pkg.dir, 'package.json'));
     if (unfit) return refuse('failed', unfit);
     const notApproved = checkApprovals({
       id: pkg.id,
@@ -587,7 +625,7 @@ export class Registry {
       extension: pkg.id,
       dataDir,
       permissions: pkg.manifest.permissions,
-      emit: (topic, payload) => bus.publish(topic, payload, pkg.id),
+      emit: async (topic, payload) => void (await bus.publish(topic, payload, pkg.id)),
       // The extension's fields go under one key, so they can never overwrite the host's own (`extension`, `level`, …).
       log: (level, message, line) =>
         extLog[level]({ from: line.host ? 'host' : 'extension', ...(line.fields ? { fields: line.fields } : {}), ...(line.truncated ? { truncated: line.truncated } : {}), ...line.host }, message),
@@ -607,7 +645,7 @@ export class Registry {
         if (op.op.startsWith('fs.')) await mkdir(dataDir, { recursive: true });
         return context(op);
       },
-      events: bus,
+      events: this.#hostEvents,
       log: (level, message, fields) => log[level]({ ...fields }, message),
       ...(this.#o.backoff ? { backoff: this.#o.backoff } : {}),
     });
@@ -645,6 +683,7 @@ export class Registry {
       const failure = resolution.failed.get(id);
       this.#running.delete(id);
       this.#candidates.delete(id);
+      this.#unsubscribe(id);
       await managed.stop(this.#o.drainMs ?? 5000);
       this.#o.budget.release(managed.budgetKey);
       if (failure) log.warn({ extension: id, code: failure.error.code }, `stopped: ${failure.error.message}`);
@@ -707,6 +746,8 @@ export class Registry {
   /** Stops everything in reverse dependency order, each time-boxed; never throws. */
   async stopAll(timeoutMs: number): Promise<void> {
     this.#stopped = true;
+    // No new deliveries start; what is pending stays in the store for the next start.
+    for (const id of [...this.#subscriptions.keys()]) this.#unsubscribe(id);
     const byLevel = new Map<number, ManagedExtension[]>();
     for (const [id, m] of this.#running) {
       const level = this.#levelOf.get(id) ?? 0;
@@ -718,4 +759,20 @@ export class Registry {
     for (const m of this.#running.values()) this.#retire(m, 'stopped');
     this.#running.clear();
   }
+}
+
+/**
+ * Every pattern of a manifest's `subscribes` must be covered by a `permissions.events.subscribe` grant (issue 10):
+ * otherwise the extension does not start, and the error names the pattern and the grants.
+ */
+export function checkSubscribes(id: string, subscribes: readonly string[], grants: readonly string[], file: string): PlinthError | undefined {
+  for (const pattern of subscribes) {
+    if (grants.some((g) => patternCovers(g, pattern))) continue;
+    return new PlinthError(
+      'PLINTH_ERR_SUBSCRIBE_NOT_GRANTED',
+      `extension ${id}: subscribes "${pattern}", which no permissions.events.subscribe grant covers (grants: ${grants.length > 0 ? grants.map((g) => `"${g}"`).join(', ') : 'none'})`,
+      { extension: id, file, hint: `add "${pattern}" (or a wider pattern) to permissions.events.subscribe, or narrow the subscribes pattern` },
+    );
+  }
+  return undefined;
 }

@@ -53,6 +53,22 @@ export interface PlinthEvent {
   /** ISO 8601 time of publication. */
   time: string;
   source?: string;
+  /** Optional headers that travel with the event (`correlationId`, `traceId`, …). */
+  headers?: EventHeaders;
+}
+
+export interface EventHeaders {
+  correlationId?: string;
+  traceId?: string;
+  [name: string]: string | undefined;
+}
+
+/** What `handleEvent` receives: the event plus how many times it has been tried (issue 10: be idempotent). */
+export interface DeliveredEvent extends PlinthEvent {
+  /** 1 on the first attempt. */
+  attempt: number;
+  /** True when this event may have reached this subscriber before (a retry, a replay, or a redelivery after a restart). */
+  redelivered: boolean;
 }
 
 export type HealthResult = boolean | { healthy: boolean; detail?: string };
@@ -64,7 +80,7 @@ export interface Extension<Config = Record<string, Json>> {
   start?(ctx: ExtensionContext): void | Promise<void>;
   stop?(ctx: ExtensionContext): void | Promise<void>;
   healthCheck?(ctx: ExtensionContext): HealthResult | Promise<HealthResult>;
-  handleEvent?(event: PlinthEvent, ctx: ExtensionContext): void | Promise<void>;
+  handleEvent?(event: DeliveredEvent, ctx: ExtensionContext): void | Promise<void>;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each stage declares its own input/output types
   stages?: Record<string, StageFunction<any, any>>;
 }

@@ -6,7 +6,7 @@ import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
 import { Host } from '../../host/index.ts';
 import { Registry, loadTrustStoreFor } from '../../registry/index.ts';
 import { Budget } from '../../resilience/index.ts';
-import { LocalBus } from '../../events/index.ts';
+import { DurableBus } from '../../events/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, printJson, usageError, type Io } from '../output.ts';
 import { KvStore } from '../../policy/index.ts';
@@ -63,7 +63,7 @@ export async function lock(io: Io, flags: ServeFlags): Promise<number> {
   const registry = new Registry({
     config,
     log: pino({ level: 'warn', base: undefined }, pino.destination(2)),
-    bus: new LocalBus(),
+    bus: new DurableBus(),
     budget: new Budget(config.budget),
     kv: () => new KvStore(),
     env: {},

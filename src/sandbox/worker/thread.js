@@ -392,7 +392,7 @@ async function serve(task) {
       if (typeof ext.handleEvent !== 'function') return { ok: true, json: 'null' };
       return withSignal(task.callId, async (signal) => {
         try {
-          await ext.handleEvent?.(task.event, Object.freeze({ ...baseCtx, signal }));
+          await ext.handleEvent?.(/** @type {import("../../sdk/index.ts").DeliveredEvent} */ (task.event), Object.freeze({ ...baseCtx, signal }));
           return { ok: true, json: 'null' };
         } catch (err) {
           return { ok: false, error: wireError(err, 'PLINTH_ERR_STAGE_FAILED', `handleEvent(${task.event.topic}) threw`) };

@@ -1,0 +1,536 @@
+// The event bus (issue 10, DESIGN.md §6): publish → middleware → journal (group commit) → per-subscriber queues.
+// Delivery is at-least-once: a durable subscriber's pending deliveries are rows in the store until acknowledged
+// (its handler returned), so a host killed with SIGKILL redelivers them after restart. Order holds per topic per
+// subscriber: the next event on a topic waits until the previous one was acknowledged or dead-lettered. Each
+// subscriber has its own queue and in-flight bound, so a slow or failing one never delays the others; a
+// publisher that outruns a subscriber's queue bound gets PLINTH_ERR_EVENT_QUEUE_FULL (nothing is stored, memory
+// stays bounded). Failed attempts are retried with exponential backoff and jitter, then dead-lettered.
+import { randomUUID } from 'node:crypto';
+import { PlinthError, isPlinthError } from '../errors.ts';
+import type { DeliveredEvent, EventHeaders, Json, PlinthEvent } from '../sdk/index.ts';
+import { SqliteStore, type AttemptRecord, type DeadLetter, type DeadLetterFilter, type Store } from '../store/index.ts';
+import { isValidPattern, isValidTopic, matchTopic } from './topics.ts';
+import { systemClock, type Clock } from './clock.ts';
+
+/** Fan-out: which subscriptions a topic reaches. The cep branch supplies a qlobber-backed one (`createTopicMatcher`). */
+export interface TopicMatcher<T> {
+  add(pattern: string, value: T): void;
+  remove(pattern: string, value: T): void;
+  match(topic: string): T[];
+}
+
+/** A fallback matcher until the indexed one lands: correct AMQP semantics, one test per pattern. */
+export function createSimpleMatcher<T>(): TopicMatcher<T> {
+  const byPattern = new Map<string, Set<T>>();
+  return {
+    add(pattern, value) {
+      let set = byPattern.get(pattern);
+      if (!set) byPattern.set(pattern, (set = new Set()));
+      set.add(value);
+    },
+    remove(pattern, value) {
+      const set = byPattern.get(pattern);
+      set?.delete(value);
+      if (set?.size === 0) byPattern.delete(pattern);
+    },
+    match(topic) {
+      const out: T[] = [];
+      for (const [pattern, set] of byPattern) if (matchTopic(pattern, topic)) out.push(...set);
+      return out;
+    },
+  };
+}
+
+export type EventHandler = (event: DeliveredEvent) => void | Promise<void>;
+
+/** Runs around every publish, in the order added: returns the event (changed or not) to go on, null to drop it; throws to reject the publish. */
+export type Middleware = (event: PlinthEvent) => PlinthEvent | null | Promise<PlinthEvent | null>;
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included; after the last failure the event is dead-lettered. */
+  maxAttempts: number;
+  backoff: 'exponential' | 'fixed';
+  baseMs: number;
+  maxMs: number;
+  /** Randomise each delay between half and all of it, so failing subscribers do not retry in lockstep. */
+  jitter: boolean;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, backoff: 'exponential', baseMs: 200, maxMs: 30_000, jitter: true };
+
+export interface SubscribeOptions {
+  /** A durable subscriber's stable name (an extension's id): its pending deliveries live in the store under it. */
+  name?: string;
+  /** Keep pending deliveries in the store across restarts (needs `name` and a bus with a store). Default: true when named. */
+  durable?: boolean;
+  retry?: Partial<RetryPolicy>;
+  /** Handler calls running at once (different topics; one topic is always one at a time). */
+  maxInFlight?: number;
+  /** Events waiting for this subscriber before a publish is refused with PLINTH_ERR_EVENT_QUEUE_FULL. */
+  maxQueued?: number;
+}
+
+export type Unsubscribe = () => void;
+
+export interface EventPublisher {
+  publish(topic: string, payload: Json, source?: string, headers?: EventHeaders): Promise<unknown>;
+}
+
+/** The bus as its callers see it; a Redis implementation (later issue) fills the same shape. */
+export interface EventBus extends EventPublisher {
+  /** Resolves with the event once it is in the store (durable bus) and queued for every subscriber it matches. */
+  publish(topic: string, payload: Json, source?: string, headers?: EventHeaders): Promise<PlinthEvent>;
+  subscribe(patterns: string | readonly string[], handler: EventHandler, options?: SubscribeOptions): Unsubscribe;
+  use(middleware: Middleware): void;
+  listDeadLetters(filter?: DeadLetterQuery): DeadLetter[];
+  getDeadLetter(id: number): DeadLetter | undefined;
+  /** Sends a dead letter's event again, to its original subscriber or to every current subscriber of its topic. */
+  replayDeadLetter(id: number, to?: 'original' | 'all'): { replayedTo: string[] };
+  purgeDeadLetters(filter?: DeadLetterQuery): number;
+  /** Removes the dead letters past `events.deadLetterTtl` (also done on a timer). */
+  expireDeadLetters(): number;
+  /** Events waiting or in flight for a subscriber (by name). */
+  queued(subscriber: string): number;
+  /** Resolves once every subscriber's queue is empty (or rejects after `timeoutMs`). */
+  idle(timeoutMs?: number): Promise<void>;
+  /** Commits what was published, stops retries and timers; in-flight handlers' acks still count if they return. */
+  close(): Promise<void>;
+}
+
+export type DeadLetterQuery = Omit<DeadLetterFilter, 'topicMatches'> & { topic?: string };
+
+export interface BusOptions {
+  /** Where events, pending deliveries and dead letters go. Without one the bus is in-memory only. */
+  store?: Store;
+  maxPayloadBytes?: number;
+  deadLetterTtlMs?: number;
+  retry?: Partial<RetryPolicy>;
+  maxQueuedPerSubscriber?: number;
+  maxInFlightPerSubscriber?: number;
+  /** How long fully delivered events stay in the journal. */
+  journalRetentionMs?: number;
+  clock?: Clock;
+  random?: () => number;
+  matcher?: TopicMatcher<Subscriber>;
+  /** Told about failures nobody awaits (a store write after an ack, a dead letter). */
+  onError?: (message: string, fields: Record<string, unknown>) => void;
+  /** Told when an event is dead-lettered. */
+  onDeadLetter?: (letter: DeadLetter) => void;
+}
+
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+export const DEFAULT_DEAD_LETTER_TTL_MS = 24 * 60 * 60 * 1000;
+export const DEFAULT_MAX_QUEUED = 10_000;
+export const DEFAULT_MAX_IN_FLIGHT = 8;
+
+interface Delivery {
+  seq: number | undefined;
+  event: PlinthEvent;
+  attempts: AttemptRecord[];
+  redelivered: boolean;
+}
+
+/** One subscription: its queue per topic and its bounds. */
+class Subscriber {
+  readonly name: string;
+  readonly patterns: readonly string[];
+  readonly handler: EventHandler;
+  readonly durable: boolean;
+  readonly retry: RetryPolicy;
+  readonly maxInFlight: number;
+  readonly maxQueued: number;
+  /** FIFO per topic; the head is in flight or waiting for its retry, unless the topic is in `ready`. */
+  readonly queues = new Map<string, Delivery[]>();
+  /** Topics whose head may be attempted now. */
+  readonly ready: string[] = [];
+  readonly timers = new Set<unknown>();
+  queued = 0;
+  reserved = 0;
+  inFlight = 0;
+  closed = false;
+
+  constructor(name: string, patterns: readonly string[], handler: EventHandler, durable: boolean, retry: RetryPolicy, maxInFlight: number, maxQueued: number) {
+    this.name = name;
+    this.patterns = patterns;
+    this.handler = handler;
+    this.durable = durable;
+    this.retry = retry;
+    this.maxInFlight = maxInFlight;
+    this.maxQueued = maxQueued;
+  }
+}
+
+export type { Subscriber };
+
+interface PendingPublish {
+  event: PlinthEvent;
+  subscribers: Subscriber[];
+  resolve: (event: PlinthEvent) => void;
+  reject: (err: unknown) => void;
+}
+
+function errorRecord(err: unknown): AttemptRecord['error'] {
+  if (isPlinthError(err)) return { code: err.code, message: err.message };
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+export function retryDelay(attempt: number, policy: RetryPolicy, random: () => number = Math.random): number {
+  const ceiling = policy.backoff === 'fixed' ? policy.baseMs : Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(policy.jitter ? ceiling / 2 + (random() * ceiling) / 2 : ceiling);
+}
+
+export class DurableBus implements EventBus {
+  readonly #store: Store | undefined;
+  /** Dead letters of an in-memory bus live in an in-memory SQLite database, so both kinds answer the same API. */
+  readonly #letters: Store;
+  readonly #o: Required<Pick<BusOptions, 'maxPayloadBytes' | 'deadLetterTtlMs' | 'maxQueuedPerSubscriber' | 'maxInFlightPerSubscriber' | 'journalRetentionMs'>> & { retry: RetryPolicy };
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #matcher: TopicMatcher<Subscriber>;
+  readonly #subscribers = new Map<string, Subscriber>();
+  readonly #middleware: Middleware[] = [];
+  readonly #onError: NonNullable<BusOptions['onError']>;
+  readonly #onDeadLetter: BusOptions['onDeadLetter'];
+  #batch: PendingPublish[] = [];
+  #acks: Array<{ subscriber: string; seq: number }> = [];
+  #flushScheduled = false;
+  #seq = 0;
+  #closed = false;
+  #idleWaiters: Array<() => void> = [];
+  #housekeeping: unknown;
+
+  constructor(options: BusOptions = {}) {
+    this.#store = options.store;
+    this.#letters = options.store ?? SqliteStore.open(':memory:');
+    this.#o = {
+      maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      deadLetterTtlMs: options.deadLetterTtlMs ?? DEFAULT_DEAD_LETTER_TTL_MS,
+      maxQueuedPerSubscriber: options.maxQueuedPerSubscriber ?? DEFAULT_MAX_QUEUED,
+      maxInFlightPerSubscriber: options.maxInFlightPerSubscriber ?? DEFAULT_MAX_IN_FLIGHT,
+      journalRetentionMs: options.journalRetentionMs ?? 60 * 60 * 1000,
+      retry: { ...DEFAULT_RETRY, ...options.retry },
+    };
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#matcher = options.matcher ?? createSimpleMatcher<Subscriber>();
+    this.#onError = options.onError ?? (() => {});
+    this.#onDeadLetter = options.onDeadLetter;
+    this.#scheduleHousekeeping();
+  }
+
+  /** True when events and pending deliveries are kept in a store. */
+  get durable(): boolean {
+    return this.#store !== undefined;
+  }
+
+  use(middleware: Middleware): void {
+    this.#middleware.push(middleware);
+  }
+
+  #checkSize(event: PlinthEvent): void {
+    const bytes = Buffer.byteLength(JSON.stringify(event.payload) ?? 'null');
+    if (bytes > this.#o.maxPayloadBytes) {
+      throw new PlinthError('PLINTH_ERR_EVENT_TOO_LARGE', `event on "${event.topic}"${event.source ? ` from ${event.source}` : ''}: its payload is ${bytes} bytes, over the ${this.#o.maxPayloadBytes}-byte limit (events.maxPayloadBytes)`, {
+        ...(event.source && event.source !== 'host' ? { extension: event.source } : {}),
+        hint: 'publish a smaller payload (a reference to the data instead of the data), or raise events.maxPayloadBytes in the host config',
+      });
+    }
+  }
+
+  async publish(topic: string, payload: Json, source?: string, headers?: EventHeaders): Promise<PlinthEvent> {
+    if (this.#closed) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `the event bus is closed: "${topic}" was not published`);
+    if (!isValidTopic(topic)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `not a valid topic: ${JSON.stringify(topic)}`, { hint: 'topics are dot-separated words of letters, digits, _ and -' });
+    let event: PlinthEvent = { id: randomUUID(), topic, time: new Date(this.#clock.now()).toISOString(), payload, ...(source ? { source } : {}) };
+    if (headers) event.headers = checkHeaders(headers);
+    this.#checkSize(event);
+    for (const mw of this.#middleware) {
+      const next = await mw(event);
+      if (next === null) return event; // dropped by middleware: nothing stored, nothing delivered
+      if (next !== event) {
+        if (!isValidTopic(next.topic)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `middleware produced an invalid topic: ${JSON.stringify(next.topic)}`);
+        this.#checkSize(next);
+      }
+      event = next;
+    }
+    if (this.#closed) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `the event bus is closed: "${topic}" was not published`);
+    const subscribers = [...new Set(this.#matcher.match(event.topic))];
+    for (const s of subscribers) {
+      if (s.queued + s.reserved >= s.maxQueued) {
+        throw new PlinthError('PLINTH_ERR_EVENT_QUEUE_FULL', `subscriber ${s.name} has ${s.queued + s.reserved} events waiting (events.maxQueuedPerSubscriber = ${s.maxQueued}): "${event.topic}" was not published`, {
+          ...(event.source && event.source !== 'host' ? { extension: event.source } : {}),
+          hint: `slow down, or raise events.maxQueuedPerSubscriber; see why ${s.name} is slow`,
+        });
+      }
+    }
+    for (const s of subscribers) s.reserved++;
+    return new Promise<PlinthEvent>((resolve, reject) => {
+      this.#batch.push({ event, subscribers, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // Group commit: everything published in this turn of the event loop goes into one transaction.
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const batch = this.#batch;
+    this.#batch = [];
+    this.#flushAcks();
+    if (batch.length === 0) return;
+    let seqs: number[];
+    try {
+      seqs = this.#store ? this.#store.appendEvents(batch.map((b) => ({ event: b.event, subscribers: b.subscribers.filter((s) => s.durable).map((s) => s.name) }))) : batch.map(() => ++this.#seq);
+    } catch (err) {
+      for (const b of batch) {
+        for (const s of b.subscribers) s.reserved--;
+        b.reject(isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_STORE_FAILED', `the event store could not journal "${b.event.topic}": ${(err as Error).message}`, { ...(this.#store ? { file: this.#store.location } : {}), cause: err }));
+      }
+      return;
+    }
+    batch.forEach((b, i) => {
+      for (const s of b.subscribers) {
+        s.reserved--;
+        this.#enqueue(s, { seq: seqs[i], event: b.event, attempts: [], redelivered: false });
+      }
+      b.resolve(b.event);
+    });
+  }
+
+  #flushAcks(): void {
+    if (this.#acks.length === 0 || !this.#store) return;
+    const acks = this.#acks;
+    this.#acks = [];
+    try {
+      this.#store.acknowledge(acks);
+    } catch (err) {
+      // Not lost: the deliveries stay pending and come again after a restart (at-least-once).
+      this.#onError(`recording ${acks.length} acknowledgement(s) failed: ${(err as Error).message}`, { code: 'PLINTH_ERR_STORE_FAILED' });
+    }
+  }
+
+  #enqueue(s: Subscriber, d: Delivery): void {
+    if (s.closed) return;
+    let q = s.queues.get(d.event.topic);
+    if (!q) {
+      s.queues.set(d.event.topic, (q = []));
+      s.ready.push(d.event.topic);
+    }
+    q.push(d);
+    s.queued++;
+    this.#pump(s);
+  }
+
+  #pump(s: Subscriber): void {
+    while (!s.closed && !this.#closed && s.inFlight < s.maxInFlight && s.ready.length > 0) {
+      const topic = s.ready.shift()!;
+      const head = s.queues.get(topic)?.[0];
+      if (!head) continue;
+      s.inFlight++;
+      void this.#attempt(s, topic, head);
+    }
+  }
+
+  async #attempt(s: Subscriber, topic: string, d: Delivery): Promise<void> {
+    const attempt = d.attempts.length + 1;
+    const startedAt = new Date(this.#clock.now()).toISOString();
+    try {
+      await s.handler({ ...d.event, attempt, redelivered: d.redelivered || attempt > 1 });
+    } catch (err) {
+      s.inFlight--;
+      this.#failed(s, topic, d, { attempt, startedAt, failedAt: new Date(this.#clock.now()).toISOString(), error: errorRecord(err) });
+      return;
+    }
+    s.inFlight--;
+    if (s.durable && d.seq !== undefined) {
+      this.#acks.push({ subscriber: s.name, seq: d.seq });
+      this.#scheduleFlush();
+    }
+    this.#done(s, topic);
+  }
+
+  #failed(s: Subscriber, topic: string, d: Delivery, record: AttemptRecord): void {
+    d.attempts.push(record);
+    if (s.closed) return;
+    if (d.attempts.length >= s.retry.maxAttempts) {
+      try {
+        const letter = this.#letters.deadLetter(s.name, s.durable ? d.seq : undefined, d.event, d.attempts, new Date(this.#clock.now()), this.#o.deadLetterTtlMs);
+        this.#onDeadLetter?.(letter);
+      } catch (err) {
+        this.#onError(`dead-lettering event ${d.event.id} for ${s.name} failed: ${(err as Error).message}`, { code: 'PLINTH_ERR_STORE_FAILED' });
+      }
+      this.#done(s, topic);
+      return;
+    }
+    if (s.durable && d.seq !== undefined && this.#store) {
+      try {
+        this.#store.recordFailure(s.name, d.seq, record);
+      } catch (err) {
+        this.#onError(`recording a failed attempt for ${s.name} failed: ${(err as Error).message}`, { code: 'PLINTH_ERR_STORE_FAILED' });
+      }
+    }
+    // The topic stays blocked while it waits (order), but frees its in-flight slot for other topics.
+    const timer = this.#clock.setTimeout(() => {
+      s.timers.delete(timer);
+      if (s.closed || this.#closed) return;
+      s.ready.unshift(topic);
+      this.#pump(s);
+    }, retryDelay(d.attempts.length, s.retry, this.#random));
+    s.timers.add(timer);
+    this.#pump(s);
+  }
+
+  #done(s: Subscriber, topic: string): void {
+    const q = s.queues.get(topic);
+    q?.shift();
+    s.queued--;
+    if (q && q.length > 0) s.ready.push(topic);
+    else s.queues.delete(topic);
+    this.#pump(s);
+    if (this.#idleWaiters.length > 0 && this.#isIdle()) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  subscribe(patterns: string | readonly string[], handler: EventHandler, options: SubscribeOptions = {}): Unsubscribe {
+    const list = typeof patterns === 'string' ? [patterns] : [...patterns];
+    for (const p of list) if (!isValidPattern(p)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `not a valid topic pattern: ${JSON.stringify(p)}`, { hint: 'words, `*` (one word) and `#` (zero or more), separated by dots' });
+    const name = options.name ?? `listener:${randomUUID()}`;
+    if (this.#subscribers.has(name)) throw new PlinthError('PLINTH_ERR_USAGE', `a subscriber named ${name} is already subscribed`);
+    const durable = this.#store !== undefined && options.name !== undefined && options.durable !== false;
+    const s = new Subscriber(name, list, handler, durable, { ...this.#o.retry, ...options.retry }, options.maxInFlight ?? this.#o.maxInFlightPerSubscriber, options.maxQueued ?? this.#o.maxQueuedPerSubscriber);
+    this.#subscribers.set(name, s);
+    for (const p of list) this.#matcher.add(p, s);
+    if (durable && this.#store) {
+      // Acknowledgements of an earlier incarnation first, so they are not delivered again.
+      this.#flushAcks();
+      this.#store.rememberSubscription({ subscriber: name, patterns: list });
+      for (const p of this.#store.pending(name)) this.#enqueue(s, { seq: p.seq, event: p.event, attempts: p.attempts, redelivered: true });
+    }
+    return () => {
+      if (s.closed) return;
+      s.closed = true;
+      for (const t of s.timers) this.#clock.clearTimeout(t);
+      s.timers.clear();
+      for (const p of list) this.#matcher.remove(p, s);
+      if (this.#subscribers.get(name) === s) this.#subscribers.delete(name);
+      if (this.#idleWaiters.length > 0 && this.#isIdle()) for (const w of this.#idleWaiters.splice(0)) w();
+    };
+  }
+
+  queued(subscriber: string): number {
+    const s = this.#subscribers.get(subscriber);
+    return s ? s.queued + s.reserved : 0;
+  }
+
+  #isIdle(): boolean {
+    return this.#batch.length === 0 && [...this.#subscribers.values()].every((s) => s.queued === 0 && s.reserved === 0);
+  }
+
+  idle(timeoutMs = 10_000): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the bus still had events queued after ${timeoutMs} ms`)), timeoutMs);
+      timer.unref();
+      this.#idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  #query(filter: DeadLetterQuery = {}): DeadLetterFilter {
+    const { topic, ...rest } = filter;
+    if (topic !== undefined && !isValidPattern(topic)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `not a valid topic pattern: ${JSON.stringify(topic)}`);
+    return topic !== undefined ? { ...rest, topicMatches: (t) => matchTopic(topic, t) } : rest;
+  }
+
+  listDeadLetters(filter: DeadLetterQuery = {}): DeadLetter[] {
+    this.expireDeadLetters();
+    return this.#letters.listDeadLetters(this.#query(filter));
+  }
+
+  getDeadLetter(id: number): DeadLetter | undefined {
+    this.expireDeadLetters();
+    return this.#letters.getDeadLetter(id);
+  }
+
+  replayDeadLetter(id: number, to: 'original' | 'all' = 'original'): { replayedTo: string[] } {
+    const letter = this.getDeadLetter(id);
+    if (!letter) throw new PlinthError('PLINTH_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter ${id}`, { hint: 'list them with `plinth dlq ls`' });
+    let targets: Subscriber[];
+    let names: string[];
+    if (to === 'all') {
+      targets = [...new Set(this.#matcher.match(letter.event.topic))];
+      names = targets.map((s) => s.name);
+    } else {
+      const s = this.#subscribers.get(letter.subscriber);
+      targets = s ? [s] : [];
+      names = [letter.subscriber];
+    }
+    for (const s of targets) {
+      if (s.queued + s.reserved >= s.maxQueued) throw new PlinthError('PLINTH_ERR_EVENT_QUEUE_FULL', `subscriber ${s.name} has ${s.queued} events waiting (events.maxQueuedPerSubscriber = ${s.maxQueued}): dead letter ${id} was not replayed`, { hint: 'replay it later' });
+    }
+    // Durable targets get pending rows (an absent original gets it when it subscribes again).
+    const durableNames = names.filter((n) => this.#subscribers.get(n)?.durable ?? this.#store !== undefined);
+    const replayed = this.#letters.replayDeadLetter(id, this.#store ? durableNames : []);
+    if (!replayed) throw new PlinthError('PLINTH_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter ${id}`);
+    for (const s of targets) this.#enqueue(s, { seq: this.#store ? replayed.seq : undefined, event: replayed.event, attempts: [], redelivered: true });
+    return { replayedTo: names };
+  }
+
+  purgeDeadLetters(filter: DeadLetterQuery = {}): number {
+    return this.#letters.purgeDeadLetters(this.#query(filter));
+  }
+
+  expireDeadLetters(): number {
+    return this.#letters.expireDeadLetters(new Date(this.#clock.now()));
+  }
+
+  #scheduleHousekeeping(): void {
+    const every = Math.min(this.#o.deadLetterTtlMs, 60_000);
+    this.#housekeeping = this.#clock.setTimeout(() => {
+      if (this.#closed) return;
+      try {
+        this.expireDeadLetters();
+        this.#store?.compact(new Date(this.#clock.now() - this.#o.journalRetentionMs));
+      } catch (err) {
+        this.#onError(`store housekeeping failed: ${(err as Error).message}`, { code: 'PLINTH_ERR_STORE_FAILED' });
+      }
+      this.#scheduleHousekeeping();
+    }, every);
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    // What was published in this turn is committed before the bus closes.
+    if (this.#batch.length > 0) this.#flush();
+    this.#flushAcks();
+    this.#closed = true;
+    this.#clock.clearTimeout(this.#housekeeping);
+    for (const s of this.#subscribers.values()) {
+      for (const t of s.timers) this.#clock.clearTimeout(t);
+      s.timers.clear();
+    }
+    if (!this.#store) this.#letters.close();
+    return Promise.resolve();
+  }
+}
+
+const MAX_HEADERS = 32;
+const MAX_HEADER_BYTES = 1024;
+
+function checkHeaders(headers: EventHeaders): EventHeaders {
+  const out: EventHeaders = Object.create(null) as EventHeaders;
+  const entries = Object.entries(headers).filter(([, v]) => v !== undefined);
+  if (entries.length > MAX_HEADERS) throw new PlinthError('PLINTH_ERR_EVENT_HEADERS_INVALID', `an event may carry at most ${MAX_HEADERS} headers, not ${entries.length}`);
+  for (const [k, v] of entries) {
+    if (typeof v !== 'string' || Buffer.byteLength(k) + Buffer.byteLength(v) > MAX_HEADER_BYTES) {
+      throw new PlinthError('PLINTH_ERR_EVENT_HEADERS_INVALID', `event header ${JSON.stringify(k.slice(0, 64))} must be a string of at most ${MAX_HEADER_BYTES} bytes with its name`);
+    }
+    out[k] = v;
+  }
+  return { ...out };
+}
