@@ -147,6 +147,7 @@ class Subscriber {
   queued = 0;
   reserved = 0;
   inFlight = 0;
+  pumping = false;
   closed = false;
 
   constructor(name: string, patterns: readonly string[], handler: EventHandler, durable: boolean, retry: RetryPolicy, maxInFlight: number, maxQueued: number) {
@@ -168,6 +169,9 @@ interface PendingPublish {
   resolve: (event: PlinthEvent) => void;
   reject: (err: unknown) => void;
 }
+
+/** Marks a settled attempt that did not fail (a handler may throw `undefined`). */
+const NO_ERROR = Symbol('no error');
 
 function errorRecord(err: unknown): AttemptRecord['error'] {
   if (isPlinthError(err)) return { code: err.code, message: err.message };
@@ -262,9 +266,18 @@ export class DurableBus implements EventBus {
         });
       }
     }
-    for (const s of subscribers) s.reserved++;
+    // In-memory listeners get the event now (as the host's own events always have); durable subscribers once it
+    // is committed, with the sequence number their acknowledgement refers to.
+    const durable: Subscriber[] = [];
+    for (const s of subscribers) {
+      if (s.durable) {
+        s.reserved++;
+        durable.push(s);
+      } else this.#enqueue(s, { seq: undefined, event, attempts: [], redelivered: false });
+    }
+    if (!this.#store) return event;
     return new Promise<PlinthEvent>((resolve, reject) => {
-      this.#batch.push({ event, subscribers, resolve, reject });
+      this.#batch.push({ event, subscribers: durable, resolve, reject });
       this.#scheduleFlush();
     });
   }
@@ -284,7 +297,7 @@ export class DurableBus implements EventBus {
     if (batch.length === 0) return;
     let seqs: number[];
     try {
-      seqs = this.#store ? this.#store.appendEvents(batch.map((b) => ({ event: b.event, subscribers: b.subscribers.filter((s) => s.durable).map((s) => s.name) }))) : batch.map(() => ++this.#seq);
+      seqs = this.#store ? this.#store.appendEvents(batch.map((b) => ({ event: b.event, subscribers: b.subscribers.map((s) => s.name) }))) : batch.map(() => ++this.#seq);
     } catch (err) {
       for (const b of batch) {
         for (const s of b.subscribers) s.reserved--;
@@ -326,26 +339,47 @@ export class DurableBus implements EventBus {
   }
 
   #pump(s: Subscriber): void {
-    while (!s.closed && !this.#closed && s.inFlight < s.maxInFlight && s.ready.length > 0) {
-      const topic = s.ready.shift()!;
-      const head = s.queues.get(topic)?.[0];
-      if (!head) continue;
-      s.inFlight++;
-      void this.#attempt(s, topic, head);
+    // Re-entered from a handler that settled synchronously: the loop below goes on, no recursion.
+    if (s.pumping) return;
+    s.pumping = true;
+    try {
+      while (!s.closed && !this.#closed && s.inFlight < s.maxInFlight && s.ready.length > 0) {
+        const topic = s.ready.shift()!;
+        const head = s.queues.get(topic)?.[0];
+        if (!head) continue;
+        s.inFlight++;
+        this.#attempt(s, topic, head);
+      }
+    } finally {
+      s.pumping = false;
     }
   }
 
-  async #attempt(s: Subscriber, topic: string, d: Delivery): Promise<void> {
+  /** Calls the handler; a handler that returns no promise settles at once (no microtask per event). */
+  #attempt(s: Subscriber, topic: string, d: Delivery): void {
     const attempt = d.attempts.length + 1;
     const startedAt = new Date(this.#clock.now()).toISOString();
+    let result: void | Promise<void>;
     try {
-      await s.handler({ ...d.event, attempt, redelivered: d.redelivered || attempt > 1 });
+      result = s.handler({ ...d.event, attempt, redelivered: d.redelivered || attempt > 1 });
     } catch (err) {
-      s.inFlight--;
+      this.#settle(s, topic, d, attempt, startedAt, err);
+      return;
+    }
+    if (result !== undefined && typeof (result).then === 'function') {
+      (result).then(
+        () => this.#settle(s, topic, d, attempt, startedAt, NO_ERROR),
+        (err: unknown) => this.#settle(s, topic, d, attempt, startedAt, err),
+      );
+    } else this.#settle(s, topic, d, attempt, startedAt, NO_ERROR);
+  }
+
+  #settle(s: Subscriber, topic: string, d: Delivery, attempt: number, startedAt: string, err: unknown): void {
+    s.inFlight--;
+    if (err !== NO_ERROR) {
       this.#failed(s, topic, d, { attempt, startedAt, failedAt: new Date(this.#clock.now()).toISOString(), error: errorRecord(err) });
       return;
     }
-    s.inFlight--;
     if (s.durable && d.seq !== undefined) {
       this.#acks.push({ subscriber: s.name, seq: d.seq });
       this.#scheduleFlush();
@@ -429,13 +463,18 @@ export class DurableBus implements EventBus {
     return this.#batch.length === 0 && [...this.#subscribers.values()].every((s) => s.queued === 0 && s.reserved === 0);
   }
 
+  /** Resolves once every queue is empty, with the acknowledgements committed. */
   idle(timeoutMs = 10_000): Promise<void> {
-    if (this.#isIdle()) return Promise.resolve();
+    if (this.#isIdle()) {
+      this.#flushAcks();
+      return Promise.resolve();
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the bus still had events queued after ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       this.#idleWaiters.push(() => {
         clearTimeout(timer);
+        this.#flushAcks();
         resolve();
       });
     });
