@@ -7,6 +7,7 @@ import { ls } from './commands/ls.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
+import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
 
@@ -151,6 +152,46 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     const o = this.opts<HostOptions & { lockfile?: string }>();
     json = o.json ?? false;
     return run(() => lock(io, serveFlags(o)))();
+  });
+
+  // `plinth dlq …`: dead letters in the data dir's store (no host running).
+  type DlqOptions = HostOptions & { topic?: string; subscriber?: string; since?: string; until?: string; limit?: string; to?: string; all?: boolean };
+  const dlqFlags = (o: DlqOptions): DlqFlags => {
+    const flags: DlqFlags = { ...hostFlags(o) };
+    for (const k of ['topic', 'subscriber', 'since', 'until', 'limit', 'to'] as const) if (o[k] !== undefined) flags[k] = o[k];
+    if (o.all !== undefined) flags.all = o.all;
+    return flags;
+  };
+  const filters = (cmd: Command) =>
+    cmd
+      .option('--topic <pattern>', 'only events whose topic matches this pattern (`orders.#`)')
+      .option('--subscriber <name>', 'only this subscriber (an extension id)')
+      .option('--since <time>', 'dead-lettered at or after: ISO 8601 time, or a duration ago (`1h`)')
+      .option('--until <time>', 'dead-lettered before: ISO 8601 time, or a duration ago');
+  const dlq = program.command('dlq').description("dead letters in the data dir's store: ls, show, replay, purge");
+  withHostOptions(filters(dlq.command('ls').description('list dead letters')).option('--limit <n>', 'at most this many')).action(function (this: Command) {
+    const o = this.opts<DlqOptions>();
+    json = o.json ?? false;
+    return run(() => dlqLs(io, dlqFlags(o)))();
+  });
+  withHostOptions(dlq.command('show').description('one dead letter: its event and every attempt').argument('<id>', 'dead-letter id')).action(function (this: Command, id: string) {
+    const o = this.opts<DlqOptions>();
+    json = o.json ?? false;
+    return run(() => dlqShow(io, id, dlqFlags(o)))();
+  });
+  withHostOptions(
+    filters(dlq.command('replay').description('deliver dead letters again (at the next host start)').argument('[ids...]', 'dead-letter ids'))
+      .addOption(new Option('--to <who>', 'the original subscriber, or every subscriber of the topic').choices(['original', 'all']).default('original'))
+      .option('--all', 'every dead letter (with the filters, every one they match)'),
+  ).action(function (this: Command, ids: string[]) {
+    const o = this.opts<DlqOptions>();
+    json = o.json ?? false;
+    return run(() => dlqReplay(io, ids, dlqFlags(o)))();
+  });
+  withHostOptions(filters(dlq.command('purge').description('delete dead letters').argument('[ids...]', 'dead-letter ids')).option('--all', 'every dead letter')).action(function (this: Command, ids: string[]) {
+    const o = this.opts<DlqOptions>();
+    json = o.json ?? false;
+    return run(() => dlqPurge(io, ids, dlqFlags(o)))();
   });
 
   try {
