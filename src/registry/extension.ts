@@ -334,6 +334,8 @@ export class ManagedExtension {
     const deadline = Date.now() + timeoutMs;
     const signal = AbortSignal.timeout(timeoutMs);
     const timedOut = () => new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, handleEvent(${event.topic}): not done within ${timeoutMs} ms`, { extension: this.id });
+    // A stopped extension's breaker is disposed: say so with our own code, not the breaker's shutdown text.
+    if (this.#stopping) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${this.id} is stopping`, { extension: this.id });
     this.#inflight++;
     try {
       await this.breaker.run(async () => {

@@ -1,0 +1,202 @@
+// The event bus end to end: extension subscribers (manifest `subscribes` within `permissions.events.subscribe`),
+// handleEvent in worker and isolate sandboxes, the bundled audit-log, and durability across a real SIGKILL of a
+// child host process (nothing lost, counted), with `plinth dlq` on the store the killed host left.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { cp, mkdir, writeFile, readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { pino } from 'pino';
+import { loadHostConfig } from '../../src/config/index.ts';
+import { Host } from '../../src/host/index.ts';
+import { signExtension } from '../../src/trust/index.ts';
+import type { DeliveredEvent } from '../../src/sdk/index.ts';
+import { ROOT, makePublisher, runCli, tempDir, writeTrustStore } from '../helpers.ts';
+
+const publisher = makePublisher('tests');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'events');
+
+interface Entry {
+  id: string;
+  n: number | null;
+  topic: string;
+  attempt: number;
+  redelivered: boolean;
+}
+
+async function workspace(extensions: Array<[string, string]>, config = ''): Promise<string> {
+  const root = await tempDir();
+  const plugins = path.join(root, 'plugins');
+  await mkdir(plugins);
+  for (const [from, name] of extensions) {
+    await cp(from, path.join(plugins, name), { recursive: true });
+    await signExtension(path.join(plugins, name), publisher.privateKey, publisher.id);
+  }
+  await writeTrustStore(path.join(root, 'trust.json'), [publisher]);
+  await writeFile(path.join(root, 'plinth.config.yaml'), `plugins: [plugins]\ntrust: { store: trust.json }\ndataDir: data\n${config}`);
+  return root;
+}
+
+async function hostIn(root: string, env: NodeJS.ProcessEnv = {}): Promise<Host> {
+  return new Host(await loadHostConfig({ cwd: root, env: {} }), { logger: pino({ level: 'silent' }), env, stopSandboxProcesses: false });
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+const seen = async (host: Host, id: string) => ((await host.call(id, "seen", {})) as unknown as { entries: Entry[] }).entries;
+
+describe('extension subscribers', () => {
+  it('a subscribes pattern not covered by permissions.events.subscribe fails that extension\'s start, naming both', async () => {
+    const root = await workspace([[path.join(FIXTURES, 'ungranted'), 'ungranted'], [path.join(FIXTURES, 'recorder-isolate'), 'recorder-isolate']]);
+    const host = await hostIn(root);
+    await host.start();
+    try {
+      const byId = Object.fromEntries(host.list().map((e) => [e.id, e]));
+      assert.equal(byId['ungranted']!.state, 'failed');
+      assert.equal(byId['ungranted']!.reason!.code, 'PLINTH_ERR_SUBSCRIBE_NOT_GRANTED');
+      const message = String(byId['ungranted']!.reason!.message);
+      assert.match(message, /"orders\.#"/);
+      assert.match(message, /"orders\.created", "users\.\*"/);
+      assert.equal(byId['recorder-isolate']!.state, 'active', 'the others start');
+    } finally {
+      await host.stop();
+    }
+  });
+
+  it('an isolate extension gets its events in handleEvent with attempt and redelivered; failures are retried; a not-running one dead-letters', async () => {
+    const root = await workspace([[path.join(FIXTURES, 'recorder-isolate'), 'recorder-isolate']], 'events:\n  retry: { baseMs: 10, maxMs: 20, maxAttempts: 3 }\n');
+    const host = await hostIn(root);
+    await host.start();
+    try {
+      await host.bus.publish('work.a', { n: 1 }, 'test', { correlationId: 'c1' });
+      await host.bus.publish('work.a', { n: 2, failUntil: 2 }, 'test');
+      await host.bus.publish('work.a', { n: 3 }, 'test');
+      await host.bus.publish('other.topic', { n: 99 }, 'test');
+      await waitFor(async () => (await seen(host, 'recorder-isolate')).filter((e) => e.n === 3).length === 1, 'event 3 recorded');
+      const entries = await seen(host, 'recorder-isolate');
+      assert.deepEqual(entries.map((e) => [e.n, e.attempt, e.redelivered]), [[1, 1, false], [2, 1, false], [2, 2, true], [2, 3, true], [3, 1, false]], 'in order, 3 only after 2 succeeded');
+      assert.deepEqual(host.bus.listDeadLetters(), []);
+      // Disabled by a failing sandbox: every attempt fails, and the event ends in the dead letters, not lost.
+      await host.get('recorder-isolate')!.stop(1000);
+      await host.bus.publish('work.b', { n: 4 }, 'test');
+      await waitFor(() => host.bus.listDeadLetters().length === 1, 'dead-lettered');
+      const [letter] = host.bus.listDeadLetters({ subscriber: 'recorder-isolate' });
+      assert.equal(letter!.attempts.length, 3);
+      assert.equal(letter!.attempts[0]!.error.code, 'PLINTH_ERR_SHUTDOWN', JSON.stringify(letter!.attempts));
+      assert.equal((letter!.event.payload as { n: number }).n, 4);
+    } finally {
+      await host.stop();
+    }
+  });
+
+  it('the bundled audit-log receives events end to end', async () => {
+    const root = await workspace([[path.join(ROOT, 'plugins', 'audit-log'), 'audit-log']]);
+    const host = await hostIn(root, { HOSTNAME: 'h' });
+    await host.start();
+    try {
+      const published = await host.bus.publish('security.login.failed', { user: 'ada' }, 'test');
+      const file = path.join(root, 'data', 'extensions', 'audit-log', 'audit', 'audit.jsonl');
+      await waitFor(async () => (await readFile(file, 'utf8').catch(() => '')).includes(published.id), 'audit entry');
+      const line = (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.eventId === published.id)!;
+      assert.equal(line.topic, 'security.login.failed');
+      assert.deepEqual(line.details, { user: 'ada' });
+    } finally {
+      await host.stop();
+    }
+  });
+
+  it('ctx.kv and pending deliveries survive a clean restart', async () => {
+    const root = await workspace([[path.join(FIXTURES, 'recorder-isolate'), 'recorder-isolate']]);
+    let host = await hostIn(root);
+    const first: DeliveredEvent[] = [];
+    host.bus.subscribe('kv.#', (e) => void first.push(e), { name: 'kv-listener' });
+    await host.start();
+    await host.stop();
+    host = await hostIn(root);
+    await host.start();
+    try {
+      assert.equal(host.store.knownSubscriptions().some((s) => s.subscriber === 'kv-listener'), true);
+    } finally {
+      await host.stop();
+    }
+  });
+});
+
+describe('durability across SIGKILL', () => {
+  it('a host killed with SIGKILL delivers every acknowledged-to-publisher event to every durable subscriber that had not acknowledged it; dead letters persist', async () => {
+    const root = await workspace([[path.join(FIXTURES, 'recorder-worker'), 'recorder-worker']], 'events:\n  retry: { baseMs: 10, maxMs: 50 }\n');
+    const child = spawn(process.execPath, ['--no-node-snapshot', path.join(ROOT, 'test', 'integration', 'child-host.ts'), root], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const published = new Map<number, string>();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let ready = false;
+    let buffer = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop()!;
+      for (const line of lines) {
+        const m = /^published (\d+) (\S+)$/.exec(line);
+        if (m) published.set(Number(m[1]), m[2]!);
+        if (line === 'ready') ready = true;
+      }
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    try {
+      await waitFor(() => ready || child.exitCode !== null, 'the child host to be ready', 60_000);
+      assert.ok(ready, `child ended early: ${stderr}`);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    assert.equal(await exited, 'SIGKILL');
+    assert.equal(published.size, 50, 'every publish resolved before the kill');
+
+    // The dead letters are in the store the killed host left: `plinth dlq` reads them without a host.
+    const ls = await runCli(['dlq', 'ls', '--json'], { cwd: root });
+    assert.equal(ls.code, 0, ls.stderr);
+    const letters = (JSON.parse(ls.stdout) as { deadLetters: Array<{ id: number; subscriber: string; event: { id: string; payload: { n: number } }; attempts: unknown[] }> }).deadLetters;
+    assert.deepEqual(letters.map((l) => l.event.payload.n).sort((a, b) => a - b), [...published.keys()].filter((n) => n % 2 === 1).sort((a, b) => a - b));
+    assert.ok(letters.every((l) => l.subscriber === 'failing' && l.attempts.length === 1 && l.event.id === published.get(l.event.payload.n)));
+    const show = await runCli(['dlq', 'show', String(letters[0]!.id)], { cwd: root });
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /odd event/);
+    // Replay them to `failing` (delivered at the next start), and purge none.
+    const replay = await runCli(['dlq', 'replay', '--subscriber', 'failing', '--json'], { cwd: root });
+    assert.equal(replay.code, 0, replay.stderr);
+    assert.equal((JSON.parse(replay.stdout) as { replayed: unknown[] }).replayed.length, 25);
+
+    // Restart on the same data dir: the same durable subscribers get what they had not acknowledged.
+    const host = await hostIn(root);
+    const inproc: DeliveredEvent[] = [];
+    const failing: DeliveredEvent[] = [];
+    host.bus.subscribe('work.#', (e) => void inproc.push(e), { name: 'inproc' });
+    host.bus.subscribe('work.#', (e) => void failing.push(e), { name: 'failing' });
+    await host.start();
+    try {
+      const inprocN = () => new Set(inproc.map((e) => (e.payload as { n: number }).n));
+      await waitFor(() => [...published.keys()].filter((n) => n >= 20).every((n) => inprocN().has(n)), 'inproc got 20..50');
+      assert.ok(inproc.every((e) => e.redelivered && published.get((e.payload as { n: number }).n) === e.id), 'redelivered, same ids');
+      await waitFor(() => failing.length === 25, 'the 25 replayed dead letters');
+      assert.deepEqual(failing.map((e) => (e.payload as { n: number }).n).sort((a, b) => a - b), letters.map((l) => l.event.payload.n).sort((a, b) => a - b));
+      await waitFor(async () => {
+        const ns = new Set((await seen(host, 'recorder-worker')).map((e) => e.n));
+        return [...published.keys()].every((n) => ns.has(n));
+      }, 'the extension subscriber recorded every event');
+      const entries = await seen(host, 'recorder-worker');
+      const tenth = entries.filter((e) => e.n === 10);
+      assert.ok(tenth.length >= 2 && tenth.at(-1)!.redelivered, 'event 10 again, flagged redelivered');
+      const counts = host.store.pendingCounts();
+      await host.bus.idle();
+      assert.deepEqual([...host.store.pendingCounts()].filter(([, n]) => n > 0), [], `nothing left pending (was ${JSON.stringify([...counts])})`);
+    } finally {
+      await host.stop();
+    }
+  });
+});
