@@ -112,17 +112,23 @@ describe('extension subscribers', () => {
     }
   });
 
-  it('ctx.kv and pending deliveries survive a clean restart', async () => {
-    const root = await workspace([[path.join(FIXTURES, 'recorder-isolate'), 'recorder-isolate']]);
+  it('ctx.kv survives a restart, within the kv quotas', async () => {
+    const root = await workspace([[path.join(FIXTURES, 'recorder-isolate'), 'recorder-isolate']], 'quotas:\n  kv: { maxKeys: 2 }\n');
     let host = await hostIn(root);
-    const first: DeliveredEvent[] = [];
-    host.bus.subscribe('kv.#', (e) => void first.push(e), { name: 'kv-listener' });
     await host.start();
-    await host.stop();
+    try {
+      await host.call('recorder-isolate', 'remember', { key: 'a', value: { deep: [1, 2] } });
+      await host.call('recorder-isolate', 'remember', { key: 'b', value: 'two' });
+    } finally {
+      await host.stop();
+    }
     host = await hostIn(root);
     await host.start();
     try {
-      assert.equal(host.store.knownSubscriptions().some((s) => s.subscriber === 'kv-listener'), true);
+      assert.deepEqual(await host.call('recorder-isolate', 'remember', { key: 'a' }), { value: { deep: [1, 2] } });
+      // The keys loaded from the store count against quotas.kv.maxKeys from the start.
+      await assert.rejects(host.call('recorder-isolate', 'remember', { key: 'c', value: 3 }), (err: { message?: string }) => /quotas\.kv\.maxKeys = 2/.test(err.message ?? ''));
+      assert.deepEqual(await host.call('recorder-isolate', 'remember', { key: 'c' }), { value: null }, 'nothing stored past the quota');
     } finally {
       await host.stop();
     }
