@@ -165,6 +165,7 @@ export type { Subscriber };
 
 interface PendingPublish {
   event: PlinthEvent;
+  payloadJson: string;
   subscribers: Subscriber[];
   resolve: (event: PlinthEvent) => void;
   reject: (err: unknown) => void;
@@ -198,7 +199,6 @@ export class DurableBus implements EventBus {
   #batch: PendingPublish[] = [];
   #acks: Array<{ subscriber: string; seq: number }> = [];
   #flushScheduled = false;
-  #seq = 0;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
   #housekeeping: unknown;
@@ -231,14 +231,17 @@ export class DurableBus implements EventBus {
     this.#middleware.push(middleware);
   }
 
-  #checkSize(event: PlinthEvent): void {
-    const bytes = Buffer.byteLength(JSON.stringify(event.payload) ?? 'null');
+  /** Returns the payload as JSON: the store writes that same text. */
+  #checkSize(event: PlinthEvent): string {
+    const json = JSON.stringify(event.payload) ?? 'null';
+    const bytes = json.length > this.#o.maxPayloadBytes / 3 ? Buffer.byteLength(json) : json.length; // ≤ 3 bytes per UTF-16 unit
     if (bytes > this.#o.maxPayloadBytes) {
       throw new PlinthError('PLINTH_ERR_EVENT_TOO_LARGE', `event on "${event.topic}"${event.source ? ` from ${event.source}` : ''}: its payload is ${bytes} bytes, over the ${this.#o.maxPayloadBytes}-byte limit (events.maxPayloadBytes)`, {
         ...(event.source && event.source !== 'host' ? { extension: event.source } : {}),
         hint: 'publish a smaller payload (a reference to the data instead of the data), or raise events.maxPayloadBytes in the host config',
       });
     }
+    return json;
   }
 
   async publish(topic: string, payload: Json, source?: string, headers?: EventHeaders): Promise<PlinthEvent> {
@@ -246,13 +249,13 @@ export class DurableBus implements EventBus {
     if (!isValidTopic(topic)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `not a valid topic: ${JSON.stringify(topic)}`, { hint: 'topics are dot-separated words of letters, digits, _ and -' });
     let event: PlinthEvent = { id: randomUUID(), topic, time: new Date(this.#clock.now()).toISOString(), payload, ...(source ? { source } : {}) };
     if (headers) event.headers = checkHeaders(headers);
-    this.#checkSize(event);
+    let payloadJson = this.#checkSize(event);
     for (const mw of this.#middleware) {
       const next = await mw(event);
       if (next === null) return event; // dropped by middleware: nothing stored, nothing delivered
       if (next !== event) {
         if (!isValidTopic(next.topic)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `middleware produced an invalid topic: ${JSON.stringify(next.topic)}`);
-        this.#checkSize(next);
+        payloadJson = this.#checkSize(next);
       }
       event = next;
     }
@@ -277,7 +280,7 @@ export class DurableBus implements EventBus {
     }
     if (!this.#store) return event;
     return new Promise<PlinthEvent>((resolve, reject) => {
-      this.#batch.push({ event, subscribers: durable, resolve, reject });
+      this.#batch.push({ event, payloadJson, subscribers: durable, resolve, reject });
       this.#scheduleFlush();
     });
   }
@@ -293,12 +296,18 @@ export class DurableBus implements EventBus {
     this.#flushScheduled = false;
     const batch = this.#batch;
     this.#batch = [];
-    this.#flushAcks();
-    if (batch.length === 0) return;
+    if (batch.length === 0 || !this.#store) {
+      this.#flushAcks();
+      return;
+    }
+    const acks = this.#acks;
+    this.#acks = [];
     let seqs: number[];
     try {
-      seqs = this.#store ? this.#store.appendEvents(batch.map((b) => ({ event: b.event, subscribers: b.subscribers.map((s) => s.name) }))) : batch.map(() => ++this.#seq);
+      // Acknowledgements and new events in one transaction: one commit per turn of the event loop.
+      seqs = this.#store.appendEvents(batch.map((b) => ({ event: b.event, payloadJson: b.payloadJson, subscribers: b.subscribers.map((s) => s.name) })), acks);
     } catch (err) {
+      this.#acks.push(...acks);
       for (const b of batch) {
         for (const s of b.subscribers) s.reserved--;
         b.reject(isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_STORE_FAILED', `the event store could not journal "${b.event.topic}": ${(err as Error).message}`, { ...(this.#store ? { file: this.#store.location } : {}), cause: err }));

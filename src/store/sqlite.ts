@@ -19,7 +19,6 @@ export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, topic TEXT NOT NULL, time TEXT NOT NULL, source TEXT, payload TEXT NOT NULL, headers TEXT);
    CREATE INDEX events_id ON events(id);
    CREATE TABLE deliveries (subscriber TEXT NOT NULL, seq INTEGER NOT NULL, attempts TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (subscriber, seq)) WITHOUT ROWID;
-   CREATE INDEX deliveries_seq ON deliveries(seq);
    CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, subscriber TEXT NOT NULL, topic TEXT NOT NULL, event TEXT NOT NULL, attempts TEXT NOT NULL, dead_at TEXT NOT NULL, expires_at TEXT NOT NULL);
    CREATE INDEX dead_letters_expiry ON dead_letters(expires_at);
    CREATE TABLE subscriptions (subscriber TEXT PRIMARY KEY, patterns TEXT NOT NULL, seen_at TEXT NOT NULL);
@@ -158,7 +157,8 @@ export class SqliteStore implements Store {
       expireDead: p('DELETE FROM dead_letters WHERE expires_at <= ?'),
       rememberSub: p('INSERT INTO subscriptions (subscriber, patterns, seen_at) VALUES (?, ?, ?) ON CONFLICT (subscriber) DO UPDATE SET patterns = excluded.patterns, seen_at = excluded.seen_at'),
       knownSubs: p('SELECT subscriber, patterns FROM subscriptions ORDER BY subscriber'),
-      compact: p('DELETE FROM events WHERE time < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = events.seq)'),
+      // Below the oldest pending delivery every event was acknowledged by all (no extra index on deliveries).
+      compact: p('DELETE FROM events WHERE time < ? AND seq < (SELECT coalesce(min(seq), 9223372036854775807) FROM deliveries)'),
       kvEntries: p('SELECT key, value FROM kv WHERE extension = ? ORDER BY key'),
       kvSet: p('INSERT INTO kv (extension, key, value) VALUES (?, ?, ?) ON CONFLICT (extension, key) DO UPDATE SET value = excluded.value'),
       kvDelete: p('DELETE FROM kv WHERE extension = ? AND key = ?'),
@@ -178,14 +178,15 @@ export class SqliteStore implements Store {
     }
   }
 
-  appendEvents(batch: ReadonlyArray<{ event: PlinthEvent; subscribers: readonly string[] }>): number[] {
-    return this.#tx(() =>
-      batch.map(({ event, subscribers }) => {
-        const seq = Number(this.#s.insertEvent!.run(event.id, event.topic, event.time, event.source ?? null, JSON.stringify(event.payload), event.headers ? JSON.stringify(event.headers) : null).lastInsertRowid);
+  appendEvents(batch: ReadonlyArray<{ event: PlinthEvent; subscribers: readonly string[]; payloadJson?: string }>, acks: ReadonlyArray<{ subscriber: string; seq: number }> = []): number[] {
+    return this.#tx(() => {
+      for (const a of acks) this.#s.deleteDelivery!.run(a.subscriber, a.seq);
+      return batch.map(({ event, subscribers, payloadJson }) => {
+        const seq = Number(this.#s.insertEvent!.run(event.id, event.topic, event.time, event.source ?? null, payloadJson ?? JSON.stringify(event.payload), event.headers ? JSON.stringify(event.headers) : null).lastInsertRowid);
         for (const s of subscribers) this.#s.insertDelivery!.run(s, seq);
         return seq;
-      }),
-    );
+      });
+    });
   }
 
   acknowledge(acks: ReadonlyArray<{ subscriber: string; seq: number }>): void {

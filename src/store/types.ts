@@ -57,10 +57,11 @@ export interface Store {
   /** The file (or other address) this store lives in: for messages. */
   readonly location: string;
   /**
-   * Journals events and the pending deliveries of each, in one transaction (a group commit): when it returns,
-   * every one is in the store. Returns each event's sequence number.
+   * Journals events and the pending deliveries of each, and records `acks`, in one transaction (a group commit):
+   * when it returns, every one is in the store. Returns each event's sequence number. `payloadJson`, when given,
+   * is the payload already serialised (the size check did it).
    */
-  appendEvents(batch: ReadonlyArray<{ event: PlinthEvent; subscribers: readonly string[] }>): number[];
+  appendEvents(batch: ReadonlyArray<{ event: PlinthEvent; subscribers: readonly string[]; payloadJson?: string }>, acks?: ReadonlyArray<{ subscriber: string; seq: number }>): number[];
   /** Records acknowledgements: the subscriber's delivery of `seq` is done. One transaction. */
   acknowledge(acks: ReadonlyArray<{ subscriber: string; seq: number }>): void;
   /** Records a failed attempt with the pending delivery (committed before the retry is scheduled). */
