@@ -210,7 +210,7 @@ describe('a trusted copy is never replaced or shadowed by an untrusted one', () 
       const later = await writeVault(ws.plugins, 'b-vault', { version: '10.0.0', build: 'unsigned-2' });
       await host.reload();
       assert.equal(refusal(host, 'vault', later)?.code, 'PLINTH_ERR_DUPLICATE_EXTENSION');
-      assert.deepEqual(await get(host), { build: 'acme', id: 'vault', file: 's1', kv: null });
+      assert.deepEqual(await get(host), { build: 'acme', id: 'vault', file: 's1', kv: 's1' });
       assert.equal(await readFile(path.join(extensionDataDir(ws.data, 'vault'), 'secret.txt'), 'utf8'), 's1');
     } finally {
       await host.stop();
@@ -253,7 +253,7 @@ describe("an id's data is bound to the publisher that created it", () => {
       assert.match(r.message, /"evil"/);
       assert.match(r.message, /"acme"/);
       assert.equal(host.get('vault')?.pkg.sourceDir, legit);
-      assert.deepEqual(await get(host), { build: 'acme', id: 'vault', file: 'acme secret', kv: null });
+      assert.deepEqual(await get(host), { build: 'acme', id: 'vault', file: 'acme secret', kv: 'acme secret' });
 
       // Hot reload: a higher version from the other publisher appears while acme's copy serves.
       await host.call('vault', 'put', { secret: 'acme secret 2' });
@@ -339,7 +339,7 @@ describe("an id's data is bound to the publisher that created it", () => {
     }
     host = await startHost(ws, { policy: 'warn', config: 'extensions:\n  vault:\n    publisher: acme\n' });
     try {
-      assert.deepEqual(await get(host), { build: 'acme', id: 'vault', file: 'dev data', kv: null });
+      assert.deepEqual(await get(host), { build: 'acme', id: 'vault', file: 'dev data', kv: 'dev data' });
     } finally {
       await host.stop();
     }
@@ -358,7 +358,7 @@ describe("an id's data is bound to the publisher that created it", () => {
     host = await startHost(ws, { config: 'extensions:\n  vault:\n    publisher: evil\n' });
     try {
       assert.equal(host.get('vault')?.pkg.sourceDir, successor);
-      assert.deepEqual(await get(host), { build: 'evil', id: 'vault', file: 'handed over', kv: null });
+      assert.deepEqual(await get(host), { build: 'evil', id: 'vault', file: 'handed over', kv: 'handed over' });
       const r = refusal(host, 'vault', old)!;
       assert.equal(r.code, 'PLINTH_ERR_PUBLISHER_MISMATCH');
       assert.match(r.message, /extensions\.vault\.publisher/);
