@@ -141,7 +141,9 @@ export class Registry {
     if (patterns.length === 0 || this.#subscriptions.has(managed.id)) return;
     const id = managed.id;
     const settings = this.#o.config.extensions[id]?.events;
-    const unsubscribe = this.#o.bus.subscribe(
+    let unsubscribe: Unsubscribe;
+    try {
+      unsubscribe = this.#o.bus.subscribe(
       patterns,
       async (event) => {
         const current = this.#running.get(id);
@@ -149,7 +151,12 @@ export class Registry {
         await current.deliver(event);
       },
       { name: id, ...(settings?.retry ? { retry: settings.retry } : {}), maxInFlight: settings?.maxInFlight ?? managed.limits.concurrency },
-    );
+      );
+    } catch (err) {
+      // One extension's subscription failing (its store rows unreadable, its name taken) never stops the others.
+      this.#o.log.error({ extension: id, code: isPlinthError(err) ? err.code : undefined }, `extension ${id}: subscribing to ${patterns.join(', ')} failed: ${String((err as Error)?.message ?? err)}`);
+      return;
+    }
     this.#subscriptions.set(id, unsubscribe);
   }
 
@@ -736,6 +743,14 @@ export class Registry {
     }
     this.#running.set(id, next);
     this.#candidates.set(id, candidate);
+    // The subscription follows the running copy; a new version with other `subscribes` gets its own patterns
+    // (pending deliveries stay in the store under the id and come to the new one).
+    const before = old.pkg.manifest.subscribes;
+    const after = next.pkg.manifest.subscribes;
+    if (before.length !== after.length || before.some((p, i) => p !== after[i])) {
+      this.#unsubscribe(id);
+      this.#subscribe(next);
+    }
     log.info({ extension: id, from: old.version, to: next.version }, `swapped ${old.version} → ${next.version}`);
     const drained = await old.drain(this.#o.drainMs ?? 5000);
     if (!drained) log.warn({ extension: id, version: old.version }, 'old version still had calls in flight when its drain time ran out');
