@@ -582,3 +582,10 @@ function checkHeaders(headers: EventHeaders): EventHeaders {
   }
   return { ...out };
 }
+
+/** The in-memory bus (no store) under the name it had before issue 10: listeners are not durable. */
+export class LocalBus extends DurableBus {
+  constructor(options: Omit<BusOptions, 'store'> = {}) {
+    super(options);
+  }
+}

@@ -2,6 +2,7 @@
 export { isValidTopic, isValidPattern, matchTopic, topicWord, isReservedTopic, RESERVED_TOPIC_ROOTS, HOST_SOURCE } from './topics.ts';
 export {
   DurableBus,
+  LocalBus,
   createSimpleMatcher,
   retryDelay,
   DEFAULT_RETRY,
