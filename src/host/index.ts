@@ -5,7 +5,7 @@ import { pino, type Logger } from 'pino';
 import { PlinthError } from '../errors.ts';
 import { durationMs, type HostConfig } from '../config/index.ts';
 import { DurableBus, type Clock } from '../events/index.ts';
-import { openStore, type Store } from '../store/index.ts';
+import { openStoreLazily, type Store } from '../store/index.ts';
 import type { Json } from '../sdk/index.ts';
 import { KvStore, type Resolver } from '../policy/index.ts';
 import { Budget } from '../resilience/index.ts';
@@ -39,8 +39,8 @@ export type HostExtensionInfo = RegistryEntry;
 
 export class Host {
   readonly config: HostConfig;
-  /** The data dir's store: event journal, pending deliveries, dead letters, kv. Opened with the host. */
-  readonly store: Store;
+  /** The data dir's store: event journal, pending deliveries, dead letters, kv. Opened by start() or first use. */
+  readonly store: Store & { open(): void };
   readonly bus: DurableBus;
   readonly log: Logger;
   readonly #options: HostOptions;
@@ -56,8 +56,8 @@ export class Host {
     this.config = config;
     this.#options = options;
     this.log = options.logger ?? pino({ level: config.log.level, base: undefined }, pino.destination(2));
-    // Opened here, so subscribers attached before start() are durable too; a refused file throws here, untouched.
-    this.store = openStore(config.dataDir);
+    // Durable subscribers attached before start() open it; otherwise start() does (a refused file throws there).
+    this.store = openStoreLazily(config.dataDir);
     const ev = config.events;
     this.bus = new DurableBus({
       store: this.store,
@@ -79,6 +79,7 @@ export class Host {
 
   /** Loads the trust store, then discovers, verifies, resolves and starts every extension in dependency order. */
   async start(): Promise<void> {
+    this.store.open();
     const trustStore = await loadTrustStoreFor(this.config.trust.store, this.config.trust.policy);
     this.#registry = new Registry({
       config: this.config,

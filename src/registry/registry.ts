@@ -591,7 +591,7 @@ export class Registry {
         }),
       );
     }
-    const unfit = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json')) ?? checkSubscribes(pkg.id, pkg.manifest.subscribes, pkg.manifest.permissions.events?.subscribe ?? [], path.join(pkg.dir, 'package.json'));
+    const unfit = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json')) ?? checkSubscribes(pkg.id, pkg.manifest.subscribes, pkg.manifest.permissions.events?.subscribe ?? [], path.join(pkg.sourceDir, 'package.json'));
     if (unfit) return refuse('failed', unfit);
     const notApproved = checkApprovals({
       id: pkg.id,

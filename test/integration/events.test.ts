@@ -64,6 +64,7 @@ describe('extension subscribers', () => {
       const message = String(byId['ungranted']!.reason!.message);
       assert.match(message, /"orders\.#"/);
       assert.match(message, /"orders\.created", "users\.\*"/);
+      assert.equal(byId['ungranted']!.reason!.file, path.join(root, 'plugins', 'ungranted', 'package.json'), 'names the manifest to edit, not its snapshot');
       assert.equal(byId['recorder-isolate']!.state, 'active', 'the others start');
     } finally {
       await host.stop();
@@ -132,6 +133,19 @@ describe('extension subscribers', () => {
     } finally {
       await host.stop();
     }
+  });
+});
+
+describe('a refused store', () => {
+  it('a host over a data dir whose plinth.db is not a Plinth store does not start, and leaves the file as it was', async () => {
+    const root = await workspace([]);
+    await mkdir(path.join(root, 'data'));
+    const file = path.join(root, 'data', 'plinth.db');
+    await writeFile(file, 'SQLite format 3\0'.padEnd(4096, 'x'));
+    const before = await readFile(file);
+    const host = await hostIn(root);
+    await assert.rejects(host.start(), (err: { code?: string; message?: string }) => err.code === 'PLINTH_ERR_STORE_INVALID' && (err.message ?? '').includes(file));
+    assert.deepEqual(await readFile(file), before);
   });
 });
 
