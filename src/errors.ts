@@ -51,6 +51,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_EXTENSION_LOAD_FAILED: "The extension's module could not be loaded, or its initialize()/start() threw.",
   PLINTH_ERR_EXTENSION_CONFIG_INVALID: "The extension's config in the host configuration does not match its configSchema.",
   PLINTH_ERR_RUNTIME_NOT_ALLOWED: 'The extension asks for a runtime its trust status does not allow (untrusted code runs only as isolate).',
+  PLINTH_ERR_RUNTIME_UNSUPPORTED: 'The extension asks for a runtime this host does not run (the `remote` runtime is not available yet).',
   PLINTH_ERR_IMPORT_REFUSED: 'Isolate extension code imported something other than a relative file inside its own package.',
   PLINTH_ERR_STAGE_UNKNOWN: 'The extension does not declare or export that stage.',
   PLINTH_ERR_STAGE_INPUT_INVALID: "A stage's input does not match the input schema its manifest declares.",

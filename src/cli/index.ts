@@ -1,8 +1,10 @@
-// The `plinth` command line (DESIGN.md §8). Each command returns its exit code: 0 ok, 1 failed, 2 usage or
-// configuration error. Errors print their PLINTH_ERR_* code and what to do on stderr.
+// The `plinth` command line (docs/design.md "CLI"). Each command returns its exit code — 0 ok, 1 failed, 2 usage
+// or configuration error — and its result; with `--json` the result is printed in one envelope for every command
+// (output.ts). Errors print their PLINTH_ERR_* code and what to do on stderr.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { ConfigFlags } from '../config/index.ts';
-import { EXIT, processIo, reportError, type Io } from './output.ts';
+import { EXIT, printEnvelope, processIo, reportError, type Io, type Outcome } from './output.ts';
 import { ls } from './commands/ls.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
@@ -43,22 +45,33 @@ function withHostOptions(cmd: Command): Command {
     .option('--json', 'print JSON for scripts');
 }
 
+/** The package version, from the package.json beside src/ (the one that was installed). */
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let code: number = EXIT.ok;
   let json = false;
-  const run = (fn: () => Promise<number>) => async () => {
-    code = await fn();
+  let command = 'plinth';
+  const run = (fn: () => Promise<Outcome>) => async () => {
+    const outcome = await fn();
+    code = outcome.code;
+    if (json) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: null });
   };
 
   const program = new Command('plinth')
     .description('Plinth plugin host: signed drop-in extensions, sandboxed, in pipelines and on an event bus.')
+    .version(VERSION, '-V, --version', 'print the plinth version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .showHelpAfterError('(run `plinth help <command>` for its options)');
+  // Every subcommand's --json applies to the errors it ends with too.
+  program.hook('preAction', (_program, action) => {
+    command = action.name();
+    json = action.opts<{ json?: boolean }>().json ?? false;
+  });
 
   withHostOptions(program.command('ls').description('list the extensions of the plugin directories with their state')).action(function (this: Command) {
     const o = this.opts<HostOptions>();
-    json = o.json ?? false;
     return run(() => ls(io, hostFlags(o)))();
   });
 
@@ -70,7 +83,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .option('--json', 'print JSON for scripts')
     .action(function (this: Command) {
       const o = this.opts<{ out: string; force?: boolean; json?: boolean }>();
-      json = o.json ?? false;
       return run(() => keygen(io, o))();
     });
 
@@ -80,10 +92,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .argument('<dir>', 'extension folder')
     .option('-k, --key <file>', 'private key file (<prefix>.key from `plinth keygen`)')
     .option('--publisher <id>', 'publisher id, as listed in trust stores')
+    .option('-f, --force', 'sign even if the manifest is invalid (it will be refused wherever it is installed)')
     .option('--json', 'print JSON for scripts')
     .action(function (this: Command, dir: string) {
-      const o = this.opts<{ key?: string; publisher?: string; json?: boolean }>();
-      json = o.json ?? false;
+      const o = this.opts<{ key?: string; publisher?: string; force?: boolean; json?: boolean }>();
       return run(() => sign(io, dir, o))();
     });
 
@@ -94,7 +106,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .argument('<dir>', 'extension folder'),
   ).action(function (this: Command, dir: string) {
     const o = this.opts<HostOptions>();
-    json = o.json ?? false;
     return run(() => verify(io, dir, hostFlags(o)))();
   });
 
@@ -110,7 +121,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('-v, --verbose', 'log the host\'s lifecycle to stderr'),
   ).action(function (this: Command, extension: string, stage: string) {
     const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean }>();
-    json = o.json ?? false;
     const flags: CallFlags = { ...hostFlags(o) };
     if (o.input !== undefined) flags.input = o.input;
     if (o.inputFile !== undefined) flags.inputFile = o.inputFile;
@@ -138,7 +148,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)'),
   ).action(function (this: Command) {
     const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string }>();
-    json = o.json ?? false;
     return run(() => serve(io, serveFlags(o)))();
   });
 
@@ -149,10 +158,14 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)'),
   ).action(function (this: Command) {
     const o = this.opts<HostOptions & { lockfile?: string }>();
-    json = o.json ?? false;
     return run(() => lock(io, serveFlags(o)))();
   });
 
+  // Bare `plinth`: the help, and success (it is how people ask what the command does).
+  if (argv.length === 0) {
+    io.out(program.helpInformation());
+    return EXIT.ok;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -161,6 +174,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       // --help and --version end through here with exit code 0.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
-    return reportError(io, err, json);
+    return reportError(io, err, json, command);
   }
 }

@@ -45,8 +45,9 @@ export async function loadTrustStoreFor(storeFile: string | undefined, policy: T
 
 /**
  * Everything short of starting: discovers, validates and verifies every copy, and resolves dependencies.
- * A copy that would be started is `verified`; anything else is `failed` with its reason (shadowed copies
- * with PLINTH_ERR_DUPLICATE_EXTENSION). Never throws for one extension's fault.
+ * A copy that would be started is `verified` — it passed everything starting checks before running its code
+ * (host config, trust and runtime, an isolate's imports); a disabled one is `stopped`; anything else is `failed`
+ * with its reason (shadowed copies with PLINTH_ERR_DUPLICATE_EXTENSION). Never throws for one extension's fault.
  */
 export async function scanExtensions(
   pluginDirs: string[],

@@ -20,9 +20,9 @@ import { takeSnapshot, pruneSnapshots, removeTree, snapshotsDir, type Snapshot }
 import { readPackageJson, isExtensionPackage, validateExtensionPackage, type ExtensionPackage, type Runtime } from '../manifest/index.ts';
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
-import { createSandbox } from '../sandbox/index.ts';
-import { createContextHandler, checkApprovals, checkExtensionId, checkNetworkGrants, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
-import { toProblems } from '../schema/index.ts';
+import { checkIsolateModules, createSandbox } from '../sandbox/index.ts';
+import { createContextHandler, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
+import { checkStartable } from './preflight.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';
 import type { ExtensionRecord, TrustStatus } from './index.ts';
@@ -105,6 +105,16 @@ function publisherMismatch(id: string, copy: Copy, owner: string, where: string,
       hint: `remove this copy; if ${id} really passed from "${owner}" to "${copy.publisher ?? UNSIGNED_PUBLISHER}", re-assign it with extensions.${id}.publisher: ${copy.publisher ?? UNSIGNED_PUBLISHER} in the host config`,
     },
   );
+}
+
+/** The log fields of a refusal: its code, the file or path concerned, its problems and hint. */
+function refusalFields(err: PlinthError): Record<string, unknown> {
+  return {
+    code: err.code,
+    ...(err.file ? { file: err.file } : {}),
+    ...(err.problems.length > 0 ? { problems: err.problems } : {}),
+    ...(err.hint ? { hint: err.hint } : {}),
+  };
 }
 
 export class Registry {
@@ -372,11 +382,31 @@ export class Registry {
       if (scan.resolution.shadowed.some((s) => s.candidate === c)) continue; // listed among the rejected
       const failure = scan.resolution.failed.get(c.id);
       const base = { id: c.id, version: c.version, runtime: copy.pkg.manifest.runtime, dir: c.dir, trust: copy.trust };
-      if (scan.resolution.resolved.get(c.id) === c) records.push({ ...base, state: 'verified', error: undefined, pkg: copy.pkg });
-      else records.push({ ...base, state: 'failed', error: failure?.error, pkg: undefined });
+      if (scan.resolution.resolved.get(c.id) === c) {
+        // What starting it would check before running any of its code (issue 9: `ls` agrees with `call`).
+        const refusal = await this.#preflight(copy);
+        if (refusal === 'disabled') records.push({ ...base, state: 'stopped', error: undefined, pkg: copy.pkg });
+        else if (refusal) records.push({ ...base, state: 'failed', error: refusal, pkg: undefined });
+        else records.push({ ...base, state: 'verified', error: undefined, pkg: copy.pkg });
+      } else records.push({ ...base, state: 'failed', error: failure?.error, pkg: undefined });
     }
     records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : 1));
     return { extensions: records, directoryErrors: scan.directoryErrors };
+  }
+
+  /** Why a resolved copy would not start (host config, trust, runtime, an isolate's imports), without starting it. */
+  async #preflight(copy: Copy): Promise<PlinthError | 'disabled' | undefined> {
+    const pkg = copy.pkg;
+    const check = checkStartable(pkg, copy.trust, this.#o.config);
+    if (check.status === 'disabled') return 'disabled';
+    if (check.status === 'refused') return check.error;
+    if (pkg.manifest.runtime !== 'isolate') return undefined;
+    try {
+      await checkIsolateModules(pkg.id, pkg.dir, pkg.mainPath);
+      return undefined;
+    } catch (err) {
+      return isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${pkg.id}: ${String(err)}`, { extension: pkg.id, file: pkg.mainPath });
+    }
   }
 
   /** `plinth lock`: resolves and writes the lockfile; returns it with the extensions that could not be locked. */
@@ -411,6 +441,7 @@ export class Registry {
   /** Scans and starts everything, level by level. Never throws for one extension's fault. */
   async load(): Promise<void> {
     const scan = await this.#scan(new Map(), this.#snapshotRoot);
+    this.#logRefusals(scan);
     this.#announce(scan, new Set(scan.resolution.resolved.keys()));
     this.#notRunning = new Map();
     for (const r of scan.rejected) this.#notRunning.set(`${r.id} (${r.path})`, r);
@@ -529,51 +560,16 @@ export class Registry {
     const pkg = copy.pkg;
     const refuse = (state: 'failed' | 'stopped', reason: PlinthError | undefined): undefined => {
       this.#notRunning.set(pkg.id, entry({ id: pkg.id, version: pkg.version, dir: pkg.sourceDir, runtime: pkg.manifest.runtime }, state, reason));
-      if (reason) log.error({ extension: pkg.id, code: reason.code }, reason.message);
+      if (reason) log.error({ ...refusalFields(reason), extension: pkg.id, folder: pkg.sourceDir }, reason.message);
       return undefined;
     };
     const settings = config.extensions[pkg.id];
-    if (settings?.enabled === false) return refuse('stopped', undefined);
+    const check = checkStartable(pkg, copy.trust, config);
+    if (check.status === 'disabled') return refuse('stopped', undefined);
     const notOwner = await this.#claim(copy);
     if (notOwner) return refuse('failed', notOwner);
-    if (copy.trust.status !== 'trusted' && pkg.manifest.runtime === 'worker') {
-      return refuse(
-        'failed',
-        new PlinthError('PLINTH_ERR_RUNTIME_NOT_ALLOWED', `extension ${pkg.id} is not signed by a trusted publisher, so it may run only as "isolate", not "worker"`, {
-          extension: pkg.id,
-          file: path.join(pkg.sourceDir, 'package.json'),
-          hint: 'sign it with a key in the trust store, or set "runtime": "isolate"',
-        }),
-      );
-    }
-    const unfit = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json'));
-    if (unfit) return refuse('failed', unfit);
-    const notApproved = checkApprovals({
-      id: pkg.id,
-      permissions: pkg.manifest.permissions,
-      trusted: copy.trust.status === 'trusted',
-      ceiling: config.policy.untrusted,
-      allow: settings?.allow,
-      configFile: config.file,
-    });
-    if (notApproved) return refuse('failed', notApproved);
-    const extConfig = structuredClone(settings?.config ?? {}) as Record<string, Json>;
-    let configValid: boolean;
-    try {
-      configValid = pkg.schemas.config ? pkg.schemas.config(extConfig) : true;
-    } catch (err) {
-      return refuse('failed', err as PlinthError); // SCHEMA_VALIDATION_LIMIT: its configSchema costs too much to check
-    }
-    if (pkg.schemas.config && !configValid) {
-      return refuse(
-        'failed',
-        new PlinthError('PLINTH_ERR_EXTENSION_CONFIG_INVALID', `extension ${pkg.id}: its config does not match its configSchema`, {
-          extension: pkg.id,
-          ...(config.file ? { file: config.file } : {}),
-          problems: toProblems(pkg.schemas.config.errors).map((p) => ({ ...p, path: `/extensions/${pkg.id}/config${p.path}` })),
-        }),
-      );
-    }
+    if (check.status === 'refused') return refuse('failed', check.error);
+    const extConfig = check.config;
     const limits = { ...config.defaults.limits, ...pkg.manifest.limits };
     try {
       budget.reserve(budgetKey, pkg.id, { memoryMb: limits.memoryMb, concurrency: limits.concurrency });
@@ -630,6 +626,7 @@ export class Registry {
     if (this.#stopped) return;
     const { log } = this.#o;
     const scan = await this.#scan(new Map(this.#running), this.#snapshotRoot);
+    this.#logRefusals(scan);
     const { resolution } = scan;
     const rejected = new Map<string, RegistryEntry>();
     for (const r of scan.rejected) rejected.set(`${r.id} (${r.path})`, r);
@@ -702,6 +699,30 @@ export class Registry {
     if (!drained) log.warn({ extension: id, version: old.version }, 'old version still had calls in flight when its drain time ran out');
     await old.stop(this.#o.drainMs ?? 5000);
     this.#o.budget.release(old.budgetKey);
+  }
+
+  /**
+   * Every copy refused this round — at start and on every reload — at warn (shadowed, loaded untrusted) or error,
+   * with its code, folder and the file or path concerned: nothing is refused silently (issue 9). Running
+   * extensions that no longer resolve are logged by reconcile() as it stops them.
+   */
+  #logRefusals(scan: ScanResult): void {
+    const { log } = this.#o;
+    for (const r of scan.rejected) {
+      if (!r.reason) continue;
+      const fields = { ...refusalFields(PlinthError.fromJSON(r.reason)), extension: r.id, folder: r.path };
+      if (r.state === 'failed') log.error(fields, `refused: ${String(r.reason.message)}`);
+      else log.warn(fields, `not used: ${String(r.reason.message)}`);
+    }
+    for (const [id, f] of scan.resolution.failed) {
+      if (this.#running.has(id)) continue;
+      log.error({ ...refusalFields(f.error), extension: id, ...(f.candidate ? { folder: f.candidate.dir } : {}) }, `cannot start: ${f.error.message}`);
+    }
+    for (const copy of scan.copies.values()) {
+      if (copy.trust.status === 'untrusted' && scan.resolution.resolved.get(copy.found.id) === copy.candidate) {
+        log.warn({ ...refusalFields(copy.trust.error), extension: copy.found.id, folder: copy.found.dir }, `loading untrusted (trust policy warn): ${copy.trust.error.message}`);
+      }
+    }
   }
 
   /** Stops everything in reverse dependency order, each time-boxed; never throws. */

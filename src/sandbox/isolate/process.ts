@@ -14,13 +14,14 @@
 // deadline and the isolate's CPU time, and disposes the isolate past either. When dispose() itself cannot get
 // the thread back, the host's own watchdog (deadline + grace, and RSS) kills this whole process.
 import ivm from 'isolated-vm';
-import { readFile, realpath, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Peer, parentTransport } from '../link/index.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
 import type { Json } from '../../sdk/index.ts';
 import { SHIM_FILENAME, SHIM_SOURCE } from './shim.ts';
+import { dynamicImportRefused, moduleImports, packageRoots, resolveImport } from './imports.ts';
 import {
   MAX_REQUEST_CHARS,
   MIN_MEMORY_MB,
@@ -282,48 +283,10 @@ function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string;
 
 // --- module loading -------------------------------------------------------------------------------------------
 
-function isInside(root: string, target: string): boolean {
-  return target === root || target.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
-}
-
-function refused(spec: SandboxSpec, from: string, what: string, hint: string): PlinthError {
-  return new PlinthError('PLINTH_ERR_IMPORT_REFUSED', `extension ${spec.id}: ${from} imports ${what}`, { extension: spec.id, file: from, hint });
-}
-
-// `import(` not preceded by an identifier character or a dot (so `x.import(` and `reimport(` pass). Dynamic
-// import also fails at run time in an isolate ("Not supported"); refusing at load names the file instead.
-const DYNAMIC_IMPORT = /(?<![\w$.])import\s*(?:\/\*[\s\S]*?\*\/\s*)*\(/;
-
-async function resolveImport(spec: SandboxSpec, root: string, from: string, specifier: string): Promise<string> {
-  const rel = path.relative(root, from);
-  const hint = 'an isolate extension may import only relative files inside its own folder ("./lib.js"); bundle any dependency into the package';
-  if (!specifier.startsWith('./') && !specifier.startsWith('../')) {
-    throw refused(spec, rel, `"${specifier}", which is not a relative path (Node built-ins, packages, absolute paths and URLs are not available in an isolate)`, hint);
-  }
-  const target = path.resolve(path.dirname(from), specifier);
-  if (!isInside(root, target)) throw refused(spec, rel, `"${specifier}", which is outside the extension's folder`, hint);
-  let real: string;
-  try {
-    real = await realpath(target);
-  } catch {
-    throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${rel} imports "${specifier}", which does not exist`, { extension: spec.id, file: target });
-  }
-  if (!isInside(root, real)) throw refused(spec, rel, `"${specifier}", which leads outside the extension's folder (a link)`, hint);
-  if (!(await stat(real)).isFile()) throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${rel} imports "${specifier}", which is not a file`, { extension: spec.id, file: real });
-  return real;
-}
-
 /** Compiles the main module and everything it imports, refusing anything outside the extension's folder. */
 async function compileGraph(g: Guest): Promise<{ main: ivm.Module; resolve: (specifier: string, referrer: ivm.Module) => ivm.Module }> {
   const spec = g.spec;
-  const root = await realpath(spec.dir);
-  let mainReal: string;
-  try {
-    mainReal = await realpath(spec.mainPath);
-  } catch {
-    throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its main module ${spec.mainPath} does not exist`, { extension: spec.id, file: spec.mainPath });
-  }
-  if (!isInside(root, mainReal)) throw refused(spec, 'package.json "main"', 'a file outside the extension\'s folder', 'point "main" at a file inside the package');
+  const { root, main: mainReal } = await packageRoots(spec.id, spec.dir, spec.mainPath);
   const byFile = new Map<string, ivm.Module>();
   const fileOf = new Map<ivm.Module, string>();
   const edges = new Map<string, Map<string, string>>();
@@ -333,7 +296,9 @@ async function compileGraph(g: Guest): Promise<{ main: ivm.Module; resolve: (spe
     if (byFile.has(file)) continue;
     const rel = path.relative(root, file);
     const source = await readFile(file, 'utf8');
-    if (DYNAMIC_IMPORT.test(source)) throw refused(spec, rel, 'with import(), which is not available in an isolate', 'use static relative imports only');
+    // Parsed, not pattern-matched: `import(` in a comment or a string is not an import (imports.ts).
+    const dynamic = moduleImports(spec.id, rel, source, file).dynamic[0];
+    if (dynamic) throw dynamicImportRefused(spec.id, rel, dynamic, file);
     let mod: ivm.Module;
     try {
       // The label in stack traces names the extension and its own relative path, never a host path.
@@ -345,7 +310,7 @@ async function compileGraph(g: Guest): Promise<{ main: ivm.Module; resolve: (spe
     fileOf.set(mod, file);
     const deps = new Map<string, string>();
     for (const specifier of mod.dependencySpecifiers) {
-      const target = await resolveImport(spec, root, file, specifier);
+      const target = await resolveImport(spec.id, root, file, specifier);
       deps.set(specifier, target);
       queue.push(target);
     }
@@ -498,6 +463,12 @@ peer.handle('stats', (): StatsResult => ({
 // Backstops: one guest's trouble must not take the process down by accident. Logged, never rethrown.
 process.on('uncaughtException', (err) => process.stderr.write(`plinth isolate sandbox: uncaught exception: ${messageOf(err)}\n`));
 process.on('unhandledRejection', (err) => process.stderr.write(`plinth isolate sandbox: unhandled rejection: ${messageOf(err)}\n`));
+
+// Ctrl-C in a terminal sends SIGINT to the whole foreground process group, this process included (and a
+// supervisor may SIGTERM the group). Its lifecycle is the host's: the host stops every extension in it, then kills
+// it. Dying on the terminal's signal first would fail the very extensions the host is stopping gracefully.
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => undefined);
 
 // Without its host this process has no purpose. SIGKILL rather than exit(): a thread stuck in uninterruptible
 // isolate code can hang a normal exit (isolated-vm #260).
