@@ -41,7 +41,7 @@ export function formatRecord(line: string): string {
   const fields = Object.entries(rec)
     .filter(([k, v]) => !OWN.has(k) && v !== undefined && !(own && typeof v === 'object' && v !== null))
     .map(([k, v]) => `${k}=${value(v)}`);
-  const lines = [`${clock(rec.time)} ${level}${who} ${String(rec.msg ?? '')}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}`];
+  const lines = [`${clock(rec.time)} ${level}${who} ${typeof rec.msg === 'string' ? rec.msg : JSON.stringify(rec.msg ?? '')}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}`];
   if (own) for (const l of own) lines.push(`    ${String(l)}`);
   if (Array.isArray(rec.problems)) {
     for (const p of rec.problems as Array<{ path?: unknown; message?: unknown; hint?: unknown }>) {

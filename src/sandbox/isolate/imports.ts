@@ -70,7 +70,7 @@ export function moduleImports(id: string, rel: string, source: string, file?: st
 
 /** The refusal of a dynamic import(), naming file:line:column. */
 export function dynamicImportRefused(id: string, rel: string, at: ImportSite, file?: string): PlinthError {
-  const what = at.specifier === undefined ? 'import()' : `import(${JSON.stringify(at.specifier)})`;
+  const what = at.specifier === undefined ? 'import()' : `import() of ${JSON.stringify(at.specifier)}`;
   return new PlinthError('PLINTH_ERR_IMPORT_REFUSED', `extension ${id}: ${rel}:${at.line}:${at.column} uses ${what}, which is not available in an isolate`, {
     extension: id,
     file: file ?? rel,

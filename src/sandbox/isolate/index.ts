@@ -611,13 +611,15 @@ export class IsolateSandbox implements Sandbox {
       const value = await this.#context(op);
       return value === undefined ? { ok: true, value: null, undefined: true } : { ok: true, value };
     } catch (err) {
-      const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; name?: unknown; message?: unknown };
+      const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; name?: unknown; message?: unknown; hint?: unknown };
       return {
         ok: false,
         error: {
           code: typeof e.code === 'string' ? e.code.slice(0, 128) : '',
           name: typeof e.name === 'string' && e.name !== 'PlinthError' ? e.name.slice(0, 128) : 'Error',
           message: scrub(typeof e.message === 'string' ? e.message : String(err)),
+          // The permission to add (PERMISSION_DENIED): the same hint a worker extension gets.
+          ...(typeof e.hint === 'string' ? { hint: scrub(e.hint) } : {}),
         },
       };
     }

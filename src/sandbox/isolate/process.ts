@@ -208,7 +208,7 @@ async function forward(g: Guest, id: number, callId: number, op: ContextOp): Pro
       ok = true;
       payload = reply.undefined === true ? '' : JSON.stringify(reply.value ?? null);
     } else {
-      payload = JSON.stringify({ code: String(reply.error.code), name: String(reply.error.name), message: cap(String(reply.error.message), 4096) });
+      payload = JSON.stringify({ code: String(reply.error.code), name: String(reply.error.name), message: cap(String(reply.error.message), 4096), ...(typeof reply.error.hint === 'string' ? { hint: cap(reply.error.hint, 1024) } : {}) });
     }
   } catch {
     ok = false;
@@ -247,12 +247,16 @@ function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): vo
         return;
       case 'error':
       case 'unserialisable': {
-        const d = JSON.parse(text) as { name?: unknown; message?: unknown; stack?: unknown; code?: unknown };
+        const d = JSON.parse(text) as { name?: unknown; message?: unknown; stack?: unknown; code?: unknown; hint?: unknown; ctx?: unknown };
         const name = typeof d.name === 'string' ? d.name : 'Error';
         const message = typeof d.message === 'string' ? d.message : '';
         const stack = typeof d.stack === 'string' && d.stack !== '' ? d.stack : `${name}: ${message}`;
         const lead = status === 'error' ? `${what} threw ${name}: ${message}` : `${what} returned a value that is not JSON-serialisable (${name}: ${message})`;
-        call.reject(new PlinthError('PLINTH_ERR_STAGE_FAILED', cap(`extension ${id}: ${lead}`, 4096), { extension: id, extensionStack: stack }));
+        // A denial the host's ctx handler made (the shim marks the errors it rebuilt from ctx replies; extension
+        // code cannot forge the mark) keeps its code and hint, as in a worker: PERMISSION_DENIED names what to add.
+        const fromCtx = status === 'error' && d.ctx === true && (d.code === 'PLINTH_ERR_PERMISSION_DENIED' || d.code === 'PLINTH_ERR_RESULT_TOO_LARGE');
+        const code: ErrorCode = fromCtx ? (d.code as ErrorCode) : 'PLINTH_ERR_STAGE_FAILED';
+        call.reject(new PlinthError(code, cap(`extension ${id}: ${lead}`, 4096), { extension: id, extensionStack: stack, ...(fromCtx && typeof d.hint === 'string' ? { hint: d.hint } : {}) }));
         return;
       }
       default:

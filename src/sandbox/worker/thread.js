@@ -7,6 +7,7 @@
 // thread, about 11 MB of RSS each.
 import { MessageChannel, parentPort, receiveMessageOnPort, threadId, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
+import { format } from 'node:util';
 
 /** @typedef {import('./protocol.ts').CtxHello} CtxHello */
 /** @typedef {import('./protocol.ts').HostMessage} HostMessage */
@@ -242,6 +243,45 @@ const baseCtx = Object.freeze({
   fetch: fetchVia,
   env,
 });
+
+// --- console and standard output --------------------------------------------------------------------------
+
+// Whatever the extension prints is a line of the host's log under its id, never the host's stdout (a worker
+// thread's stdout is the host process's, where `plinth call --json` writes its result). console methods keep
+// their level; anything else written to process.stdout / process.stderr (console.dir, table, a raw write) is
+// `info` / `warn`. Formatting is util.format's, as in Node.
+/** @type {Record<string, 'debug' | 'info' | 'warn' | 'error'>} */
+const CONSOLE_LEVELS = { log: 'info', info: 'info', debug: 'debug', trace: 'debug', warn: 'warn', error: 'error' };
+for (const [method, level] of Object.entries(CONSOLE_LEVELS)) {
+  const line = log(level);
+  Object.defineProperty(console, method, {
+    value: (/** @type {unknown[]} */ ...args) => line(format(...args).slice(0, 8192), { console: method }),
+    writable: true,
+    configurable: true,
+  });
+}
+/**
+ * @param {'info' | 'warn'} level
+ * @param {string} stream
+ */
+function streamToLog(level, stream) {
+  const line = log(level);
+  /**
+   * @param {unknown} chunk
+   * @param {unknown} [encoding]
+   * @param {unknown} [callback]
+   */
+  return function write(chunk, encoding, callback) {
+    const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) || chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : String(chunk);
+    const trimmed = text.endsWith('\n') ? text.slice(0, -1) : text;
+    if (trimmed !== '') line(trimmed.slice(0, 8192), { console: stream });
+    const done = /** @type {(() => void) | undefined} */ (typeof encoding === 'function' ? encoding : typeof callback === 'function' ? callback : undefined);
+    if (done) process.nextTick(done);
+    return true;
+  };
+}
+process.stdout.write = /** @type {typeof process.stdout.write} */ (streamToLog('info', 'stdout'));
+process.stderr.write = /** @type {typeof process.stderr.write} */ (streamToLog('warn', 'stderr'));
 
 // --- loading the extension, once per thread ---------------------------------------------------------------
 
