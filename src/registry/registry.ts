@@ -715,8 +715,10 @@ export class Registry {
       else log.warn(fields, `not used: ${String(r.reason.message)}`);
     }
     for (const [id, f] of scan.resolution.failed) {
-      if (this.#running.has(id)) continue;
-      log.error({ ...refusalFields(f.error), extension: id, ...(f.candidate ? { folder: f.candidate.dir } : {}) }, `cannot start: ${f.error.message}`);
+      // Broken copies were logged above; running ones that no longer resolve, by reconcile() as it stops them.
+      if (this.#running.has(id) || scan.broken.get(id) === f.error) continue;
+      const folder = f.candidate?.dir ?? [...scan.copies.values()].find((c) => c.found.id === id)?.found.dir;
+      log.error({ ...refusalFields(f.error), extension: id, ...(folder ? { folder } : {}) }, `cannot start: ${f.error.message}`);
     }
     for (const copy of scan.copies.values()) {
       if (copy.trust.status === 'untrusted' && scan.resolution.resolved.get(copy.found.id) === copy.candidate) {

@@ -26,16 +26,21 @@ function lockfilePath(flags: ServeFlags, configFile: string | undefined): string
 }
 
 /** The start-up summary: what is active, what failed and why (one record; readable lines under `lines`). */
-function summarise(logger: Logger, list: HostExtensionInfo[], plugins: string[]): void {
+function summarise(logger: Logger, all: HostExtensionInfo[], plugins: string[]): void {
   const cwd = process.cwd();
-  const where = (p: string) => (p ? path.relative(cwd, p) || '.' : '');
+  const where = (p: string) => {
+    const rel = path.relative(cwd, p);
+    return rel === '' ? '.' : rel.startsWith('..') ? p : rel;
+  };
+  // A copy refused before resolution is also listed under its id without a folder, with the same reason: once.
+  const list = all.filter((e) => e.path !== '' || !all.some((o) => o !== e && o.id === e.id && o.path !== '' && o.reason?.code === e.reason?.code));
   const active = list.filter((e) => e.state === 'active' || e.state === 'degraded');
   const failed = list.filter((e) => e.state === 'failed');
   const other = list.filter((e) => !active.includes(e) && !failed.includes(e));
   const lines = [
     ...active.map((e) => `active   ${e.id} ${e.version} (${e.runtime})${e.state === 'degraded' ? ' degraded' : ''}`),
-    ...failed.map((e) => `FAILED   ${e.id}${e.version ? ` ${e.version}` : ''} (${where(e.path)}): ${e.reason ? `${String(e.reason.code)}: ${String(e.reason.message)}` : 'no reason recorded'}`),
-    ...other.map((e) => `${e.state.padEnd(8)} ${e.id}${e.version ? ` ${e.version}` : ''} (${where(e.path)})${e.reason ? `: ${String(e.reason.code)}: ${String(e.reason.message)}` : ''}`),
+    ...failed.map((e) => `FAILED   ${e.id}${e.version ? ` ${e.version}` : ''}${e.path ? ` (${where(e.path)})` : ''}: ${e.reason ? `${String(e.reason.code)}: ${String(e.reason.message)}` : 'no reason recorded'}`),
+    ...other.map((e) => `${e.state.padEnd(8)} ${e.id}${e.version ? ` ${e.version}` : ''}${e.path ? ` (${where(e.path)})` : ''}${e.reason ? `: ${String(e.reason.code)}: ${String(e.reason.message)}` : ''}`),
   ];
   const record = {
     active: active.length,
