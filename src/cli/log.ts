@@ -14,6 +14,8 @@ export interface LogOptions {
   json: boolean;
   /** Where lines go (tests); default stderr. */
   write?: (line: string) => void;
+  /** Records not to print (e.g. what the command reports itself as its error). */
+  skip?: (record: Record<string, unknown>) => boolean;
 }
 
 function value(v: unknown): string {
@@ -56,8 +58,17 @@ export function formatRecord(line: string): string {
 /** The host's logger for a command: JSON lines (`--json`) or readable lines, on stderr. */
 export function createLogger(options: LogOptions): Logger {
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
+  const skip = options.skip;
+  const skipped = (line: string) => {
+    if (!skip) return false;
+    try {
+      return skip(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      return false;
+    }
+  };
   return pino(
     { level: options.level, base: undefined },
-    { write: (line: string) => write(options.json ? line : `${formatRecord(line)}\n`) },
+    { write: (line: string) => void (skipped(line) || write(options.json ? line : `${formatRecord(line)}\n`)) },
   );
 }

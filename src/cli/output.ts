@@ -1,4 +1,5 @@
 // What commands print: JSON for scripts (`--json`), plain text for people; errors on stderr with their code.
+import path from 'node:path';
 import { PlinthError, isPlinthError, type ErrorCode } from '../errors.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -56,4 +57,11 @@ export function table(header: string[], rows: string[][]): string {
 
 export function usageError(message: string, hint?: string): PlinthError {
   return new PlinthError('PLINTH_ERR_USAGE', message, hint === undefined ? {} : { hint });
+}
+
+/** A path as people read it in a listing: relative to the working directory when inside it, else absolute. */
+export function shownPath(p: string, cwd = process.cwd()): string {
+  if (p === '') return '';
+  const rel = path.relative(cwd, p);
+  return rel === '' ? '.' : rel.startsWith('..') || path.isAbsolute(rel) ? p : rel;
 }

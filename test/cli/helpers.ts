@@ -66,11 +66,11 @@ export function spawnServe(ws: CliWorkspace, args: string[]): ServeProcess {
   let log = '';
   let out = '';
   const waiters = new Set<() => void>();
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     log += d.toString();
     for (const w of waiters) w();
   });
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   let gone = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (code, signal) => {

@@ -69,7 +69,12 @@ export async function call(io: Io, extension: string, stage: string, flags: Call
   await checkPluginDirs(config.plugins);
   // Operators' logs go to stderr (extensions' console output included); without --verbose only warnings and
   // errors, so stdout holds the output and nothing else.
-  const logger = createLogger({ level: flags.verbose ? config.log.level : 'warn', json: flags.json ?? false });
+  // A refusal of the called extension itself is its error below: not printed twice unless asked (-v).
+  const logger = createLogger({
+    level: flags.verbose ? config.log.level : 'warn',
+    json: flags.json ?? false,
+    ...(flags.verbose ? {} : { skip: (r: Record<string, unknown>) => r.extension === extension && typeof r.code === 'string' && r.level === 50 && r.from !== 'extension' }),
+  });
   const host = await startHost(config, { logger });
   try {
     const refusal = notCallable(host, extension);

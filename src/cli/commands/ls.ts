@@ -1,8 +1,7 @@
 // `plinth ls`: every extension of the plugin directories with id, version, runtime and state.
-import path from 'node:path';
 import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
 import { scanExtensions, loadTrustStoreFor, type ExtensionRecord } from '../../registry/index.ts';
-import { EXIT, table, type Io, type Outcome } from '../output.ts';
+import { EXIT, shownPath, table, type Io, type Outcome } from '../output.ts';
 import { checkPluginDirs } from '../plugins.ts';
 
 function trustText(r: ExtensionRecord): string {
@@ -41,8 +40,7 @@ export async function ls(io: Io, flags: ConfigFlags & { json?: boolean }): Promi
     if (extensions.length === 0) {
       io.out(`no extensions found in ${config.plugins.join(', ')} (an extension is a folder with a package.json that has a "plinth" block)`);
     } else {
-      const cwd = process.cwd();
-      io.out(table(['ID', 'VERSION', 'RUNTIME', 'STATE', 'TRUST', 'PATH'], extensions.map((r) => [r.id, r.version ?? '-', r.runtime ?? '-', r.state, trustText(r), path.relative(cwd, r.dir) || '.'])));
+      io.out(table(['ID', 'VERSION', 'RUNTIME', 'STATE', 'TRUST', 'PATH'], extensions.map((r) => [r.id, r.version ?? '-', r.runtime ?? '-', r.state, trustText(r), shownPath(r.dir)])));
       for (const r of extensions.filter((e) => e.error)) io.out(`\n${r.id}: ${r.error!.describe()}`);
       for (const r of extensions) if (r.trust?.status === 'untrusted') io.err(`warning: ${r.id} loads untrusted (policy warn): ${r.trust.error.describe()}`);
     }

@@ -8,7 +8,7 @@ import { Registry, loadTrustStoreFor } from '../../registry/index.ts';
 import { Budget } from '../../resilience/index.ts';
 import { LocalBus } from '../../events/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
-import { EXIT, usageError, type Io, type Outcome } from '../output.ts';
+import { EXIT, shownPath, usageError, type Io, type Outcome } from '../output.ts';
 import { KvStore } from '../../policy/index.ts';
 import { createLogger } from '../log.ts';
 import { checkPluginDirs } from '../plugins.ts';
@@ -27,11 +27,7 @@ function lockfilePath(flags: ServeFlags, configFile: string | undefined): string
 
 /** The start-up summary: what is active, what failed and why (one record; readable lines under `lines`). */
 function summarise(logger: Logger, all: HostExtensionInfo[], plugins: string[]): void {
-  const cwd = process.cwd();
-  const where = (p: string) => {
-    const rel = path.relative(cwd, p);
-    return rel === '' ? '.' : rel.startsWith('..') ? p : rel;
-  };
+  const where = (p: string) => shownPath(p);
   // A copy refused before resolution is also listed under its id without a folder, with the same reason: once.
   const list = all.filter((e) => e.path !== '' || !all.some((o) => o !== e && o.id === e.id && o.path !== '' && o.reason?.code === e.reason?.code));
   const active = list.filter((e) => e.state === 'active' || e.state === 'degraded');
