@@ -9,17 +9,10 @@ if (major < 24) {
   );
   process.exit(2);
 }
-// Node strips TypeScript types only outside node_modules: an installed copy must be a link to a clone
-// (`npm link`, or `npm install -g <path to the clone>`), which resolves to the clone's real path.
+// Node strips TypeScript types only outside node_modules. Installed from a tarball, Plinth's sources sit under
+// node_modules: strip-types.js strips them itself (and the isolate sandbox process imports it too).
 const { realpathSync } = await import('node:fs');
 const { fileURLToPath } = await import('node:url');
-const here = realpathSync(fileURLToPath(new URL('.', import.meta.url)));
-if (/[\\/]node_modules[\\/]/.test(here)) {
-  process.stderr.write(
-    `plinth runs its TypeScript sources directly, and Node does not strip types under node_modules (${here}).\n` +
-      'Install it as a link to a clone instead: `npm link` inside the clone, or `npm install -g <path to the clone>` (README "Installing the CLI").\n',
-  );
-  process.exit(2);
-}
+if (/[\\/]node_modules[\\/]/.test(realpathSync(fileURLToPath(new URL('.', import.meta.url))))) await import('./strip-types.js');
 const { main } = await import('../src/cli/index.ts');
 process.exitCode = await main(process.argv.slice(2));

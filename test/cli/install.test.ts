@@ -1,5 +1,6 @@
 // Installing the CLI for use outside the clone, as README "Installing the CLI" says: `npm install -g <clone>`
-// (what `npm link` does) into a temp prefix, offline, then `plinth` from another directory (issue 9).
+// (what `npm link` does) into a temp prefix, offline, then `plinth` from another directory (issue 9). The packed
+// tarball needs its dependencies from the registry, so .ci/run checks that way, not this test.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

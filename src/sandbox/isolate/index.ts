@@ -31,6 +31,9 @@ export type { StatsResult as IsolateProcessStats } from './protocol.ts';
 
 const debug = debuglog('plinth:sandbox');
 const PROCESS_ENTRY = fileURLToPath(new URL('./process.ts', import.meta.url));
+// Installed from a tarball (under node_modules, where Node strips no types) the process entry needs the
+// launcher's type-stripping hook (bin/strip-types.js).
+const STRIP_TYPES_ARGS = /[\\/]node_modules[\\/]/.test(PROCESS_ENTRY) ? ['--import', new URL('../../../bin/strip-types.js', import.meta.url).href] : [];
 
 export interface IsolateProcessOptions {
   /** Fixed RSS limit of the sandbox process in MB. Default: rssBaselineMb + rssPerMemoryMb × Σ hosted memoryMb. */
@@ -104,7 +107,7 @@ class Generation {
     this.child = fork(PROCESS_ENTRY, [], {
       // isolated-vm needs --no-node-snapshot on Node >= 20. The host's own flags (e.g. --test) are not inherited,
       // nor is its environment: nothing of the host's secrets sits in the process that runs untrusted code.
-      execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning'],
+      execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...STRIP_TYPES_ARGS],
       env: {},
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'json',
