@@ -488,7 +488,7 @@ export class Registry {
             const cause = running?.info().reason ?? this.#notRunning.get(dep)?.reason;
             const err = dependencyFailed(candidate, dep, cause ? PlinthError.fromJSON(cause) : new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `${dep} is not running`));
             this.#notRunning.set(id, entry({ ...candidate, runtime: copy.pkg.manifest.runtime }, 'failed', err));
-            this.#o.log.error({ extension: id, code: err.code }, err.message);
+            this.#o.log.error({ ...refusalFields(err), extension: id, folder: candidate.dir }, err.message);
             return;
           }
           const managed = await this.#create(copy);
@@ -689,7 +689,7 @@ export class Registry {
       this.#o.budget.release(next.budgetKey);
       const err = reason ? PlinthError.fromJSON(reason) : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${id} ${copy.pkg.version} did not start`, { extension: id });
       this.#reloadErrors.set(id, err);
-      log.error({ extension: id, version: copy.pkg.version, code: err.code }, `new version refused, ${old.version} keeps serving: ${err.message}`);
+      log.error({ ...refusalFields(err), extension: id, version: copy.pkg.version, folder: copy.found.dir }, `new version refused, ${old.version} keeps serving: ${err.message}`);
       return;
     }
     this.#running.set(id, next);
