@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { ConfigFlags } from '../config/index.ts';
 import { EXIT, printEnvelope, processIo, reportError, type Io, type Outcome } from './output.ts';
 import { ls } from './commands/ls.ts';
+import { LOG_FORMATS } from './log.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
@@ -32,6 +33,10 @@ function hostFlags(o: HostOptions): ConfigFlags & { json?: boolean } {
   if (o.dataDir !== undefined) flags.dataDir = o.dataDir;
   if (o.json !== undefined) flags.json = o.json;
   return flags;
+}
+
+function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'log lines on stderr as text or JSON (default: text on a terminal, JSON otherwise; --json implies json)').choices(LOG_FORMATS);
 }
 
 function withHostOptions(cmd: Command): Command {
@@ -118,19 +123,22 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('-i, --input <json>', 'stage input as JSON (default {})')
       .option('--input-file <file>', 'read the input JSON from a file, or - for standard input')
       .option('-t, --timeout <ms>', 'call timeout in milliseconds (default: the stage\'s own)')
-      .option('-v, --verbose', 'log the host\'s lifecycle to stderr'),
+      .option('-v, --verbose', 'log the host\'s lifecycle to stderr')
+      .addOption(logFormatOption()),
   ).action(function (this: Command, extension: string, stage: string) {
-    const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean }>();
+    const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean; logFormat?: string }>();
     const flags: CallFlags = { ...hostFlags(o) };
     if (o.input !== undefined) flags.input = o.input;
     if (o.inputFile !== undefined) flags.inputFile = o.inputFile;
     if (o.timeout !== undefined) flags.timeout = o.timeout;
     if (o.verbose !== undefined) flags.verbose = o.verbose;
+    if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
     return run(() => call(io, extension, stage, flags))();
   });
 
-  const serveFlags = (o: HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string }): ServeFlags => {
+  const serveFlags = (o: HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string }): ServeFlags => {
     const flags: ServeFlags = { ...hostFlags(o) };
+    if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
     if (o.frozenLockfile !== undefined) flags.frozenLockfile = o.frozenLockfile;
     if (o.lockfile !== undefined) flags.lockfile = o.lockfile;
     if (o.watch !== undefined) flags.watch = o.watch;
@@ -145,9 +153,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--frozen-lockfile', 'refuse extensions that drift from plinth.lock.json')
       .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)')
       .option('--no-watch', 'do not watch the plugin directories')
-      .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)'),
+      .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)')
+      .addOption(logFormatOption()),
   ).action(function (this: Command) {
-    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string }>();
+    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string }>();
     return run(() => serve(io, serveFlags(o)))();
   });
 

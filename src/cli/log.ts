@@ -1,5 +1,5 @@
-// Operators' logs on stderr: pino underneath (structured fields everywhere), printed as JSON lines with `--json`
-// or as one readable line per record otherwise:
+// Operators' logs on stderr: pino underneath (structured fields everywhere), printed as JSON lines (`--json`,
+// `--log-format json`, or by default when stderr is not a terminal) or as one readable line per record:
 //   10:02:03.120 ERROR bad-ext  PLINTH_ERR_SIG_FILE_CHANGED: … changed  file=/srv/plugins/bad-ext/index.js
 // Written synchronously (stderr is synchronous for files, pipes and terminals on Linux), so nothing is lost when
 // a second Ctrl-C exits at once.
@@ -53,6 +53,18 @@ export function formatRecord(line: string): string {
   const err = rec.err as { stack?: unknown; message?: unknown } | undefined;
   if (err && typeof err === 'object') lines.push(...String(err.stack ?? err.message).split('\n').map((l) => `    ${l}`));
   return lines.join('\n');
+}
+
+export const LOG_FORMATS = ['text', 'json'] as const;
+
+/**
+ * JSON lines or text: `--json` (or `--log-format json`) means JSON, `--log-format text` text; by default text
+ * on a terminal and JSON lines when stderr is a pipe or a file (a log collector, systemd, a test harness).
+ */
+export function jsonLogs(flags: { json?: boolean; logFormat?: string }): boolean {
+  if (flags.json) return true;
+  if (flags.logFormat !== undefined) return flags.logFormat === 'json';
+  return process.stderr.isTTY !== true;
 }
 
 /** The host's logger for a command: JSON lines (`--json`) or readable lines, on stderr. */

@@ -34,7 +34,7 @@ describe('extension output goes to the host log', () => {
 
   it('without -v the worker\'s info lines are not shown, and stdout is still only the output', async () => {
     const ws = await cliWorkspace(['talk-worker']);
-    const r = await runCli(['call', 'talk-worker', 'say', ...host(ws)], { cwd: ws.root });
+    const r = await runCli(['call', 'talk-worker', 'say', ...host(ws, '--log-format', 'text')], { cwd: ws.root });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { said: 'hello', input: {} });
     assert.match(r.stderr, /talk-worker: worker console\.error/);

@@ -80,7 +80,7 @@ describe('plinth serve logs every refusal', () => {
 
   it('on reload: a tampered change (the old version keeps serving), an unsigned new folder, package.json that is not JSON — readable lines', async () => {
     const ws = await cliWorkspace(['talk-isolate']);
-    const serve = spawnServe(ws, []);
+    const serve = spawnServe(ws, ['--log-format', 'text']);
     try {
       await serve.waitFor(/watching the plugin directories for changes/, 30_000, 'serve to start watching');
       assert.match(serve.log(), /INFO {2}serving 1 extension\(s\)/);

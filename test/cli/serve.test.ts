@@ -20,7 +20,7 @@ describe('plinth serve', () => {
     const mine = JSON.parse(await readFile(trust, 'utf8')) as { publishers: object };
     await writeFile(trust, JSON.stringify({ publishers: { ...devTrust.publishers, ...mine.publishers } }));
 
-    const child = spawn(process.execPath, [BIN, 'serve', '--plugins', plugins, '--trust', trust, '--data-dir', path.join(root, 'data'), '--json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'serve', '--plugins', plugins, '--trust', trust, '--data-dir', path.join(root, 'data')], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

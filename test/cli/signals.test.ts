@@ -48,7 +48,7 @@ describe('plinth serve: Ctrl-C, SIGTERM, --no-watch', () => {
 
   it('a second Ctrl-C while extensions are still stopping exits at once with 130', async () => {
     const ws = await cliWorkspace(['slow-stop']);
-    const serve = spawnServe(ws, ['--no-watch', '--stop-timeout', '60000']);
+    const serve = spawnServe(ws, ['--no-watch', '--stop-timeout', '60000', '--log-format', 'text']);
     try {
       await serve.waitFor(/serving 1 extension/, 30_000, 'serve to start');
       serve.signalGroup('SIGINT');
@@ -66,7 +66,7 @@ describe('plinth serve: Ctrl-C, SIGTERM, --no-watch', () => {
 
   it('SIGTERM behaves like the first Ctrl-C: a graceful stop, exit 0', async () => {
     const ws = await cliWorkspace(['talk-worker', 'talk-isolate']);
-    const serve = spawnServe(ws, []);
+    const serve = spawnServe(ws, ['--log-format', 'text']);
     try {
       await serve.waitFor(/watching the plugin directories/, 30_000, 'serve to start');
       serve.signalGroup('SIGTERM');
@@ -82,7 +82,7 @@ describe('plinth serve: Ctrl-C, SIGTERM, --no-watch', () => {
 
   it('serve --no-watch keeps serving until stopped (it used to exit 13 a second after start-up)', async () => {
     const ws = await cliWorkspace(['talk-worker', 'talk-isolate']);
-    const serve = spawnServe(ws, ['--no-watch']);
+    const serve = spawnServe(ws, ['--no-watch', '--log-format', 'text']);
     try {
       await serve.waitFor(/serving 2 extension/, 30_000, 'serve to start');
       // talk-worker's health probe runs every 200 ms and logs a heartbeat: fifteen of them is three seconds.

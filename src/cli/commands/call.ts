@@ -5,7 +5,7 @@ import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
 import { startHost, type Host } from '../../host/index.ts';
 import type { Json } from '../../sdk/index.ts';
 import { EXIT, usageError, type Io, type Outcome } from '../output.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, jsonLogs } from '../log.ts';
 import { checkPluginDirs } from '../plugins.ts';
 
 export interface CallFlags extends ConfigFlags {
@@ -14,6 +14,7 @@ export interface CallFlags extends ConfigFlags {
   timeout?: string;
   verbose?: boolean;
   json?: boolean;
+  logFormat?: string;
 }
 
 async function readInput(flags: CallFlags): Promise<Json> {
@@ -72,7 +73,7 @@ export async function call(io: Io, extension: string, stage: string, flags: Call
   // A refusal of the called extension itself is its error below: not printed twice unless asked (-v).
   const logger = createLogger({
     level: flags.verbose ? config.log.level : 'warn',
-    json: flags.json ?? false,
+    json: jsonLogs(flags),
     ...(flags.verbose ? {} : { skip: (r: Record<string, unknown>) => r.extension === extension && typeof r.code === 'string' && r.level === 50 && r.from !== 'extension' }),
   });
   const host = await startHost(config, { logger });

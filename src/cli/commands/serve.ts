@@ -10,7 +10,7 @@ import { LocalBus } from '../../events/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, shownPath, usageError, type Io, type Outcome } from '../output.ts';
 import { KvStore } from '../../policy/index.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, jsonLogs } from '../log.ts';
 import { checkPluginDirs } from '../plugins.ts';
 
 export interface ServeFlags extends ConfigFlags {
@@ -19,6 +19,7 @@ export interface ServeFlags extends ConfigFlags {
   watch?: boolean;
   stopTimeout?: string;
   json?: boolean;
+  logFormat?: string;
 }
 
 function lockfilePath(flags: ServeFlags, configFile: string | undefined): string {
@@ -60,7 +61,7 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
   await checkPluginDirs(config.plugins);
   const stopTimeout = flags.stopTimeout === undefined ? 10_000 : Number(flags.stopTimeout);
   if (!(Number.isInteger(stopTimeout) && stopTimeout > 0)) throw usageError(`--stop-timeout must be a positive number of milliseconds, got ${flags.stopTimeout}`);
-  const logger = createLogger({ level: config.log.level, json: flags.json ?? false });
+  const logger = createLogger({ level: config.log.level, json: jsonLogs(flags) });
 
   // Signal listeners do not keep Node's event loop alive, and every timer and child below is unref'd: without
   // this the process would end on its own as soon as start-up is done (`--no-watch`), or in the middle of a stop.
@@ -107,7 +108,7 @@ export async function lock(io: Io, flags: ServeFlags): Promise<Outcome> {
   await checkPluginDirs(config.plugins);
   const registry = new Registry({
     config,
-    log: createLogger({ level: 'warn', json: flags.json ?? false }),
+    log: createLogger({ level: 'warn', json: jsonLogs(flags) }),
     bus: new LocalBus(),
     budget: new Budget(config.budget),
     kv: () => new KvStore(),
