@@ -46,6 +46,25 @@ describe('plinth serve: Ctrl-C, SIGTERM, --no-watch', () => {
     }
   });
 
+  it('Ctrl-C during start-up: start-up finishes, then everything stops gracefully, exit 0', async () => {
+    const ws = await cliWorkspace(['talk-worker', 'talk-isolate'], { bundled: true });
+    const serve = spawnServe(ws, ['--json']);
+    try {
+      await serve.waitFor(/resolved → starting/, 30_000, 'the first extension starting');
+      serve.signalGroup('SIGINT');
+      const { code } = await serve.exited;
+      assert.equal(code, 0, serve.log());
+      const recs = records(serve.log());
+      assert.equal(recs.filter((r) => r.state === 'failed').length, 0, serve.log());
+      for (const id of ['talk-worker', 'talk-isolate', 'audit-log', 'csv-ingest', 'record-validate', 'redact-fields']) {
+        assert.ok(at(recs, { extension: id, state: 'stopped' }) >= 0, `${id} stopped\n${serve.log()}`);
+      }
+      assert.doesNotMatch(serve.log(), /watching the plugin directories for changes/);
+    } finally {
+      serve.kill();
+    }
+  });
+
   it('a second Ctrl-C while extensions are still stopping exits at once with 130', async () => {
     const ws = await cliWorkspace(['slow-stop']);
     const serve = spawnServe(ws, ['--no-watch', '--stop-timeout', '60000', '--log-format', 'text']);

@@ -111,6 +111,10 @@ class Generation {
       env: {},
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'json',
+      // Its own process group (and session): a terminal's Ctrl-C goes to the host's group only, even while this
+      // process is still booting (before process.ts can ignore SIGINT). The host stops it; if the host dies, the
+      // closed IPC channel ends it (process.ts).
+      detached: true,
     });
     liveChildren.add(this.child);
     this.peer = new Peer(childTransport(this.child));
