@@ -2,6 +2,8 @@
 // signal goes to the whole group — the isolate sandbox process included — as a terminal sends it (issue 9).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { BIN } from '../helpers.ts';
 import { cliWorkspace, records, spawnServe } from './helpers.ts';
 import { writeExt } from '../registry/helpers.ts';
 
@@ -113,6 +115,40 @@ describe('plinth serve: Ctrl-C, SIGTERM, --no-watch', () => {
       assert.match(serve.log(), /talk-isolate: stopping → stopped/);
     } finally {
       serve.kill();
+    }
+  });
+});
+
+describe('plinth call: Ctrl-C', () => {
+  it('Ctrl-C during a call stops the host and exits 130, before the call would have timed out', async () => {
+    const ws = await cliWorkspace(['talk-isolate']);
+    const child = spawn(process.execPath, [BIN, 'call', 'talk-isolate', 'hang', '--plugins', ws.plugins, '--trust', ws.trust, '--data-dir', ws.data, '-v', '--log-format', 'text'], {
+      cwd: ws.root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let log = '';
+    const seen = new Promise<void>((resolve) =>
+      child.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (/talk-isolate: starting → active/.test(log)) resolve();
+      }),
+    );
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await Promise.race([seen, exited.then(() => assert.fail(`call exited early:\n${log}`))]);
+      const t0 = Date.now();
+      process.kill(-child.pid!, 'SIGINT');
+      assert.equal(await exited, 130, log);
+      assert.ok(Date.now() - t0 < 4000, `stopped before the 5 s call timeout (took ${Date.now() - t0} ms)`);
+      assert.match(log, /SIGINT: stopping the call/);
+      assert.match(log, /talk-isolate: stopping → stopped/);
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // gone
+      }
     }
   });
 });

@@ -77,6 +77,14 @@ export async function call(io: Io, extension: string, stage: string, flags: Call
     ...(flags.verbose ? {} : { skip: (r: Record<string, unknown>) => r.extension === extension && typeof r.code === 'string' && r.level === 50 && r.from !== 'extension' }),
   });
   const host = await startHost(config, { logger });
+  // Ctrl-C during a call: stop the sandboxes (the isolate sandbox process is in its own process group, so the
+  // terminal's signal does not reach it), then exit 130; a second Ctrl-C ends at once (Node's default).
+  const interrupted = (signal: NodeJS.Signals) => {
+    logger.warn({ signal }, `${signal}: stopping the call`);
+    void host.stop(1000).finally(() => process.exit(signal === 'SIGTERM' ? 143 : 130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     const refusal = notCallable(host, extension);
     if (refusal) throw refusal;
@@ -84,6 +92,8 @@ export async function call(io: Io, extension: string, stage: string, flags: Call
     if (!flags.json) io.out(JSON.stringify(output, null, 2));
     return { code: EXIT.ok, data: output };
   } finally {
+    process.removeListener('SIGINT', interrupted);
+    process.removeListener('SIGTERM', interrupted);
     await host.stop();
   }
 }
