@@ -131,7 +131,7 @@ describe('plinth call: Ctrl-C', () => {
     const seen = new Promise<void>((resolve) =>
       child.stderr.on('data', (d: Buffer) => {
         log += d.toString();
-        if (/talk-isolate: starting → active/.test(log)) resolve();
+        if (/talk-isolate: hang: waiting forever/.test(log)) resolve();
       }),
     );
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

@@ -76,15 +76,30 @@ export async function call(io: Io, extension: string, stage: string, flags: Call
     json: jsonLogs(flags),
     ...(flags.verbose ? {} : { skip: (r: Record<string, unknown>) => r.extension === extension && typeof r.code === 'string' && r.level === 50 && r.from !== 'extension' }),
   });
-  const host = await startHost(config, { logger });
   // Ctrl-C during a call: stop the sandboxes (the isolate sandbox process is in its own process group, so the
-  // terminal's signal does not reach it), then exit 130; a second Ctrl-C ends at once (Node's default).
+  // terminal's signal does not reach it), then exit 130; during start-up, once started. A second Ctrl-C ends at
+  // once (Node's default).
+  let host: Host | undefined;
+  let interruptedBy: NodeJS.Signals | undefined;
+  const exitCode = (signal: NodeJS.Signals) => (signal === 'SIGTERM' ? 143 : 130);
   const interrupted = (signal: NodeJS.Signals) => {
+    interruptedBy ??= signal;
     logger.warn({ signal }, `${signal}: stopping the call`);
-    void host.stop(1000).finally(() => process.exit(signal === 'SIGTERM' ? 143 : 130));
+    if (host) void host.stop(1000).finally(() => process.exit(exitCode(signal)));
   };
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
+  try {
+    host = await startHost(config, { logger });
+  } catch (err) {
+    process.removeListener('SIGINT', interrupted);
+    process.removeListener('SIGTERM', interrupted);
+    throw err;
+  }
+  if (interruptedBy) {
+    await host.stop(1000);
+    process.exit(exitCode(interruptedBy));
+  }
   try {
     const refusal = notCallable(host, extension);
     if (refusal) throw refusal;
