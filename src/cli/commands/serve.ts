@@ -94,7 +94,7 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
     logger.info({ signal }, `${signal}: stopping (at most ${stopTimeout} ms per extension; ${signal === 'SIGTERM' ? 'another SIGTERM' : 'Ctrl-C again'} exits at once)`);
     await host.stop(stopTimeout);
     const list = host.list();
-    logger.info({ extensions: list.length }, 'stopped');
+    logger.info({ stopped: list.filter((e) => e.state === 'stopped').length }, 'stopped');
     return { code: EXIT.ok, data: { signal, extensions: list } };
   } finally {
     clearInterval(keepAlive);
