@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { cp, writeFile } from 'node:fs/promises';
 import { FIXTURES, runCli, tempDir } from '../helpers.ts';
-import { cliWorkspace, type CliWorkspace } from './helpers.ts';
+import { signExtension } from '../../src/trust/index.ts';
+import { cliWorkspace, publisher, type CliWorkspace } from './helpers.ts';
 
 interface Entry {
   id: string;
@@ -36,6 +37,8 @@ describe('plinth call: the real start failure', () => {
   it('a bad manifest: MANIFEST_INVALID with every problem and its path (and --json has the same error)', async () => {
     const ws = await cliWorkspace([]);
     await cp(path.join(FIXTURES, 'bad-manifest'), path.join(ws.plugins, 'bad-manifest'), { recursive: true });
+    // Signed, so the manifest is what is refused (the signature is checked first, on the verified snapshot).
+    await signExtension(path.join(ws.plugins, 'bad-manifest'), publisher.privateKey, publisher.id);
     const r = await runCli(['call', 'bad-manifest', 'run', ...host(ws)], { cwd: ws.root });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^PLINTH_ERR_MANIFEST_INVALID: /m);

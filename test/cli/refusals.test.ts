@@ -20,6 +20,8 @@ describe('plinth serve logs every refusal', () => {
     const ws = await cliWorkspace(['talk-worker', 'slow-stop', 'talk-isolate'], { unsigned: ['slow-stop'] });
     await appendFile(path.join(ws.plugins, 'talk-worker', 'index.js'), '\n// tampered\n');
     await cp(path.join(FIXTURES, 'bad-manifest'), path.join(ws.plugins, 'bad-manifest'), { recursive: true });
+    // Signed, so the manifest is what is refused (the signature is checked first, on the verified snapshot).
+    await signExtension(path.join(ws.plugins, 'bad-manifest'), publisher.privateKey, publisher.id);
     await cp(path.join(FIXTURES, 'bad-json'), path.join(ws.plugins, 'bad-json'), { recursive: true });
     await writeExt(ws.plugins, { id: 'configured' });
     await writeFile(path.join(ws.root, 'plinth.config.yaml'), 'extensions:\n  configured:\n    config: { failStart: "yes" }\n');

@@ -91,6 +91,12 @@ describe('scan with trust policy', () => {
     pkg.plinth.runtime = 'nope';
     await writeFile(pkgFile, JSON.stringify(pkg));
     const second = await pluginDir(path.join(root, 'second'), { basic: 'plain' });
+    // Policy off checks no signature, so the working copy must be an isolate: ls refuses an unverified worker as
+    // starting would (PLINTH_ERR_RUNTIME_NOT_ALLOWED).
+    const secondFile = path.join(second, 'basic', 'package.json');
+    const secondPkg = JSON.parse(await readFile(secondFile, 'utf8')) as { plinth: { runtime: string } };
+    secondPkg.plinth.runtime = 'isolate';
+    await writeFile(secondFile, JSON.stringify(secondPkg));
     const { extensions } = await scanExtensions([first, second], trustStore([]), 'off');
     assert.deepEqual(extensions.map((e) => [e.dir, e.state, e.error?.code ?? null]), [
       [path.join(first, 'basic'), 'failed', 'PLINTH_ERR_MANIFEST_INVALID'],
