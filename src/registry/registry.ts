@@ -408,7 +408,7 @@ export class Registry {
       const e = isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${pkg.id}: ${String(err)}`, { extension: pkg.id, file: pkg.mainPath });
       // The check ran on the snapshot; people know the file by its place in the plugin folder.
       const inSnapshot = e.file !== undefined && pkg.dir !== pkg.sourceDir && (e.file === pkg.dir || e.file.startsWith(pkg.dir + path.sep));
-      return inSnapshot ? PlinthError.fromJSON({ ...e.toJSON(), file: path.join(pkg.sourceDir, path.relative(pkg.dir, e.file!)) }) : e;
+      return inSnapshot ? PlinthError.fromJSON({ ...e.toJSON(), file: path.join(pkg.sourceDir, path.relative(pkg.dir, e.file)) }) : e;
     }
   }
 
