@@ -564,10 +564,10 @@ export class IsolateSandbox implements Sandbox {
     if (this.#dedicated && gen && gen.sandboxes.size === 0) gen.kill({ reason: 'stopped', code: 'PLINTH_ERR_SHUTDOWN', detail: 'its only sandbox ended' });
   }
 
-  #die(exit: SandboxExit, codeFor: (p: PendingCall) => ErrorCode, message: string): void {
+  #die(exit: SandboxExit, codeFor: (p: PendingCall) => ErrorCode, message: string | ((p: PendingCall) => string)): void {
     const wasRunning = this.#state === 'running';
     if (this.#state === 'starting' || this.#state === 'running') this.#state = 'dead';
-    for (const p of [...this.#pending.values()]) p.settle(this.#error(codeFor(p), message));
+    for (const p of [...this.#pending.values()]) p.settle(this.#error(codeFor(p), typeof message === 'string' ? message : message(p)));
     this.#detach();
     if (wasRunning && !this.#exit) {
       this.#exit = exit;
@@ -602,7 +602,12 @@ export class IsolateSandbox implements Sandbox {
   /** @internal The isolate died on its own inside a live process (its own watchdog, its memory limit). */
   _guestDied(p: ExitParams): void {
     if (this.#state === 'stopping' || this.#state === 'stopped') return;
-    this.#die({ reason: p.reason, detail: p.detail }, (call) => (call.callId === p.triggerCallId || p.reason === 'out-of-memory' ? p.code : 'PLINTH_ERR_SANDBOX_CRASHED'), p.detail);
+    const hit = (call: PendingCall) => call.callId === p.triggerCallId || p.reason === 'out-of-memory';
+    this.#die(
+      { reason: p.reason, detail: p.detail },
+      (call) => (hit(call) ? p.code : 'PLINTH_ERR_SANDBOX_CRASHED'),
+      (call) => (hit(call) ? `the call was stopped: ${p.detail}` : `its isolate was stopped during the call: ${p.detail}`),
+    );
   }
 
   /** @internal A ctx op from the isolate: performed by the host's ContextHandler, its outcome as plain data. */

@@ -92,6 +92,11 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
       : cause === 'crashed'
         ? { reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED' }
         : { reason: 'killed', code: cause === 'cpu' ? 'PLINTH_ERR_CPU_LIMIT' : 'PLINTH_ERR_STAGE_TIMEOUT' };
+  // The end is announced before any call's reply: a caller woken by its failed call must find the sandbox already
+  // dead (and its supervisor restarting it), never send the next call to an isolate that is gone. The host settles
+  // the pending calls from this notice; the replies below arrive after and are ignored there.
+  const notice: ExitParams = { instanceId: g.spec.instanceId, reason: exit.reason, code: exit.code, detail: cap(detail), ...(trigger ? { triggerCallId: trigger.callId } : {}) };
+  peer.notify('exit', notice);
   for (const call of g.calls.values()) {
     const code: ErrorCode = call === trigger || cause === 'oom' ? exit.code : 'PLINTH_ERR_SANDBOX_CRASHED';
     const what = call.kind === 'stage' ? 'the call' : `${call.kind}()`;
@@ -99,11 +104,9 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
     call.reject(new PlinthError(code, msg, { extension: id }));
   }
   g.calls.clear();
-  const notice: ExitParams = { instanceId: g.spec.instanceId, reason: exit.reason, code: exit.code, detail: cap(detail), ...(trigger ? { triggerCallId: trigger.callId } : {}) };
-  // Off this turn, so the calls' replies go out first. dispose() last: it may block while the isolate's thread is
-  // stuck in uninterruptible code; the host's watchdog ends this process if we never come back.
+  // dispose() off this turn: it may block while the isolate's thread is stuck in uninterruptible code; the host's
+  // watchdog ends this process if we never come back.
   setImmediate(() => {
-    peer.notify('exit', notice);
     try {
       g.isolate.dispose();
     } catch {

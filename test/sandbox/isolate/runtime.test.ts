@@ -166,3 +166,21 @@ describe('results', () => {
     assert.ok(peak - before < 96 * 1024 * 1024, `host heap grew by ${Math.round((peak - before) / 1048576)} MB`);
   });
 });
+
+describe('a call stopped by the in-process watchdog', () => {
+  // Regression (host.test "a call past its timeout … serves again afterwards" failed under load): the process
+  // replied to the call before it announced the isolate's end, so a caller could send the next call to an isolate
+  // already gone ("instance … is not loaded in this sandbox process", SANDBOX_CRASHED) before the supervisor heard
+  // of the exit. The end is announced first: when the call rejects, the sandbox has already reported onExit.
+  it('has reported onExit (and is dead) by the time the timed-out call rejects', async () => {
+    for (let round = 0; round < 3; round++) {
+      const { sandbox } = await started(await fixture('hostile'));
+      const exits: SandboxExit[] = [];
+      sandbox.onExit((e) => exits.push(e));
+      const err = await rejectsWith(sandbox.call('never', {}, { timeoutMs: 150, traceId: 't' }), 'PLINTH_ERR_STAGE_TIMEOUT');
+      assert.match(err.message, /timeout/);
+      assert.equal(sandbox.state, 'dead', `round ${round}: state when the call rejected`);
+      assert.deepEqual(exits.map((e) => e.reason), ['killed']);
+    }
+  });
+});
