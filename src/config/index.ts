@@ -35,6 +35,7 @@ export interface HostConfig {
     limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
     breaker: BreakerSettings;
     health: { intervalMs: number; timeoutMs: number; unhealthyThreshold: number; recoveryThreshold: number };
+    restart: { maxAttempts: number; baseMs: number; maxMs: number; resetAfterMs: number };
   };
   extensions: Record<string, ExtensionSettings>;
 }

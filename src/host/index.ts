@@ -21,7 +21,7 @@ export interface HostOptions {
   makeSandbox?: SandboxFactory;
   env?: NodeJS.ProcessEnv;
   /** Restart backoff for every extension (tests shorten it). */
-  backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  backoff?: Partial<HostConfig['defaults']['restart']>;
   /** Whether stop() also ends the shared isolate sandbox processes (default true; false when other hosts in this process still use them). */
   stopSandboxProcesses?: boolean;
   /** Refuse extensions that drift from this lockfile. */

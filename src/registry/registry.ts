@@ -70,7 +70,7 @@ export interface RegistryOptions {
   env: NodeJS.ProcessEnv;
   trustStore: TrustStore;
   makeSandbox?: SandboxFactory;
-  backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  backoff?: Partial<HostConfig['defaults']['restart']>;
   /** Refuse extensions that drift from this lockfile (`--frozen-lockfile`). */
   frozenLockfile?: string;
   /** How long an old version may take to finish in-flight calls during a swap, and to stop. */

@@ -32,7 +32,7 @@ export type BreakerState = (typeof BREAKER_STATES)[keyof typeof BREAKER_STATES];
 export type BreakerOutcome = 'success' | 'failure' | 'ignored';
 
 /** Failures that say nothing about the extension's health (the caller's mistake, or the host's own doing). */
-export const NOT_COUNTED: ReadonlySet<string> = new Set(['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_CIRCUIT_OPEN', 'PLINTH_ERR_SHUTDOWN', 'PLINTH_ERR_CANCELLED']);
+export const NOT_COUNTED: ReadonlySet<string> = new Set(['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_CIRCUIT_OPEN', 'PLINTH_ERR_SHUTDOWN', 'PLINTH_ERR_CANCELLED', 'PLINTH_ERR_CALL_OPTIONS_INVALID']);
 
 /** The outcome a call's error means to the breaker. */
 export function outcomeOf(err: unknown): BreakerOutcome {

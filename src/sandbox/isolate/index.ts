@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Peer, childTransport } from '../link/index.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
+import { checkTimeout } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { DEFAULT_MAX_RESULT_BYTES, MIN_MEMORY_MB, type CtxParams, type CtxResult, type ExitParams, type InvokeKind, type InvokeResult, type LoadParams, type LoadResult, type StatsResult } from './protocol.ts';
@@ -477,7 +478,7 @@ export class IsolateSandbox implements Sandbox {
     const gen = this.#gen;
     if (this.#state !== 'running' && !(allowStopping && this.#state === 'stopping')) throw this.#unavailable();
     if (!gen || gen.exited) throw this.#error('PLINTH_ERR_SANDBOX_CRASHED', 'its sandbox process is gone');
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new TypeError(`timeoutMs must be a positive number, got ${String(timeoutMs)}`);
+    checkTimeout(this.spec.id, timeoutMs);
     const callId = this.#nextCallId++;
     const params = {
       instanceId: this.spec.instanceId,

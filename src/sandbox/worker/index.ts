@@ -22,6 +22,7 @@ import type { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
+import { checkTimeout } from '../options.ts';
 import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
 import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import { isCtxHello, MAX_RESULT_BYTES, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
@@ -304,7 +305,11 @@ class WorkerSandbox implements Sandbox {
   #enqueue(task: Pending['task'], label: string, options: CallOptions): Promise<Json> {
     if (this.#state !== 'running') return Promise.reject(this.#unavailable());
     const timeoutMs = options.timeoutMs;
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) return Promise.reject(new RangeError(`timeoutMs must be a positive number, got ${String(timeoutMs)}`));
+    try {
+      checkTimeout(this.spec.id, timeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise<Json>((resolve, reject) => {
       const p: Pending = { callId: task.callId, task, label, timeoutMs, resolve, reject, settled: false, dispatched: false, taskDone: false, timers: new Set(), cleanup: undefined };
       const signal = options.signal;
