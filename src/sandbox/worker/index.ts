@@ -308,7 +308,7 @@ class WorkerSandbox implements Sandbox {
     try {
       checkTimeout(this.spec.id, timeoutMs);
     } catch (err) {
-      return Promise.reject(err as PlinthError);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return new Promise<Json>((resolve, reject) => {
       const p: Pending = { callId: task.callId, task, label, timeoutMs, resolve, reject, settled: false, dispatched: false, taskDone: false, timers: new Set(), cleanup: undefined };
