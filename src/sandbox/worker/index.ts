@@ -111,6 +111,8 @@ class WorkerSandbox implements Sandbox {
   #nextCallId = 1;
   readonly #exitListeners: Array<(exit: SandboxExit) => void> = [];
   #exit: SandboxExit | undefined;
+  /** The health probe in flight, if any. */
+  #probe: Promise<HealthResult> | undefined;
 
   constructor(spec: SandboxSpec, context: ContextHandler, options: WorkerSandboxOptions) {
     this.spec = spec;
@@ -285,19 +287,48 @@ class WorkerSandbox implements Sandbox {
     await this.#enqueue({ type: 'event', callId, event }, `handleEvent(${event.topic})`, options);
   }
 
-  async health(timeoutMs: number): Promise<HealthResult> {
+  /**
+   * Runs healthCheck() in the thread's probe slot (piscina's one slot beyond `concurrency`). Probes never overlap: a
+   * probe asked for while one runs shares its answer. At `timeoutMs` the probe is cancelled in the thread (its task
+   * ends, the slot is free again); if the thread does not let go within KILL_GRACE_MS (healthCheck() blocks it),
+   * the sandbox is ended ('killed'), naming healthCheck() — never a stage call waiting behind it.
+   */
+  health(timeoutMs: number): Promise<HealthResult> {
+    this.#probe ??= this.#health(timeoutMs).finally(() => {
+      this.#probe = undefined;
+    });
+    return this.#probe;
+  }
+
+  async #health(timeoutMs: number): Promise<HealthResult> {
     const pool = this.#pool;
     if (this.#state !== 'running' || !pool) throw this.#unavailable();
+    checkTimeout(this.spec.id, timeoutMs);
+    const callId = this.#nextCallId++;
     let timer: NodeJS.Timeout | undefined;
-    const result = await Promise.race([
-      pool.run({ type: 'health', callId: this.#nextCallId++ }).catch((err: unknown) => {
+    let killTimer: NodeJS.Timeout | undefined;
+    const task = pool.run({ type: 'health', callId });
+    const taskDone = task.then(
+      () => clearTimeout(killTimer),
+      (err: unknown) => {
+        clearTimeout(killTimer);
         this.#threadFailed(err, undefined);
+      },
+    );
+    const result = await Promise.race([
+      task.catch(() => {
         throw this.#unavailable();
       }),
       new Promise<never>((_, reject) => {
-        timer = unrefTimer(() => reject(this.#error('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.spec.id}: healthCheck() did not answer within ${timeoutMs} ms`)), timeoutMs);
+        timer = unrefTimer(() => {
+          const message = `extension ${this.spec.id}: healthCheck() did not answer within ${timeoutMs} ms`;
+          reject(this.#error('PLINTH_ERR_STAGE_TIMEOUT', message, 'make healthCheck() answer faster, or raise health.timeoutMs'));
+          this.#abortCall(callId, 'PLINTH_ERR_STAGE_TIMEOUT', message);
+          killTimer = unrefTimer(() => this.#crash('killed', `healthCheck() of extension ${this.spec.id} did not return within ${timeoutMs} ms and ignored cancellation for ${KILL_GRACE_MS} ms; its thread was terminated`, undefined), KILL_GRACE_MS);
+        }, timeoutMs);
       }),
     ]).finally(() => clearTimeout(timer));
+    void taskDone;
     if (!result.ok) throw this.#fromWire(result.error);
     return JSON.parse(result.json) as HealthResult;
   }
@@ -422,7 +453,11 @@ class WorkerSandbox implements Sandbox {
   }
 
   #abortInThread(p: Pending, code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN', message: string): void {
-    const msg: HostMessage = { kind: 'abort', callId: p.callId, code, message };
+    this.#abortCall(p.callId, code, message);
+  }
+
+  #abortCall(callId: number, code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN', message: string): void {
+    const msg: HostMessage = { kind: 'abort', callId, code, message };
     for (const link of this.#links) {
       try {
         link.port.postMessage(msg);
