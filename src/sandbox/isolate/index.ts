@@ -79,6 +79,9 @@ function scrub(message: string): string {
   return message.replace(/(^|[\s'"(=])\/[^\s'"()]+/g, '$1<path>').slice(0, 4096);
 }
 
+/** How long after its link closed a sandbox process has to report its exit (code or signal) before the link is blamed. */
+const LINK_CLOSE_GRACE_MS = 1000;
+
 const liveChildren = new Set<ChildProcess>();
 // Nothing may outlive the host: a sandbox process whose host exits is killed with it.
 process.once('exit', () => {
@@ -135,13 +138,21 @@ class Generation {
       const p = params as ExitParams;
       this.sandboxes.get(p.instanceId)?._guestDied(p);
     });
-    // A link that closes without an exit (a broken pipe) must still end in one, so 'exit' below always runs.
-    this.peer.onClose(() => this.kill({ reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: 'the link to the sandbox process closed' }));
+    // A link that closes without an exit (a broken pipe) must still end in one, so 'exit' below always runs. The
+    // link closes first when the process dies (IPC 'disconnect' comes before 'exit'): its exit code or signal is the
+    // cause a user must see, so the link is blamed only if no exit follows within LINK_CLOSE_GRACE_MS.
+    let linkTimer: NodeJS.Timeout | undefined;
+    this.peer.onClose(() => {
+      if (this.exited) return;
+      linkTimer = setTimeout(() => this.kill({ reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: 'the link to the sandbox process closed' }), LINK_CLOSE_GRACE_MS);
+      linkTimer.unref();
+    });
     const onGone = (detail: string) => {
       if (this.exited) return;
       this.exited = true;
       liveChildren.delete(this.child);
       clearTimeout(spawnTimer);
+      clearTimeout(linkTimer);
       if (this.#rssTimer) clearInterval(this.#rssTimer);
       readyReject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `the isolate sandbox process ended while starting: ${detail}`));
       const end = this.#end ?? { reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: `the sandbox process ${detail}` };
@@ -235,6 +246,11 @@ export class IsolateProcess {
     await Promise.all([...IsolateProcess.#all].map((p) => p.shutdown()));
   }
 
+  /** How many IsolateProcesses have a live sandbox process now (each is listed only while its process lives). */
+  static get liveCount(): number {
+    return IsolateProcess.#all.size;
+  }
+
   readonly #options: ResolvedOptions;
   #gen: Generation | undefined;
   #spawns = 0;
@@ -249,7 +265,6 @@ export class IsolateProcess {
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes, DEFAULT_MAX_RESULT_BYTES),
       spawnTimeoutMs: positive('spawnTimeoutMs', options.spawnTimeoutMs, 20_000),
     };
-    IsolateProcess.#all.add(this);
   }
 
   get options(): Readonly<ResolvedOptions> {
@@ -297,10 +312,14 @@ export class IsolateProcess {
     let gen = this.#gen;
     if (!gen || gen.exited) {
       gen = new Generation(this.#options, (g) => {
-        if (this.#gen === g) this.#gen = undefined;
+        if (this.#gen !== g) return;
+        this.#gen = undefined;
+        IsolateProcess.#all.delete(this);
       });
       this.#gen = gen;
       this.#spawns++;
+      // Listed while its process lives, so shutdownAll() reaches it and the list never grows with dead ones.
+      IsolateProcess.#all.add(this);
     }
     gen.sandboxes.set(sandbox.spec.instanceId, sandbox);
     try {
@@ -410,7 +429,11 @@ export class IsolateSandbox implements Sandbox {
       const params: LoadParams = { spec: this.spec, maxResultBytes: this.#process.options.maxResultBytes, env };
       const result = (await this.#track(gen, 0, bound, () => gen.request('load', params))) as unknown as LoadResult;
       this.#usage.loadCpuMs = result.cpuMs;
-      if (this.#state !== 'starting') throw this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped while starting');
+      if (this.#state !== 'starting') {
+        // Stopped while it loaded: what loaded must not stay in the process, uncounted (issue 8).
+        if (!gen.exited) await gen.request('dispose', { instanceId: this.spec.instanceId }).catch(() => undefined);
+        throw this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped while starting');
+      }
       this.#state = 'running';
     } catch (err) {
       if (this.#state === 'starting') this.#state = 'dead';
@@ -531,7 +554,15 @@ export class IsolateSandbox implements Sandbox {
   async stop(timeoutMs: number): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     const work = async () => {
-      if (this.#state === 'starting') await this.#start?.catch(() => undefined);
+      if (this.#state === 'starting') {
+        // Stopped while loading: the load is not waited for. The process is told to dispose the instance now (a
+        // load still running then fails), and #doStart disposes it again if the load still completes.
+        this.#state = 'stopping';
+        const gen = this.#gen;
+        if (gen && !gen.exited) await gen.request('dispose', { instanceId: this.spec.instanceId }).catch(() => undefined);
+        await this.#start?.catch(() => undefined);
+        return;
+      }
       const wasRunning = this.#state === 'running';
       if (this.#state !== 'dead') this.#state = 'stopping';
       const gen = this.#gen;
@@ -540,11 +571,14 @@ export class IsolateSandbox implements Sandbox {
         if (!gen.exited) await gen.request('dispose', { instanceId: this.spec.instanceId }).catch(() => undefined);
       }
     };
-    const bound = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs + this.#process.options.graceMs).unref());
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs + this.#process.options.graceMs)).unref());
     try {
       await Promise.race([work(), bound]);
     } catch (err) {
       debug('extension %s: stopping failed: %s', this.spec.id, String(err));
+    } finally {
+      clearTimeout(timer);
     }
     this.#state = 'stopped';
     for (const p of [...this.#pending.values()]) p.settle(this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped during the call'));

@@ -139,9 +139,11 @@ describe('the host wall', () => {
     const { sandbox } = await started(await fixture('hostile'), { process: proc });
     const exited = exitOf(sandbox);
     const pending = sandbox.call('never', {}, { timeoutMs: 5000, traceId: 't' });
-    setTimeout(() => process.kill(proc.pid!, 'SIGSEGV'), 100);
+    process.kill(proc.pid!, 'SIGSEGV');
     await rejectsWith(pending, 'PLINTH_ERR_SANDBOX_CRASHED');
-    assert.equal((await exited).reason, 'crashed');
+    const exit = await exited;
+    assert.equal(exit.reason, 'crashed');
+    assert.match(exit.detail, /SIGSEGV/);
     await proc.shutdown();
   });
 });

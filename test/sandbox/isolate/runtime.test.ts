@@ -184,3 +184,58 @@ describe('a call stopped by the in-process watchdog', () => {
     }
   });
 });
+
+describe('stopping and ending', () => {
+  /** Polls `check` until it holds, bounded: the state it waits on is in another process. */
+  async function eventually(check: () => Promise<boolean>, what: string, ms = 8000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  // Regression (seen): an isolate stopped while starting stayed loaded in the shared process, no longer counted
+  // against the process's memory limit.
+  it('an isolate stopped while it is still loading is disposed in the sandbox process', async () => {
+    const proc = new IsolateProcess({ graceMs: 50 });
+    const host = await testHost(await fixture('probe'));
+    const bystander = createIsolateSandbox(await fixture('probe'), host.handler, { process: proc });
+    await bystander.start();
+    const limitWithBystander = proc.rssLimitMb;
+    const spec = await fixture('slow-start', { config: { busyMs: 1500 } });
+    const sandbox = createIsolateSandbox(spec, host.handler, { process: proc });
+    const starting = sandbox.start().catch((e: unknown) => e);
+    await eventually(async () => ((await proc.stats())?.isolates ?? []).some((i) => i.instanceId === spec.instanceId), 'the load to begin');
+    await sandbox.stop(50);
+    assert.equal(sandbox.state, 'stopped');
+    await starting;
+    await eventually(async () => !((await proc.stats())?.isolates ?? []).some((i) => i.instanceId === spec.instanceId), 'the stopped isolate to be disposed');
+    assert.equal(proc.rssLimitMb, limitWithBystander, 'only the bystander is counted, and only it is loaded');
+    await bystander.stop(1000);
+    await proc.shutdown();
+  });
+
+  // Regression (seen): a process killed by a signal was reported as "the link closed": the link's close came first.
+  it('a sandbox process killed by a signal reports that signal', async () => {
+    const proc = new IsolateProcess();
+    const { sandbox } = await started(await fixture('hostile'), { process: proc });
+    const exited = new Promise<SandboxExit>((resolve) => sandbox.onExit(resolve));
+    const pending = sandbox.call('never', {}, { timeoutMs: 5000, traceId: 't' });
+    process.kill(proc.pid!, 'SIGSEGV');
+    const err = await rejectsWith(pending, 'PLINTH_ERR_SANDBOX_CRASHED');
+    assert.match(err.message, /SIGSEGV/);
+    const exit = await exited;
+    assert.equal(exit.reason, 'crashed');
+    assert.match(exit.detail, /killed by SIGSEGV/);
+    await proc.shutdown();
+  });
+
+  it('the list of live sandbox processes shrinks when they end', async () => {
+    const before = IsolateProcess.liveCount;
+    const { sandbox } = await started(await fixture('probe'), { process: 'dedicated' });
+    assert.equal(IsolateProcess.liveCount, before + 1);
+    await sandbox.stop(1000);
+    await eventually(() => Promise.resolve(IsolateProcess.liveCount === before), 'the dedicated process to leave the list');
+  });
+});
