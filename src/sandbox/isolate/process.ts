@@ -57,6 +57,8 @@ interface Guest {
   calls: Map<number, ActiveCall>;
   maxResultBytes: number;
   dead: boolean;
+  /** isolate.cpuTime when it last had no call in flight (undefined while calls run). */
+  idleCpuFrom?: bigint;
 }
 
 const peer = new Peer(parentTransport());
@@ -124,11 +126,20 @@ function onIvmError(g: Guest, err: unknown, call?: ActiveCall): void {
   else kill(g, 'crashed', `isolated-vm: ${cap(msg, 500)}`, call);
 }
 
+/** CPU an isolate may use with no call in flight (GC, a finaliser) before it is stopped: code gets CPU only in calls. */
+const IDLE_CPU_LIMIT_NS = 100_000_000n;
+
 function watchdog(): void {
   const now = Date.now();
   for (const g of guests.values()) {
-    if (g.dead || g.calls.size === 0) continue;
+    if (g.dead || !g.dispatch) continue;
     const cpu = cpuNow(g);
+    if (g.calls.size === 0) {
+      g.idleCpuFrom ??= cpu;
+      if (cpu - g.idleCpuFrom > IDLE_CPU_LIMIT_NS) kill(g, 'cpu', `it used more than ${Number(IDLE_CPU_LIMIT_NS / 1_000_000n)} ms of CPU time with no call in flight`);
+      continue;
+    }
+    g.idleCpuFrom = undefined;
     for (const call of g.calls.values()) {
       if (now >= call.deadline) {
         kill(g, 'timeout', `it ran past its timeout of ${call.deadline - call.startedAt} ms`, call);
@@ -172,22 +183,19 @@ function usage(g: Guest, call: ActiveCall): { cpuMs: number; wallMs: number } {
   return { cpuMs: Number(cpuNow(g) - call.cpuStart) / 1e6, wallMs: Date.now() - call.startedAt };
 }
 
-/** Remaining time of the call a ctx op belongs to (or the longest-running one): bounds the settle continuation. */
-function remainingFor(g: Guest, callId: number): number {
-  const now = Date.now();
-  const own = g.calls.get(callId);
-  if (own) return Math.max(1, own.deadline - now);
-  let best = 0;
-  for (const c of g.calls.values()) best = Math.max(best, c.deadline - now);
-  return Math.max(1, best || g.spec.limits.callTimeoutMs);
-}
-
+// An extension gets CPU only inside a call (a stage, initialize, start, stop, a health probe, an event delivery),
+// each bounded by its own deadline and CPU budget (issue 7 §4). A ctx op is tagged with the call whose ctx made
+// it: an op from a call that has ended is dropped, and the reply to an op whose call ended meanwhile is never
+// delivered, so a chain of ctx round trips cannot keep code running after its call returned or timed out.
 function hostRequest(g: Guest, callId: unknown, text: unknown): number {
   try {
     if (g.dead || typeof text !== 'string' || text.length > MAX_REQUEST_CHARS) return 0;
-    const op = JSON.parse(text) as ContextOp;
-    const id = nextRequestId++;
     const cid = typeof callId === 'number' ? callId : 0;
+    const id = nextRequestId++;
+    // An op from a call that has ended is dropped, not refused: a rejection would hand the guest code to run (and
+    // an unhandled one ends the isolate); its promise simply never settles.
+    if (!g.calls.has(cid)) return id;
+    const op = JSON.parse(text) as ContextOp;
     void forward(g, id, cid, op);
     return id;
   } catch {
@@ -202,7 +210,8 @@ async function forward(g: Guest, id: number, callId: number, op: ContextOp): Pro
   } catch (err) {
     reply = { ok: false, error: { code: err instanceof PlinthError ? err.code : 'PLINTH_ERR_SANDBOX_CRASHED', name: 'Error', message: 'the host did not answer the ctx operation' } };
   }
-  if (g.dead || !g.dispatch) return;
+  const call = g.calls.get(callId);
+  if (g.dead || !g.dispatch || !call) return; // its call has ended: the continuation is cut off
   let ok = false;
   let payload: string;
   try {
@@ -216,7 +225,7 @@ async function forward(g: Guest, id: number, callId: number, op: ContextOp): Pro
     ok = false;
     payload = '{"code":"PLINTH_ERR_SANDBOX_CRASHED","name":"Error","message":"malformed reply from the host"}';
   }
-  g.dispatch.apply(undefined, ['settle', id, ok, payload], { timeout: remainingFor(g, callId) }).then(
+  g.dispatch.apply(undefined, ['settle', id, ok, payload], { timeout: Math.max(1, call.deadline - Date.now()) }).then(
     () => undefined,
     (err: unknown) => onIvmError(g, err, g.calls.get(callId)),
   );
