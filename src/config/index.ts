@@ -31,8 +31,10 @@ export interface HostConfig {
   /** What one extension may use of the host through its ctx: default and ceiling (README "Host configuration"). */
   quotas: Quotas;
   policy: { untrusted: PermissionCeiling };
+  /** Ceilings on what a manifest may declare (limits and stage timeouts). */
+  ceilings: { memoryMb: number; callTimeoutMs: number; concurrency: number; startTimeoutMs: number };
   defaults: {
-    limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
+    limits: { memoryMb: number; callTimeoutMs: number; concurrency: number; startTimeoutMs: number };
     breaker: BreakerSettings;
     health: { intervalMs: number; timeoutMs: number; unhealthyThreshold: number; recoveryThreshold: number };
     restart: { maxAttempts: number; baseMs: number; maxMs: number; resetAfterMs: number };

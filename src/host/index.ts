@@ -46,6 +46,7 @@ export class Host {
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
   #stopped = false;
+  #stopping: Promise<void> | undefined;
 
   constructor(config: HostConfig, options: HostOptions = {}) {
     this.config = config;
@@ -58,8 +59,12 @@ export class Host {
     return this.#registry;
   }
 
-  /** Loads the trust store, then discovers, verifies, resolves and starts every extension in dependency order. */
-  async start(): Promise<void> {
+  /**
+   * Loads the trust store, then discovers, verifies, resolves and starts every extension in dependency order,
+   * each as soon as its own dependencies serve. Resolves when every start has settled, or with `background` as soon
+   * as they have begun: each extension then serves once it is active, and call() waits only for the one it calls.
+   */
+  async start(options: { background?: boolean } = {}): Promise<void> {
     const trustStore = await loadTrustStoreFor(this.config.trust.store, this.config.trust.policy);
     this.#registry = new Registry({
       config: this.config,
@@ -79,7 +84,7 @@ export class Host {
       ...(this.#options.drainMs !== undefined ? { drainMs: this.#options.drainMs } : {}),
       ...(this.#options.resolve ? { resolve: this.#options.resolve } : {}),
     });
-    await this.#registry.load();
+    await this.#registry.load(options);
   }
 
   /** Watches the plugin directories and reconciles on every settled change. Resolves once watching. */
@@ -128,6 +133,9 @@ export class Host {
   }
 
   async call(id: string, stage: string, input: Json, request: CallRequest = {}): Promise<Json> {
+    // Still starting (a background start): wait for this one only; its start is bounded by its own limits.
+    const starting = this.#reg.get(id) ? undefined : this.#reg.starting(id);
+    if (starting) await starting;
     const ext = this.#reg.get(id);
     if (!ext) {
       const known = this.#reg.notRunning(id);
@@ -145,19 +153,32 @@ export class Host {
     return ext.call(stage, input, request);
   }
 
-  /** Stops watching, then every extension in reverse dependency order (each time-boxed), then the sandbox processes. */
-  async stop(timeoutMs = 5000): Promise<void> {
-    if (this.#stopped) return;
+  /**
+   * Stops watching, then every extension in reverse dependency order, then the sandbox processes: all within one
+   * bound for the whole host (`timeoutMs`, like VS Code's 5 s), not per level. A reload in progress is not waited
+   * out past that bound (an old version draining after a swap is stopped with the rest).
+   */
+  stop(timeoutMs = 5000): Promise<void> {
+    this.#stopping ??= this.#stop(timeoutMs);
+    return this.#stopping;
+  }
+
+  async #stop(timeoutMs: number): Promise<void> {
     this.#stopped = true;
+    const deadline = Date.now() + timeoutMs;
     await this.#watcher?.close();
-    await this.#reloading;
-    await this.#registry?.stopAll(timeoutMs);
+    if (this.#reloading) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.#reloading, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);
+      clearTimeout(timer);
+    }
+    await this.#registry?.stopAll(Math.max(1, deadline - Date.now()));
     if (this.#options.stopSandboxProcesses !== false) await IsolateProcess.shutdownAll();
   }
 }
 
-export async function startHost(config: HostConfig, options: HostOptions = {}): Promise<Host> {
+export async function startHost(config: HostConfig, options: HostOptions & { background?: boolean } = {}): Promise<Host> {
   const host = new Host(config, options);
-  await host.start();
+  await host.start(options.background ? { background: true } : {});
   return host;
 }

@@ -10,7 +10,7 @@ import type { ExtensionPackage } from '../manifest/index.ts';
 import type { HostConfig } from '../config/index.ts';
 import type { Json, HealthResult } from '../sdk/index.ts';
 import type { ContextHandler, Sandbox, SandboxFactory, SandboxSpec, SandboxExit } from '../sandbox/types.ts';
-import { checkTimeout } from '../sandbox/index.ts';
+import { checkTimeout, startTimedOut } from '../sandbox/index.ts';
 import { Breaker, Bulkhead, backoffDelay, outcomeOf, sleep, type BreakerPermit, type BreakerState } from '../resilience/index.ts';
 import type { ExtensionState } from './index.ts';
 
@@ -34,6 +34,8 @@ export interface ExtensionInfo {
 
 export interface ManagedExtensionOptions {
   pkg: ExtensionPackage;
+  /** Its limits, checked against the host's ceilings (limits.ts); the defaults merged with the manifest if absent. */
+  limits?: Required<SandboxSpec['limits']>;
   /** Digest of the verified file list: what "changed on disk" is measured against. */
   digest: string;
   /** Under which key its limits are reserved in the host budget (two versions overlap during a swap). */
@@ -89,7 +91,7 @@ export class ManagedExtension {
   readonly breaker: Breaker;
   readonly #options: ManagedExtensionOptions;
   readonly #bulkhead: Bulkhead;
-  readonly #limits: SandboxSpec['limits'];
+  readonly #limits: Required<SandboxSpec['limits']>;
   readonly #health: HostConfig['defaults']['health'];
   readonly #backoff: RestartSettings;
   #state: ExtensionState = 'resolved';
@@ -122,7 +124,7 @@ export class ManagedExtension {
     this.id = options.pkg.id;
     this.version = options.pkg.version;
     const m = options.pkg.manifest;
-    this.#limits = { ...options.defaults.limits, ...m.limits };
+    this.#limits = options.limits ?? { ...options.defaults.limits, ...m.limits };
     this.#health = { ...options.defaults.health, ...m.health };
     this.#backoff = { ...RESTART_DEFAULTS, ...options.defaults.restart, ...options.backoff };
     this.#bulkhead = new Bulkhead(this.#limits.concurrency);
@@ -137,7 +139,7 @@ export class ManagedExtension {
     return this.#state;
   }
 
-  get limits(): SandboxSpec['limits'] {
+  get limits(): Required<SandboxSpec['limits']> {
     return this.#limits;
   }
 
@@ -190,11 +192,22 @@ export class ManagedExtension {
   async #launch(): Promise<Sandbox> {
     const sandbox = this.#options.makeSandbox(this.#spec(), this.#options.context);
     sandbox.onExit((exit) => this.#onExit(sandbox, exit));
+    // The runtimes bound loading by limits.startTimeoutMs themselves; this is the host's own wall behind them.
+    const bound = this.#limits.startTimeoutMs + START_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await sandbox.start();
+      await Promise.race([
+        sandbox.start(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(startTimedOut(this.id, this.#limits.startTimeoutMs)), bound);
+          timer.unref();
+        }),
+      ]);
     } catch (err) {
       await sandbox.stop(1000);
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
     return sandbox;
   }
@@ -486,6 +499,9 @@ export class ManagedExtension {
     if (!failed) this.#transition('stopped');
   }
 }
+
+/** How long past limits.startTimeoutMs the host waits for a runtime to report its own start timeout. */
+const START_GRACE_MS = 2000;
 
 function asPlinthError(err: unknown, extension: string, code: 'PLINTH_ERR_EXTENSION_LOAD_FAILED'): PlinthError {
   if (isPlinthError(err)) return err;

@@ -8,7 +8,7 @@ import { createWorkerSandbox } from './worker/index.ts';
 import { createIsolateSandbox, IsolateProcess } from './isolate/index.ts';
 
 export type { Sandbox, SandboxSpec, ContextHandler, ContextOp, CallOptions, SandboxExit, SandboxFactory } from './types.ts';
-export { checkTimeout } from './options.ts';
+export { checkTimeout, startTimedOut } from './options.ts';
 export { createWorkerSandbox, createIsolateSandbox, IsolateProcess };
 
 export interface SandboxOptions {

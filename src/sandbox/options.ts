@@ -12,3 +12,14 @@ export function checkTimeout(extension: string, timeoutMs: unknown): asserts tim
     });
   }
 }
+
+/**
+ * Loading an extension (module, initialize(), start()) ran past its limits.startTimeoutMs. Coded as every failed
+ * start is (EXTENSION_LOAD_FAILED, the Sandbox contract); the message and hint name the limit and its keys.
+ */
+export function startTimedOut(extension: string, startTimeoutMs: number): PlinthError {
+  return new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${extension}: loading it (module, initialize(), start()) took longer than limits.startTimeoutMs ${startTimeoutMs} ms`, {
+    extension,
+    hint: 'make initialize()/start() faster, or raise limits.startTimeoutMs in its manifest (the host caps it at ceilings.startTimeoutMs)',
+  });
+}

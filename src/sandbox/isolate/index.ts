@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Peer, childTransport } from '../link/index.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
-import { checkTimeout } from '../options.ts';
+import { checkTimeout, startTimedOut } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { DEFAULT_MAX_RESULT_BYTES, MIN_MEMORY_MB, type CtxParams, type CtxResult, type ExitParams, type InvokeKind, type InvokeResult, type LoadParams, type LoadResult, type StatsResult } from './protocol.ts';
@@ -424,8 +424,8 @@ export class IsolateSandbox implements Sandbox {
       const gen = await this.#process._acquire(this);
       this.#gen = gen;
       if (this.#state !== 'starting') throw this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped while starting');
-      // Loading runs module evaluation, initialize() and start(), each bounded by callTimeoutMs in the process.
-      const bound = 3 * this.spec.limits.callTimeoutMs;
+      // Loading runs module evaluation, initialize() and start(), together bounded by startTimeoutMs in the process.
+      const bound = this.spec.limits.startTimeoutMs ?? this.spec.limits.callTimeoutMs;
       const params: LoadParams = { spec: this.spec, maxResultBytes: this.#process.options.maxResultBytes, env };
       const result = (await this.#track(gen, 0, bound, () => gen.request('load', params))) as unknown as LoadResult;
       this.#usage.loadCpuMs = result.cpuMs;
@@ -439,6 +439,8 @@ export class IsolateSandbox implements Sandbox {
       if (this.#state === 'starting') this.#state = 'dead';
       this.#detach();
       if (err instanceof PlinthError && (err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED' || err.code === 'PLINTH_ERR_IMPORT_REFUSED' || err.code === 'PLINTH_ERR_SHUTDOWN')) throw err;
+      // Past its deadline while loading (the process's watchdog or the host's wall): the start limit says so.
+      if (err instanceof PlinthError && err.code === 'PLINTH_ERR_STAGE_TIMEOUT') throw startTimedOut(this.spec.id, this.spec.limits.startTimeoutMs ?? this.spec.limits.callTimeoutMs);
       const why = err instanceof PlinthError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
       throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${this.spec.id} could not be started: ${why}`, { extension: this.spec.id, cause: err });
     }
@@ -637,7 +639,8 @@ export class IsolateSandbox implements Sandbox {
   /** @internal The isolate died on its own inside a live process (its own watchdog, its memory limit). */
   _guestDied(p: ExitParams): void {
     if (this.#state === 'stopping' || this.#state === 'stopped') return;
-    const hit = (call: PendingCall) => call.callId === p.triggerCallId || p.reason === 'out-of-memory';
+    // While starting, the only pending call is the load (callId 0): whatever stopped the isolate stopped it.
+    const hit = (call: PendingCall) => call.callId === p.triggerCallId || p.reason === 'out-of-memory' || call.callId === 0;
     this.#die(
       { reason: p.reason, detail: p.detail },
       (call) => (hit(call) ? p.code : 'PLINTH_ERR_SANDBOX_CRASHED'),

@@ -399,7 +399,9 @@ async function load(params: LoadParams): Promise<LoadResult> {
   });
   const g: Guest = { spec, isolate, dispatch: undefined, calls: new Map(), maxResultBytes: params.maxResultBytes, dead: false };
   guests.set(spec.instanceId, g);
-  const timeoutMs = spec.limits.callTimeoutMs;
+  // Module evaluation, initialize() and start() share one budget: startTimeoutMs (wall clock and CPU).
+  const loadDeadline = Date.now() + (spec.limits.startTimeoutMs ?? spec.limits.callTimeoutMs);
+  const left = () => Math.max(1, loadDeadline - Date.now());
   const started = cpuNow(g);
   try {
     const context = await isolate.createContext();
@@ -420,8 +422,9 @@ async function load(params: LoadParams): Promise<LoadResult> {
     const { main, resolve } = await compileGraph(g);
     await main.instantiate(context, resolve);
     // Top-level code runs under the same watchdog as a call.
-    await track(g, nextInternalCallId--, 'load', timeoutMs, timeoutMs, (call) => {
-      main.evaluate({ timeout: timeoutMs }).then(
+    const evalMs = left();
+    await track(g, nextInternalCallId--, 'load', evalMs, evalMs, (call) => {
+      main.evaluate({ timeout: evalMs }).then(
         () => call.resolve({ value: null, absent: false, ...usage(g, call) }),
         (err: unknown) => {
           if (/timed out|memory limit|disposed/i.test(messageOf(err))) onIvmError(g, err, call);
@@ -429,10 +432,11 @@ async function load(params: LoadParams): Promise<LoadResult> {
         },
       );
     });
-    const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: timeoutMs });
+    const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: left() });
     if (typeof bound === 'string' && bound !== '') throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${bound}`, { extension: spec.id, file: spec.mainPath });
     for (const kind of ['initialize', 'start'] as const) {
-      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { inputJson: JSON.stringify(spec.config) } : {}), timeoutMs, cpuLimitMs: timeoutMs });
+      const ms = left();
+      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { inputJson: JSON.stringify(spec.config) } : {}), timeoutMs: ms, cpuLimitMs: ms });
     }
     return { cpuMs: Number(cpuNow(g) - started) / 1e6 };
   } catch (err) {

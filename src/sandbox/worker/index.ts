@@ -22,7 +22,7 @@ import type { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
-import { checkTimeout } from '../options.ts';
+import { checkTimeout, startTimedOut } from '../options.ts';
 import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
 import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import { isCtxHello, MAX_RESULT_BYTES, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
@@ -182,9 +182,9 @@ class WorkerSandbox implements Sandbox {
     for (const worker of pool.threads) this.#watch(worker);
 
     // One `ready` task per thread: the least-busy balancer hands each to a different idle thread.
-    const timeoutMs = spec.limits.callTimeoutMs;
+    const timeoutMs = spec.limits.startTimeoutMs ?? spec.limits.callTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    const deadlineError = new Error(`initialize()/start() did not finish within ${timeoutMs} ms (limits.callTimeoutMs)`);
+    const deadlineError = startTimedOut(spec.id, timeoutMs);
     const deadline = new Promise<never>((_, reject) => {
       timer = unrefTimer(() => reject(deadlineError), timeoutMs);
     });
@@ -208,7 +208,7 @@ class WorkerSandbox implements Sandbox {
       }
       this.#state = 'failed';
       await this.#destroy();
-      if (err instanceof PlinthError && err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED') throw err;
+      if (err instanceof PlinthError && (err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED' || err === deadlineError)) throw err;
       // The thread died while loading (process.exit(), OOM, an uncaught exception in a timer) or never answered.
       const e = err as { message?: unknown; stack?: unknown; code?: unknown } | undefined;
       const message = typeof e?.message === 'string' ? e.message : String(err);

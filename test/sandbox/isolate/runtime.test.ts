@@ -239,3 +239,17 @@ describe('stopping and ending', () => {
     await eventually(() => Promise.resolve(IsolateProcess.liveCount === before), 'the dedicated process to leave the list');
   });
 });
+
+describe('loading is time-boxed by limits.startTimeoutMs', () => {
+  it('initialize() past startTimeoutMs is PLINTH_ERR_EXTENSION_LOAD_FAILED, and the isolate is gone', async () => {
+    const spec = await fixture('slow-start', { config: { busyMs: 5000 } });
+    spec.limits = { ...spec.limits, startTimeoutMs: 300 };
+    const host = await testHost(spec);
+    const sandbox = createIsolateSandbox(spec, host.handler);
+    const t0 = performance.now();
+    const err = await rejectsWith(sandbox.start(), 'PLINTH_ERR_EXTENSION_LOAD_FAILED');
+    assert.ok(performance.now() - t0 < 3000, `failed after ${Math.round(performance.now() - t0)} ms`);
+    assert.match(err.message, /limits\.startTimeoutMs 300 ms/);
+    await sandbox.stop(500);
+  });
+});

@@ -28,7 +28,7 @@ describe('worker runtime: loading', () => {
     });
   }
 
-  it('initialize() that never finishes: EXTENSION_LOAD_FAILED at limits.callTimeoutMs', async () => {
+  it('initialize() that never finishes: EXTENSION_LOAD_FAILED at limits.startTimeoutMs (callTimeoutMs when unset)', async () => {
     const h = await harness(fixture('load-fail'), { config: { failIn: 'hang' } }); // callTimeoutMs 1500
     const began = performance.now();
     const err = await within(rejectsWith(h.sandbox.start(), 'PLINTH_ERR_EXTENSION_LOAD_FAILED'), 5_000, 'start');
