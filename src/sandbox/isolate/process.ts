@@ -117,13 +117,27 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
   });
 }
 
+/** Slack for isolated-vm's own timeout firing a moment before our deadline (it is given the time left). */
+const DEADLINE_SLACK_MS = 50;
+
+/**
+ * What stopped an isolate, from its state rather than from error text (an extension can throw any message):
+ * isolated-vm disposes a live isolate on its own only when it exceeds its memory limit; a rejection at the call's
+ * deadline is its timeout; anything else is a crash of isolated-vm.
+ */
+function ivmCause(g: Guest, call: ActiveCall | undefined): 'oom' | 'timeout' | 'crashed' {
+  if (g.isolate.isDisposed) return 'oom';
+  if (call && Date.now() >= call.deadline - DEADLINE_SLACK_MS) return 'timeout';
+  return 'crashed';
+}
+
 /** A rejection from isolated-vm itself (the shim never throws): memory limit, timeout, disposal. */
 function onIvmError(g: Guest, err: unknown, call?: ActiveCall): void {
-  const msg = messageOf(err);
-  if (/memory limit/i.test(msg)) kill(g, 'oom', `the isolate exceeded its memory limit of ${g.spec.limits.memoryMb} MB`, call);
-  else if (/timed out/i.test(msg)) kill(g, 'timeout', 'it ran past its timeout', call);
-  else if (g.dead) return;
-  else kill(g, 'crashed', `isolated-vm: ${cap(msg, 500)}`, call);
+  if (g.dead) return; // we ended it ourselves
+  const cause = ivmCause(g, call);
+  if (cause === 'oom') kill(g, 'oom', `the isolate exceeded its memory limit of ${g.spec.limits.memoryMb} MB`, call);
+  else if (cause === 'timeout') kill(g, 'timeout', 'it ran past its timeout', call);
+  else kill(g, 'crashed', `isolated-vm: ${cap(messageOf(err), 500)}`, call);
 }
 
 /** CPU an isolate may use with no call in flight (GC, a finaliser) before it is stopped: code gets CPU only in calls. */
@@ -427,7 +441,8 @@ async function load(params: LoadParams): Promise<LoadResult> {
       main.evaluate({ timeout: evalMs }).then(
         () => call.resolve({ value: null, absent: false, ...usage(g, call) }),
         (err: unknown) => {
-          if (/timed out|memory limit|disposed/i.test(messageOf(err))) onIvmError(g, err, call);
+          // The module's own exception (whatever its text says) fails the load; a disposal or the deadline is ours.
+          if (g.dead || ivmCause(g, call) !== 'crashed') onIvmError(g, err, call);
           else call.reject(new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its module threw while loading: ${cap(messageOf(err), 1000)}`, { extension: spec.id }));
         },
       );

@@ -253,3 +253,16 @@ describe('loading is time-boxed by limits.startTimeoutMs', () => {
     await sandbox.stop(500);
   });
 });
+
+describe('why an isolate ended is read from its state, not from error text', () => {
+  // Regression: an extension throwing "memory limit" while loading was reported as out of memory.
+  it('a module that throws a message about memory limits and timeouts is a module that threw', async () => {
+    const spec = await fixture('throws-memory-limit');
+    const host = await testHost(spec);
+    const sandbox = createIsolateSandbox(spec, host.handler);
+    const err = await rejectsWith(sandbox.start(), 'PLINTH_ERR_EXTENSION_LOAD_FAILED');
+    assert.match(err.message, /its module threw while loading: Isolate was disposed/);
+    assert.doesNotMatch(err.message, /OUT_OF_MEMORY|exceeded its memory limit|ran past its timeout/);
+    await sandbox.stop(500);
+  });
+});
