@@ -17,7 +17,8 @@
 // `{ process: 'dedicated' }` (or your own `new IsolateProcess()`) to confine even process kills to one extension,
 // at the cost of a Node process (~84 MB RSS) per extension.
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Peer, childTransport } from '../link/index.ts';
@@ -48,6 +49,8 @@ export interface IsolateProcessOptions {
   maxResultBytes?: number;
   /** How long forking and loading isolated-vm may take. Default 20000 ms. */
   spawnTimeoutMs?: number;
+  /** Where procfs is mounted (default /proc). Without it the RSS is asked of the process over the link, with a warning. */
+  procRoot?: string;
 }
 
 interface ResolvedOptions {
@@ -58,6 +61,7 @@ interface ResolvedOptions {
   graceMs: number;
   maxResultBytes: number;
   spawnTimeoutMs: number;
+  procRoot: string;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -77,6 +81,14 @@ interface ProcessEnd {
 /** Absolute paths in a host error message would tell the guest about the host: they are replaced. */
 function scrub(message: string): string {
   return message.replace(/(^|[\s'"(=])\/[^\s'"()]+/g, '$1<path>').slice(0, 4096);
+}
+
+const warnedNoProcfs = new Set<string>();
+/** Said once per procfs location, at the first sandbox process: the watchdog works, but by asking the process. */
+function warnNoProcfs(procRoot: string): void {
+  if (warnedNoProcfs.has(procRoot)) return;
+  warnedNoProcfs.add(procRoot);
+  process.emitWarning(`no procfs at ${procRoot}: the isolate sandbox process's memory (RSS) is read from the process itself over its link, which a process that stops answering cannot report`, { code: 'PLINTH_NO_PROCFS' });
 }
 
 /** How long after its link closed a sandbox process has to report its exit (code or signal) before the link is blamed. */
@@ -100,6 +112,10 @@ class Generation {
   #end: ProcessEnd | undefined;
   #inflight = 0;
   #rssTimer: NodeJS.Timeout | undefined;
+  /** Whether the RSS is read from procfs (else asked of the process over the link). */
+  readonly #procfs: boolean;
+  #askingRss = false;
+  #ready = false;
   lastRssBytes = 0;
 
   constructor(options: ResolvedOptions, onExit: (gen: Generation) => void) {
@@ -129,6 +145,7 @@ class Generation {
     }, options.spawnTimeoutMs);
     spawnTimer.unref();
     this.peer.handle('ready', () => {
+      this.#ready = true;
       clearTimeout(spawnTimer);
       this.#release();
       readyResolve();
@@ -166,6 +183,8 @@ class Generation {
       onGone(`could not run: ${err.message}`);
       this.child.kill('SIGKILL');
     });
+    this.#procfs = existsSync(path.join(options.procRoot, 'self', 'status'));
+    if (!this.#procfs) warnNoProcfs(options.procRoot);
     this.#rssTimer = setInterval(() => this.#checkRss(), options.rssIntervalMs);
     this.#rssTimer.unref();
   }
@@ -179,15 +198,36 @@ class Generation {
 
   #checkRss(): void {
     if (this.exited || this.child.pid === undefined) return;
+    if (!this.#procfs) return this.#checkRssOverLink();
     let text: string;
     try {
-      text = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+      text = readFileSync(path.join(this.#options.procRoot, String(this.child.pid), 'status'), 'utf8');
     } catch {
-      return; // no procfs (not Linux) or the process is gone: the exit handler takes over
+      return; // the process is gone: the exit handler takes over
     }
     const m = /VmRSS:\s+(\d+)\s+kB/.exec(text);
     if (!m) return;
-    this.lastRssBytes = Number(m[1]) * 1024;
+    this.#judgeRss(Number(m[1]) * 1024);
+  }
+
+  /** No procfs: the process reports its own process.memoryUsage().rss (a process that stops answering is killed by the call walls). */
+  #checkRssOverLink(): void {
+    if (this.#askingRss || !this.#ready) return;
+    this.#askingRss = true;
+    this.peer
+      .request('rss', {})
+      .then(
+        (r) => this.#judgeRss((r as { rssBytes: number }).rssBytes),
+        () => undefined,
+      )
+      .finally(() => {
+        this.#askingRss = false;
+      });
+  }
+
+  #judgeRss(rssBytes: number): void {
+    if (this.exited) return;
+    this.lastRssBytes = rssBytes;
     const limit = this.rssLimitMb;
     if (this.lastRssBytes > limit * 1024 * 1024) {
       this.kill({ reason: 'out-of-memory', code: 'PLINTH_ERR_OUT_OF_MEMORY', detail: `the isolate sandbox process used ${Math.round(this.lastRssBytes / 1048576)} MB of memory (RSS), over its limit of ${limit} MB` });
@@ -264,7 +304,9 @@ export class IsolateProcess {
       graceMs: positive('graceMs', options.graceMs, 2000),
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes, DEFAULT_MAX_RESULT_BYTES),
       spawnTimeoutMs: positive('spawnTimeoutMs', options.spawnTimeoutMs, 20_000),
+      procRoot: options.procRoot ?? '/proc',
     };
+    if (typeof this.#options.procRoot !== 'string' || this.#options.procRoot === '') throw new TypeError('IsolateProcess option procRoot must be a non-empty path');
   }
 
   get options(): Readonly<ResolvedOptions> {
