@@ -71,6 +71,8 @@ export const ERROR_CODES = {
   PLINTH_ERR_CANCELLED: 'The caller cancelled the call (e.g. its pipeline run was cancelled).',
   PLINTH_ERR_SHUTDOWN: 'The host or the extension is shutting down; the call was not run.',
   PLINTH_ERR_LIMIT_ABOVE_CEILING: "An extension's manifest declares a limit (or a stage timeout) above the host's ceiling for it; the extension is not started.",
+  PLINTH_ERR_HOST_NOT_STARTED: 'The host was asked for an extension or a call before start() finished loading it.',
+  PLINTH_ERR_LINK_PROTOCOL: 'The other end of a JSON-RPC link (a sandbox process, a runner) answered with a protocol error (unknown method, invalid request) instead of a result.',
   PLINTH_ERR_CALL_OPTIONS_INVALID: "A call's options are not valid (e.g. a timeout that is not a positive finite number of milliseconds); nothing ran.",
 } as const;
 

@@ -7,10 +7,9 @@ import type { HostConfig } from '../config/index.ts';
 import { LocalBus } from '../events/index.ts';
 import type { Json } from '../sdk/index.ts';
 import { KvStore, type Resolver } from '../policy/index.ts';
-import { Budget } from '../resilience/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
 import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../discovery/index.ts';
-import { Registry, loadTrustStoreFor, type RegistryEntry } from '../registry/index.ts';
+import { createRegistry, loadTrustStoreFor, type Registry, type RegistryEntry } from '../registry/index.ts';
 import type { CallRequest, ManagedExtension } from '../registry/extension.ts';
 import type { SandboxFactory } from '../sandbox/index.ts';
 
@@ -55,7 +54,7 @@ export class Host {
   }
 
   get #reg(): Registry {
-    if (!this.#registry) throw new PlinthError('PLINTH_ERR_SHUTDOWN', 'the host has not been started', { hint: 'call start() first' });
+    if (!this.#registry) throw new PlinthError('PLINTH_ERR_HOST_NOT_STARTED', 'the host has not been started', { hint: 'await host.start() first' });
     return this.#registry;
   }
 
@@ -66,11 +65,9 @@ export class Host {
    */
   async start(options: { background?: boolean } = {}): Promise<void> {
     const trustStore = await loadTrustStoreFor(this.config.trust.store, this.config.trust.policy);
-    this.#registry = new Registry({
-      config: this.config,
+    this.#registry = createRegistry(this.config, {
       log: this.log,
       bus: this.bus,
-      budget: new Budget(this.config.budget),
       kv: (id) => {
         let kv = this.#kv.get(id);
         if (!kv) this.#kv.set(id, (kv = new KvStore()));

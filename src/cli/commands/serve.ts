@@ -4,9 +4,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
 import { Host } from '../../host/index.ts';
-import { Registry, loadTrustStoreFor } from '../../registry/index.ts';
-import { Budget } from '../../resilience/index.ts';
-import { LocalBus } from '../../events/index.ts';
+import { createRegistry, loadTrustStoreFor } from '../../registry/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, printJson, usageError, type Io } from '../output.ts';
 import { KvStore } from '../../policy/index.ts';
@@ -60,13 +58,8 @@ export async function serve(io: Io, flags: ServeFlags, signals: NodeJS.EventEmit
 export async function lock(io: Io, flags: ServeFlags): Promise<number> {
   const config = await loadHostConfig({ flags });
   if (config.plugins.length === 0) throw usageError('no plugin directories given', 'pass --plugins <dir>[,<dir>…] or set `plugins` in plinth.config.yaml');
-  const registry = new Registry({
-    config,
+  const registry = createRegistry(config, {
     log: pino({ level: 'warn', base: undefined }, pino.destination(2)),
-    bus: new LocalBus(),
-    budget: new Budget(config.budget),
-    kv: () => new KvStore(),
-    env: {},
     trustStore: await loadTrustStoreFor(config.trust.store, config.trust.policy),
   });
   const file = lockfilePath(flags, config.file);
