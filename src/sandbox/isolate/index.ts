@@ -335,6 +335,13 @@ export class IsolateProcess {
     return (await gen.request('stats', {})) as StatsResult;
   }
 
+  /** Whether the running process's own realm is untouched by extension code (prototypes, JSON, Promise). */
+  async integrity(): Promise<{ objectPrototype: boolean; arrayPrototype: boolean; polluted: boolean; nativeJson: boolean; nativePromiseThen: boolean } | undefined> {
+    const gen = this.#gen;
+    if (!gen || gen.exited) return undefined;
+    return (await gen.request('integrity', {})) as { objectPrototype: boolean; arrayPrototype: boolean; polluted: boolean; nativeJson: boolean; nativePromiseThen: boolean };
+  }
+
   /** Kills the current sandbox process (no onExit for its sandboxes: this is a deliberate stop). */
   async shutdown(): Promise<void> {
     const gen = this.#gen;

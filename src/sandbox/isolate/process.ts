@@ -509,6 +509,17 @@ peer.handle('dispose', (params) => {
   });
 });
 
+// Whether this process's own realm (where the host half of isolated-vm runs) is as it started: extension code
+// must never reach it. What a hostile extension would pollute first.
+const PRISTINE = { object: Object.getOwnPropertyNames(Object.prototype).sort().join(','), array: Object.getOwnPropertyNames(Array.prototype).sort().join(',') };
+peer.handle('integrity', () => ({
+  objectPrototype: Object.getOwnPropertyNames(Object.prototype).sort().join(',') === PRISTINE.object,
+  arrayPrototype: Object.getOwnPropertyNames(Array.prototype).sort().join(',') === PRISTINE.array,
+  polluted: ({} as Record<string, unknown>).polluted !== undefined || ([] as unknown as Record<string, unknown>).polluted !== undefined,
+  nativeJson: String(JSON.stringify).includes('[native code]') && String(JSON.parse).includes('[native code]'),
+  nativePromiseThen: String(Promise.prototype.then).includes('[native code]'),
+}));
+
 // The RSS watchdog's question where the host has no procfs: answered at once, whatever the isolates are doing
 // ('stats' below reads heap statistics, which waits for a busy isolate's thread).
 peer.handle('rss', () => ({ rssBytes: process.memoryUsage.rss() }));
