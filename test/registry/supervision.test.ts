@@ -155,3 +155,19 @@ describe('call errors', () => {
     }
   });
 });
+
+describe('host stop', () => {
+  // Regression: the host's stop was time-boxed per dependency level, so three levels of hung stop() took three
+  // bounds. One bound covers the whole host.
+  it('one bound for the whole host, however many levels hang in stop()', async () => {
+    const hang = 'extensions:\n' + ['l0', 'l1', 'l2'].map((id) => `  ${id}:\n    config: { hangStop: true }\n`).join('');
+    const w = await workspace([{ id: 'l0' }, { id: 'l1', dependencies: { l0: '*' } }, { id: 'l2', dependencies: { l1: '*' } }], { host: quiet, config: hang });
+    const t0 = performance.now();
+    const first = w.host.stop(1000);
+    assert.equal(w.host.stop(1000), first, 'a second stop() is the first one');
+    await first;
+    const ms = performance.now() - t0;
+    assert.ok(ms < 2800, `stopped in ${Math.round(ms)} ms; per-level bounds would take 3000 ms or more`);
+    assert.deepEqual(w.host.list().map((e) => e.state), ['stopped', 'stopped', 'stopped']);
+  });
+});
