@@ -517,7 +517,7 @@ peer.handle('integrity', () => ({
   arrayPrototype: Object.getOwnPropertyNames(Array.prototype).sort().join(',') === PRISTINE.array,
   polluted: ({} as Record<string, unknown>).polluted !== undefined || ([] as unknown as Record<string, unknown>).polluted !== undefined,
   nativeJson: String(JSON.stringify).includes('[native code]') && String(JSON.parse).includes('[native code]'),
-  nativePromiseThen: String(Promise.prototype.then).includes('[native code]'),
+  nativePromiseThen: Function.prototype.toString.call(Object.getOwnPropertyDescriptor(Promise.prototype, 'then')?.value).includes('[native code]'),
 }));
 
 // The RSS watchdog's question where the host has no procfs: answered at once, whatever the isolates are doing
