@@ -122,6 +122,7 @@ export class Registry {
   /** Extensions whose start() is running, and old versions draining after a swap: stopAll() stops them too. */
   readonly #launching = new Set<ManagedExtension>();
   readonly #draining = new Set<ManagedExtension>();
+  #creating: Promise<void> = Promise.resolve();
 
   constructor(options: RegistryOptions) {
     this.#o = options;
@@ -495,7 +496,14 @@ export class Registry {
       this.#o.log.error({ extension: id, code: err.code }, err.message);
       return;
     }
-    const managed = await this.#create(copy);
+    // Created (trust binding, config, budget reservation) one at a time, in start order: which extensions fit the
+    // budget never depends on which file system call finished first. Their starts still run in parallel.
+    const creating = this.#creating.then(() => this.#create(copy));
+    this.#creating = creating.then(
+      () => undefined,
+      () => undefined,
+    );
+    const managed = await creating;
     if (!managed) return;
     this.#launching.add(managed);
     try {

@@ -7,7 +7,6 @@ import { Host } from '../../host/index.ts';
 import { createRegistry, loadTrustStoreFor } from '../../registry/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, printJson, usageError, type Io } from '../output.ts';
-import { KvStore } from '../../policy/index.ts';
 
 export interface ServeFlags extends ConfigFlags {
   frozenLockfile?: boolean;
