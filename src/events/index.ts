@@ -1,3 +1,6 @@
-// The event bus (DESIGN.md §6). So far: topic and pattern rules, and an in-process bus.
+// The event bus (DESIGN.md §6): topic and pattern rules, a trie matcher, middleware around publish, an
+// in-process bus, routes from host config and complex-event rules.
 export { isValidTopic, isValidPattern, matchTopic, topicWord, isReservedTopic, RESERVED_TOPIC_ROOTS, HOST_SOURCE } from './topics.ts';
+export { createTopicMatcher, normalizePattern, type TopicMatcher } from './matcher.ts';
+export { applyMiddleware, type Middleware, type Next, type OutgoingEvent, type PublishFunction } from './middleware.ts';
 export { LocalBus, type EventListener, type EventPublisher } from './local.ts';
