@@ -8,6 +8,8 @@ import { PlinthError, type Problem } from '../errors.ts';
 import { validators, toProblems, type SchemaLimits } from '../schema/index.ts';
 import type { TrustPolicy } from '../trust/index.ts';
 import type { BreakerSettings } from '../resilience/breaker.ts';
+import { compileRoutes, type RouteConfig } from '../events/routes.ts';
+import { compileRules, type CepSettings, type RuleConfig } from '../events/cep/index.ts';
 
 export const CONFIG_FILE_NAMES = ['plinth.config.yaml', 'plinth.config.yml', 'plinth.config.json'] as const;
 
@@ -40,6 +42,15 @@ export interface HostConfig {
     restart: { maxAttempts: number; baseMs: number; maxMs: number; resetAfterMs: number };
   };
   extensions: Record<string, ExtensionSettings>;
+  /** Routes, complex-event rules and their bounds (README "Events"). */
+  events: EventSettings;
+}
+
+export interface EventSettings {
+  maxHops: number;
+  routes: RouteConfig[];
+  rules: RuleConfig[];
+  cep: CepSettings;
 }
 
 export interface ExtensionSettings {
@@ -221,6 +232,11 @@ export async function loadHostConfig(options: { cwd?: string; env?: NodeJS.Proce
       hint: 'see schemas/host-config.schema.json for every setting',
     });
   }
+
+  // What a schema cannot say: patterns, durations and expressions parse, the absent step is last, bounds fit.
+  const events = (doc as { events: EventSettings }).events;
+  compileRoutes(events.routes, file ? { file } : {});
+  compileRules(events.rules, { settings: events.cep, ...(file ? { file } : {}) });
 
   // Defaults were filled in by the schema (`useDefaults`); only the dataDir default is relative.
   const cfg = doc as unknown as Omit<HostConfig, 'file'> & { trust: { store?: string; policy?: TrustPolicy } };

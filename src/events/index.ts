@@ -4,3 +4,8 @@ export { isValidTopic, isValidPattern, matchTopic, topicWord, isReservedTopic, R
 export { createTopicMatcher, normalizePattern, type TopicMatcher } from './matcher.ts';
 export { applyMiddleware, type Middleware, type Next, type OutgoingEvent, type PublishFunction } from './middleware.ts';
 export { LocalBus, type EventListener, type EventPublisher } from './local.ts';
+export { parseDuration } from './duration.ts';
+export { HOPS_HEADER, derivedHeaders, hopsOf } from './hops.ts';
+export { compileRoutes, Router, ROUTE_VARIABLES, eventAsJson, type RouteConfig, type CompiledRoute, type CallStage, type RouterOptions } from './routes.ts';
+export * from './cep/index.ts';
+export { attachRoutesAndRules, type AttachOptions, type AttachedEvents } from './attach.ts';

@@ -4,7 +4,7 @@
 import { pino, type Logger } from 'pino';
 import { PlinthError } from '../errors.ts';
 import type { HostConfig } from '../config/index.ts';
-import { LocalBus } from '../events/index.ts';
+import { LocalBus, attachRoutesAndRules, type AttachedEvents, type Clock } from '../events/index.ts';
 import type { Json } from '../sdk/index.ts';
 import { KvStore, type Resolver } from '../policy/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
@@ -29,6 +29,10 @@ export interface HostOptions {
   drainMs?: number;
   /** How ctx.fetch resolves host names (tests play a rebinding name server with it). */
   resolve?: Resolver;
+  /** The clock of complex-event rules (tests step it instead of sleeping). */
+  clock?: Clock;
+  /** How often rule state expires and absences fire, in ms (default 1000; 0: only when `events.rules.tick()` is called). */
+  ruleTickMs?: number;
 }
 
 export type HostExtensionInfo = RegistryEntry;
@@ -40,6 +44,7 @@ export class Host {
   readonly #options: HostOptions;
   readonly #kv = new Map<string, KvStore>();
   #registry: Registry | undefined;
+  #events: AttachedEvents | undefined;
   #watcher: PluginWatcher | undefined;
   /** Reloads run one at a time; changes during one schedule exactly one more. */
   #reloading: Promise<void> | undefined;
@@ -64,6 +69,16 @@ export class Host {
    * as they have begun: each extension then serves once it is active, and call() waits only for the one it calls.
    */
   async start(options: { background?: boolean } = {}): Promise<void> {
+    // Routes and rules first, so they see the lifecycle events of the extensions starting below.
+    this.#events = attachRoutesAndRules({
+      subscribe: (pattern, listener) => this.bus.subscribe(pattern, listener),
+      publish: (topic, payload, source, headers) => this.bus.publish(topic, payload, source, headers),
+      settings: this.config.events,
+      callStage: (extension, stage, input) => this.call(extension, stage, input),
+      onWarning: (warning) => this.log.warn({ code: warning.code, hint: warning.hint }, warning.message),
+      ...(this.#options.clock ? { clock: this.#options.clock } : {}),
+      ...(this.#options.ruleTickMs !== undefined ? { tickMs: this.#options.ruleTickMs } : {}),
+    });
     const trustStore = await loadTrustStoreFor(this.config.trust.store, this.config.trust.policy);
     this.#registry = createRegistry(this.config, {
       log: this.log,
@@ -115,6 +130,12 @@ export class Host {
       this.#reloading = undefined;
     });
     return this.#reloading;
+  }
+
+  /** The routes and complex-event rules of the host config, once started (stats, and tick() for tests). */
+  get events(): AttachedEvents {
+    if (!this.#events) throw new PlinthError('PLINTH_ERR_SHUTDOWN', 'the host has not been started', { hint: 'call start() first' });
+    return this.#events;
   }
 
   get(id: string): ManagedExtension | undefined {
@@ -170,6 +191,7 @@ export class Host {
       clearTimeout(timer);
     }
     await this.#registry?.stopAll(Math.max(1, deadline - Date.now()));
+    this.#events?.detach();
     if (this.#options.stopSandboxProcesses !== false) await IsolateProcess.shutdownAll();
   }
 }
