@@ -25,7 +25,7 @@ export interface RouteConfig {
   /** CEL condition; events for which it is not true are not routed. */
   filter?: string;
   /** The routed event's payload: a CEL expression, or an extension's stage (input: the event; output: the payload). */
-  transform?: { expression?: string; extension?: string; stage?: string };
+  transform?: { expression?: string; extension?: string; stage?: string; /** CEL giving the stage's input (default: the event). */ input?: string };
 }
 
 export interface CompiledRoute {
@@ -33,7 +33,7 @@ export interface CompiledRoute {
   from: string;
   to: string[];
   filter: Expression | undefined;
-  transform: { kind: 'expression'; expression: Expression } | { kind: 'stage'; extension: string; stage: string } | undefined;
+  transform: { kind: 'expression'; expression: Expression } | { kind: 'stage'; extension: string; stage: string; input: Expression | undefined } | undefined;
 }
 
 /** Calls an extension's stage (the host's call, with its breaker, timeout and schemas). */
@@ -67,6 +67,7 @@ export function compileRoutes(routes: readonly RouteConfig[], options: { path?: 
     const t = route.transform;
     if (t) {
       const byStage = t.extension !== undefined || t.stage !== undefined;
+      if (t.input !== undefined && !byStage) problems.push({ path: `${at}/transform/input`, message: '`input` goes with `extension` and `stage`' });
       if (t.expression !== undefined && byStage) {
         problems.push({ path: `${at}/transform`, message: 'give either `expression` or `extension` with `stage`, not both' });
       } else if (t.expression !== undefined) {
@@ -75,7 +76,8 @@ export function compileRoutes(routes: readonly RouteConfig[], options: { path?: 
       } else if (t.extension === undefined || t.stage === undefined) {
         problems.push({ path: `${at}/transform`, message: 'a stage transform needs both `extension` and `stage`' });
       } else {
-        transform = { kind: 'stage', extension: t.extension, stage: t.stage };
+        const input = t.input === undefined ? undefined : expr(t.input, `${at}/transform/input`);
+        transform = { kind: 'stage', extension: t.extension, stage: t.stage, input };
       }
     }
     out.push({ id: route.id, from: route.from, to: [...route.to], filter, transform });
@@ -149,7 +151,8 @@ export class Router {
       if (route.transform?.kind === 'expression') payload = route.transform.expression.evaluate(vars);
       else if (route.transform?.kind === 'stage') {
         if (!this.#options.callStage) throw new Error('no stage caller was given to the router');
-        payload = await this.#options.callStage(route.transform.extension, route.transform.stage, eventAsJson(event));
+        const input = route.transform.input ? route.transform.input.evaluate(vars) : eventAsJson(event);
+        payload = await this.#options.callStage(route.transform.extension, route.transform.stage, input);
       }
     } catch (err) {
       counts.failed++;
