@@ -57,6 +57,14 @@ function countSomes(pattern: string): number {
   return n;
 }
 
+export interface TopicMatcherOptions {
+  /**
+   * Distinct topics whose match is remembered until the next add or remove (default 4096; 0 = none). Busy buses
+   * publish the same few topics again and again; a hostile publisher's endless new topics only evict entries.
+   */
+  cacheSize?: number;
+}
+
 class QlobberTopicMatcher<T> implements TopicMatcher<T> {
   readonly #trie = new QlobberDedup<T>({ separator: '.', wildcard_one: '*', wildcard_some: '#', max_words: MAX_WORDS, max_wildcard_somes: MAX_TRIE_WILDCARD_SOMES });
   /** How many times each value was added under each (normalized) pattern. */
@@ -64,16 +72,27 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
   /** Patterns with too many `#` for the trie, matched one by one (see MAX_TRIE_WILDCARD_SOMES). */
   readonly #side = new Map<string, Set<T>>();
   #size = 0;
+  readonly #cacheSize: number;
+  #cache = new Map<string, T[]>();
+
+  constructor(options: TopicMatcherOptions) {
+    this.#cacheSize = options.cacheSize ?? 4096;
+  }
+
+  #changed(): void {
+    if (this.#cache.size > 0) this.#cache = new Map();
+  }
 
   add(pattern: string, value: T): void {
     if (!isValidPattern(pattern)) throw new TypeError(`not a valid topic pattern: ${JSON.stringify(pattern)}`);
     const key = normalizePattern(pattern);
     let values = this.#counts.get(key);
-    if (!values) this.#counts.set(key, (values = new Map()));
+    if (!values) this.#counts.set(key, (values = new Map<T, number>()));
     const n = values.get(value) ?? 0;
     values.set(value, n + 1);
     this.#size++;
     if (n > 0) return;
+    this.#changed();
     if (countSomes(key) > MAX_TRIE_WILDCARD_SOMES) {
       let side = this.#side.get(key);
       if (!side) this.#side.set(key, (side = new Set()));
@@ -96,6 +115,7 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
     }
     values.delete(value);
     if (values.size === 0) this.#counts.delete(key);
+    this.#changed();
     const side = this.#side.get(key);
     if (side) {
       side.delete(value);
@@ -106,7 +126,20 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
   }
 
   match(topic: string): T[] {
+    const cached = this.#cache.get(topic);
+    // A copy: callers may change the array they get.
+    if (cached) return cached.slice();
     if (!isValidTopic(topic)) return [];
+    const found = this.#lookup(topic);
+    if (this.#cacheSize > 0) {
+      if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(topic, found);
+      return found.slice();
+    }
+    return found;
+  }
+
+  #lookup(topic: string): T[] {
     // qlobber may hand back a Set it keeps inside its trie (when one node matched): read it, never change it.
     const inTrie = this.#trie.match(topic);
     if (this.#side.size === 0) return [...inTrie];
@@ -123,6 +156,6 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
 }
 
 /** A matcher from AMQP-style patterns (`*` one word, `#` zero or more) to values, e.g. subscriptions. */
-export function createTopicMatcher<T>(): TopicMatcher<T> {
-  return new QlobberTopicMatcher<T>();
+export function createTopicMatcher<T>(options: TopicMatcherOptions = {}): TopicMatcher<T> {
+  return new QlobberTopicMatcher<T>(options);
 }

@@ -70,9 +70,10 @@ export function toJson(value: unknown): Json {
   if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
   if (value instanceof Date) return value.toISOString();
   if (Array.isArray(value)) return value.map(toJson);
-  if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), toJson(v)]));
+  if (value instanceof Map) return Object.fromEntries([...(value as Map<unknown, unknown>)].map(([k, v]) => [typeof k === 'string' ? k : JSON.stringify(toJson(k)), toJson(v)]));
   if (typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toJson(v)]));
-  return String(value as string);
+  // Functions and symbols never come out of CEL; nothing else is left.
+  return null;
 }
 
 /**
@@ -93,7 +94,7 @@ export function compileExpression(source: string, options: CompileOptions): Expr
   if (!checked.valid) throw invalid(firstLine(checked.error), options, checked.error);
   let run: (vars: Record<string, unknown>) => unknown;
   try {
-    run = env.parse(source) as unknown as (vars: Record<string, unknown>) => unknown;
+    run = env.parse(source);
   } catch (err) {
     throw invalid(firstLine(err), options, err);
   }

@@ -29,7 +29,10 @@ function harness(rules: RuleConfig[], cep = { maxKeys: 10_000, maxEventsPerKey: 
   const warnings: PlinthError[] = [];
   const engine = new RuleEngine({
     rules: compileRules(rules, { settings: cep }),
-    publish: async (topic, payload, source, headers) => void published.push({ topic, payload, source, headers }),
+    publish: (topic, payload, source, headers) => {
+      published.push({ topic, payload, source, headers });
+      return Promise.resolve();
+    },
     maxHops: 8,
     clock,
     onWarning: (w) => void warnings.push(w),
@@ -259,7 +262,7 @@ describe('CEP state bounds: each with PLINTH_ERR_CEP_STATE_LIMIT', () => {
     await h.send('payment.started', { paymentId: 'a' });
     await h.send('payment.started', { paymentId: 'b' });
     assert.equal(h.warnings[0]?.code, 'PLINTH_ERR_CEP_STATE_LIMIT');
-    assert.match(h.warnings[0]!.hint!, /limits\.maxKeys/);
+    assert.match(h.warnings[0].hint!, /limits\.maxKeys/);
   });
 
   it('events.cep.maxEventsPerKey: a time window keeps at most that many events, the oldest dropped with a warning', async () => {
@@ -268,7 +271,7 @@ describe('CEP state bounds: each with PLINTH_ERR_CEP_STATE_LIMIT', () => {
     assert.equal(h.warnings.length, 0);
     await h.send('clicks', {});
     assert.equal(h.warnings[0]?.code, 'PLINTH_ERR_CEP_STATE_LIMIT');
-    assert.match(h.warnings[0]!.hint!, /events\.cep\.maxEventsPerKey/);
+    assert.match(h.warnings[0].hint!, /events\.cep\.maxEventsPerKey/);
     assert.equal(h.engine.stats()[0]!.dropped, 1);
   });
 

@@ -46,9 +46,9 @@ describe('routes', () => {
     const calls: Array<[string, string, Json]> = [];
     const { bus, seen } = setup(
       [{ id: 'redact', from: 'users.signup', to: ['users.signup.redacted'], transform: { extension: 'redact-fields', stage: 'redact', input: '{"records": [payload]}' } }],
-      async (ext, stage, input) => {
+      (ext, stage, input) => {
         calls.push([ext, stage, input]);
-        return { records: [{ name: 'ann', ssn: '***' }], redactedCount: 1 };
+        return Promise.resolve({ records: [{ name: 'ann', ssn: '***' }], redactedCount: 1 });
       },
     );
     await bus.publish('users.signup', { name: 'ann', ssn: '123' }, 'signup');
@@ -62,9 +62,7 @@ describe('routes', () => {
         { id: 'expr', from: 'a.b', to: ['c.d'], transform: { expression: 'payload.missing * 2.0' } },
         { id: 'stage', from: 'a.b', to: ['c.e'], transform: { extension: 'x', stage: 'y' } },
       ],
-      async () => {
-        throw new PlinthError('PLINTH_ERR_STAGE_FAILED', 'boom', { extension: 'x' });
-      },
+      () => Promise.reject(new PlinthError('PLINTH_ERR_STAGE_FAILED', 'boom', { extension: 'x' })),
     );
     await bus.publish('a.b', {}, 'p');
     assert.deepEqual(seen.map((e) => e.topic), ['a.b']);

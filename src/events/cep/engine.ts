@@ -26,6 +26,9 @@ export const EVENT_VARIABLES = ['event', 'payload', 'topic', 'source', 'headers'
 export const WINDOW_VARIABLES = ['value', 'count', 'key'] as const;
 
 const WARNING_INTERVAL_MS = 60_000;
+// Expired state is swept on tick() and, at most this often, on an arriving event (a sweep visits every key;
+// windows themselves are checked exactly on every event, so this only bounds how late an absence fires).
+const SWEEP_INTERVAL_MS = 1000;
 
 interface CompiledStep {
   topic: string;
@@ -228,6 +231,7 @@ export class RuleEngine {
   readonly #maxHops: number;
   readonly #clock: Clock;
   readonly #onWarning: (warning: PlinthError) => void;
+  #lastSweep = -Infinity;
 
   constructor(options: RuleEngineOptions) {
     this.#publish = options.publish;
@@ -246,7 +250,7 @@ export class RuleEngine {
   async handle(event: PlinthEvent): Promise<void> {
     const now = this.#clock.now();
     const emissions: Emission[] = [];
-    this.#expire(now, emissions);
+    if (now - this.#lastSweep >= SWEEP_INTERVAL_MS) this.#expire(now, emissions);
     const targets = this.#matcher.match(event.topic);
     // Later steps first, so one event never moves a partial match two steps at once.
     targets.sort((a, b) => b.step - a.step);
@@ -269,7 +273,7 @@ export class RuleEngine {
     return this.#states.map((s) => ({ id: s.rule.id, keys: s.keys.size, matches: s.matches, dropped: s.dropped, expressionErrors: s.expressionErrors }));
   }
 
-  #eval(state: RuleState, expression: Expression | undefined, vars: Record<string, unknown>, kind: 'test' | 'value'): Json | boolean | undefined {
+  #evaluate(state: RuleState, expression: Expression | undefined, vars: Record<string, unknown>, kind: 'test' | 'value'): Json | undefined {
     if (!expression) return kind === 'test' ? true : undefined;
     try {
       return kind === 'test' ? expression.test(vars) : expression.evaluate(vars);
@@ -311,10 +315,10 @@ export class RuleEngine {
 
   #sequenceStep(state: RuleState, rule: CompiledSequence, index: number, event: PlinthEvent, vars: Record<string, unknown>, now: number, out: Emission[]): void {
     const step = rule.steps[index]!;
-    const keyValue = this.#eval(state, step.key, vars, 'value');
+    const keyValue = this.#evaluate(state, step.key, vars, 'value');
     if (keyValue === undefined || keyValue === null) return;
-    if (this.#eval(state, step.where, vars, 'test') !== true) return;
-    const key = keyText(keyValue as Json);
+    if (this.#evaluate(state, step.where, vars, 'test') !== true) return;
+    const key = keyText(keyValue);
     if (index === 0) {
       const s = this.#keyState<SequenceKeyState>(state, key, () => ({ partials: [] }), now);
       s.partials[0] = { events: [event.id], at: now, first: event };
@@ -339,16 +343,16 @@ export class RuleEngine {
   }
 
   #windowEvent(state: RuleState, rule: CompiledWindow, event: PlinthEvent, vars: Record<string, unknown>, now: number, out: Emission[]): void {
-    if (this.#eval(state, rule.where, vars, 'test') !== true) return;
+    if (this.#evaluate(state, rule.where, vars, 'test') !== true) return;
     let key = '';
     if (rule.key) {
-      const k = this.#eval(state, rule.key, vars, 'value');
+      const k = this.#evaluate(state, rule.key, vars, 'value');
       if (k === undefined || k === null) return;
-      key = keyText(k as Json);
+      key = keyText(k);
     }
     let value = 1;
     if (rule.fn !== 'count') {
-      const v = this.#eval(state, rule.field, vars, 'value');
+      const v = this.#evaluate(state, rule.field, vars, 'value');
       if (typeof v !== 'number' || !Number.isFinite(v)) {
         if (v !== undefined) state.expressionErrors++;
         return;
@@ -365,7 +369,7 @@ export class RuleEngine {
     }
     if (s.entries.length < rule.minEvents) return;
     const aggregate = this.#aggregate(rule.fn, s);
-    const holds = this.#eval(state, rule.condition, { value: aggregate, count: s.entries.length, key }, 'test') === true;
+    const holds = this.#evaluate(state, rule.condition, { value: aggregate, count: s.entries.length, key }, 'test') === true;
     if (holds && !s.firing) {
       out.push({ rule, cause: event, payload: { rule: rule.id, key, events: s.entries.map((e) => e.id), value: aggregate, count: s.entries.length, fn: rule.fn } });
     }
@@ -394,6 +398,7 @@ export class RuleEngine {
   }
 
   #expire(now: number, out: Emission[]): void {
+    this.#lastSweep = now;
     for (const state of this.#states) {
       const rule = state.rule;
       for (const [key, s] of state.keys) {
