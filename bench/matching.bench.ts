@@ -9,11 +9,13 @@ import type { Json, PlinthEvent } from '../src/sdk/index.ts';
 const SUBSCRIPTIONS = Number(process.env.BENCH_SUBSCRIPTIONS ?? 10_000);
 const TOPICS = 2_000;
 
-// Deterministic pseudo-random numbers, so each run measures the same workload.
+// Deterministic pseudo-random numbers (mulberry32), so each run measures the same workload.
 let seed = 42;
 const rand = (n: number) => {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  return seed % n;
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
 };
 
 const SERVICES = 2000;

@@ -124,6 +124,21 @@ describe('topic matcher: values and counts', () => {
     assert.deepEqual(m.match('x'), ['all']);
   });
 
+  it('the topic cache never serves a stale answer: a subscribe or unsubscribe after a match is seen by the next match', () => {
+    const m = createTopicMatcher<string>({ cacheSize: 2 });
+    m.add('a.*', 'x');
+    assert.deepEqual(m.match('a.b'), ['x']);
+    m.add('#.b', 'y');
+    assert.deepEqual(m.match('a.b').sort(), ['x', 'y']);
+    m.remove('a.*', 'x');
+    assert.deepEqual(m.match('a.b'), ['y']);
+    // A caller changing the array it got does not change the next answer.
+    m.match('a.b').push('junk');
+    assert.deepEqual(m.match('a.b'), ['y']);
+    // More distinct topics than the cache holds: still right.
+    for (const t of ['c.b', 'd.b', 'e.b', 'a.b']) assert.deepEqual(m.match(t), ['y'], t);
+  });
+
   it('refuses an invalid pattern and matches nothing for an invalid topic', () => {
     const m = createTopicMatcher<string>();
     assert.throws(() => m.add('a..b', 'x'), TypeError);
