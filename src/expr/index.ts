@@ -5,9 +5,15 @@
 // the values they read (event payloads) may come from hostile extensions, so reading them can only fail with
 // a coded error, never reach a prototype (`payload.__proto__` is "no such key").
 //
+// Regular expressions: CEL's own `matches` runs JavaScript's backtracking RegExp in this library, where one
+// 30-character payload string can hold the event loop for seconds against a pattern like `^(a+)+$`; it is
+// refused at compile time, and `text.matchesRe2(pattern)` (RE2 syntax, as the CEL spec says, linear time via re2js)
+// takes its place.
+//
 // CEL semantics worth knowing: JSON numbers are CEL doubles (`payload.n + 1.0`; comparisons across int and
 // double work: `payload.bytes > 10485760`); a missing field is an error, so guard with `has(payload.x)`.
 import { Environment } from '@marcbachmann/cel-js';
+import { RE2JS } from 're2js';
 import { PlinthError } from '../errors.ts';
 import type { Json } from '../sdk/index.ts';
 
@@ -36,12 +42,34 @@ export interface Expression {
 
 const environments = new Map<string, Environment>();
 
+// Compiled RE2 patterns by text (patterns are usually literals in the config; a bounded cache for the rest).
+const re2Cache = new Map<string, RE2JS>();
+function re2(pattern: string): RE2JS {
+  let re = re2Cache.get(pattern);
+  if (!re) {
+    re = RE2JS.compile(pattern);
+    if (re2Cache.size >= 256) re2Cache.delete(re2Cache.keys().next().value!);
+    re2Cache.set(pattern, re);
+  }
+  return re;
+}
+
+/** True if the AST calls `name` as a function or a method anywhere. */
+function callsFunction(node: unknown, name: string): boolean {
+  if (Array.isArray(node)) return node.some((n) => callsFunction(n, name));
+  if (typeof node !== 'object' || node === null) return false;
+  const { op, args } = node as { op?: unknown; args?: unknown };
+  if ((op === 'call' || op === 'rcall') && Array.isArray(args) && args[0] === name) return true;
+  return callsFunction(args, name);
+}
+
 function environmentFor(variables: readonly string[]): Environment {
   const key = [...variables].sort().join(',');
   let env = environments.get(key);
   if (!env) {
     env = new Environment({ unlistedVariablesAreDyn: false, homogeneousAggregateLiterals: false, limits: LIMITS });
     for (const name of variables) env.registerVariable(name, 'dyn');
+    env.registerFunction('string.matchesRe2(string): bool', (text: string, pattern: string) => re2(pattern).matcher(text).find());
     environments.set(key, env);
   }
   return env;
@@ -97,6 +125,9 @@ export function compileExpression(source: string, options: CompileOptions): Expr
     run = env.parse(source);
   } catch (err) {
     throw invalid(firstLine(err), options, err);
+  }
+  if (callsFunction((run as unknown as { ast?: unknown }).ast, 'matches')) {
+    throw invalid('`matches` uses backtracking regular expressions that hostile text can make run for seconds; use text.matchesRe2(pattern) (RE2 syntax, linear time)', options);
   }
   const call = (vars: Record<string, unknown>): unknown => {
     let result: unknown;

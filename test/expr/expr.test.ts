@@ -54,6 +54,17 @@ describe('expressions (CEL)', () => {
     assert.equal(compileExpression('has(payload.x) && payload.x > 1.0', { variables: vars }).test({ payload: {} }), false);
   });
 
+  it("refuses CEL's backtracking `matches` (ReDoS on hostile payloads); matchesRe2 runs in linear time", () => {
+    for (const bad of ['payload.s.matches("^(a+)+$")', 'matches(payload.s, "a")', 'true || [1].exists(x, payload.s.matches("b"))']) {
+      assert.equal(codeOf(() => compileExpression(bad, { variables: vars })), 'PLINTH_ERR_EXPRESSION_INVALID', bad);
+    }
+    const re = compileExpression('payload.s.matchesRe2("^(a+)+$")', { variables: vars });
+    // With a backtracking engine this input would not finish in any reasonable time (30 characters take seconds).
+    assert.equal(re.test({ payload: { s: 'a'.repeat(5000) + '!' } }), false);
+    assert.equal(re.test({ payload: { s: 'aaa' } }), true);
+    assert.equal(codeOf(() => compileExpression('payload.s.matchesRe2(payload.p)', { variables: vars }).test({ payload: { s: 'a', p: '(' } })), 'PLINTH_ERR_EXPRESSION_FAILED');
+  });
+
   it('a condition is true only for the boolean true', () => {
     assert.equal(compileExpression('payload.v', { variables: vars }).test({ payload: { v: 'yes' } }), false);
   });
