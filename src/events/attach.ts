@@ -37,7 +37,9 @@ export function attachRoutesAndRules(options: AttachOptions): AttachedEvents {
   const router = new Router({ ...common, routes: compileRoutes(settings.routes), ...(options.callStage ? { callStage: options.callStage } : {}) });
   const rules = new RuleEngine({ ...common, rules: compileRules(settings.rules, { settings: settings.cep }), ...(options.clock ? { clock: options.clock } : {}) });
   const offs: Array<() => void> = [];
-  if (settings.routes.length > 0) offs.push(options.subscribe('#', (e) => router.handle(e)));
+  // A route may call a stage (up to its call timeout): the publisher never waits for routes. Router.handle
+  // reports every failure through onWarning and never rejects.
+  if (settings.routes.length > 0) offs.push(options.subscribe('#', (e) => void router.handle(e)));
   if (settings.rules.length > 0) offs.push(options.subscribe('#', (e) => rules.handle(e)));
   const tickMs = options.tickMs ?? 1000;
   let timer: NodeJS.Timeout | undefined;

@@ -63,7 +63,8 @@ describe('host: routes and rules from host config', () => {
     assert.ok(alert, 'derived event published');
     assert.equal(alert.source, 'rule:exfiltration');
     assert.equal((alert.payload as { events: string[] }).events.length, 3);
-    // The example's route also saw the large export.
+    // The example's route also saw the large export (routes run beside the publisher, not before it returns).
+    await waitFor(() => events.some((e) => e.topic === 'audit.data.export'), 'the routed export');
     assert.deepEqual(events.find((e) => e.topic === 'audit.data.export')?.payload, { user: 'ann', megabytes: 50_000_000 / 1048576 });
   });
 

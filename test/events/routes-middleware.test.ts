@@ -1,7 +1,7 @@
 // Routes (filter, expression and stage transforms, hop limit) and the middleware chain, over a real LocalBus.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { LocalBus, Router, compileRoutes, HOPS_HEADER, type Middleware, type RouteConfig } from '../../src/events/index.ts';
+import { LocalBus, Router, attachRoutesAndRules, compileRoutes, HOPS_HEADER, type Middleware, type RouteConfig } from '../../src/events/index.ts';
 import { PlinthError } from '../../src/errors.ts';
 import type { Json, PlinthEvent } from '../../src/sdk/index.ts';
 
@@ -75,6 +75,28 @@ describe('routes', () => {
     await bus.publish('ping.start', {}, 'p');
     assert.equal(seen.filter((e) => e.topic === 'ping.again').length, 3);
     assert.deepEqual(warnings.map((w) => w.code), ['PLINTH_ERR_ROUTE_HOPS_EXCEEDED']);
+  });
+
+  it('a slow stage transform never delays the publisher (attachRoutesAndRules runs routes beside it)', async () => {
+    const bus = new LocalBus();
+    let release: (value: Json) => void = () => {};
+    const pending = new Promise<Json>((resolve) => (release = resolve));
+    const seen: PlinthEvent[] = [];
+    bus.subscribe('#', (e) => void seen.push(e));
+    const attached = attachRoutesAndRules({
+      subscribe: (p, l) => bus.subscribe(p, l),
+      publish: (t, p, s, h) => bus.publish(t, p, s, h),
+      settings: { maxHops: 8, routes: [{ id: 'slow', from: 'a.b', to: ['c.d'], transform: { extension: 'x', stage: 'y' } }], rules: [], cep: { maxKeys: 10, maxEventsPerKey: 10 } },
+      callStage: () => pending,
+      tickMs: 0,
+    });
+    await bus.publish('a.b', 1, 'p');
+    assert.deepEqual(seen.map((e) => e.topic), ['a.b'], 'publish resolved while the stage still runs');
+    release({ done: true });
+    await pending;
+    for (let i = 0; i < 10 && seen.length < 2; i++) await new Promise<void>((r) => setImmediate(r));
+    assert.deepEqual(seen.map((e) => e.topic), ['a.b', 'c.d']);
+    attached.detach();
   });
 
   it('config problems come with paths: bad pattern, reserved destination, bad filter, both transforms, a half stage transform', () => {
