@@ -88,7 +88,7 @@ const engine = new RuleEngine({
       { topic: 'data.access', where: 'payload.classification == "confidential"', within: '5m' },
       { topic: 'data.export', where: 'payload.bytes > 10485760', within: '10m' },
     ] }],
-    { settings: { maxKeys: 10_000, maxEventsPerKey: 10_000 } },
+    { settings: { maxKeys: 10_000, maxEventsPerKey: 10_000, maxEvents: 100_000 } },
   ),
   publish: async () => {},
   maxHops: 8,

@@ -74,7 +74,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_EXPRESSION_FAILED: 'Evaluating an expression failed on an event (a missing field, a type mismatch); the event did not pass it.',
   PLINTH_ERR_ROUTE_FAILED: "A route's filter or transform failed on an event, so the event was not routed (the original event is unaffected).",
   PLINTH_ERR_ROUTE_HOPS_EXCEEDED: 'An event passed through more routes and rules than events.maxHops allows (a loop of routes or rules); it was not forwarded.',
-  PLINTH_ERR_CEP_STATE_LIMIT: 'A complex-event rule reached its state bound (events.cep.maxKeys / maxEventsPerKey, or the rule\'s limits); the oldest state was dropped.',
+  PLINTH_ERR_CEP_STATE_LIMIT: 'A complex-event rule reached its state bound (events.cep.maxKeys / maxEventsPerKey / maxEvents, or the rule\'s limits); the oldest state was dropped.',
   PLINTH_ERR_SHUTDOWN: 'The host or the extension is shutting down; the call was not run.',
   PLINTH_ERR_LIMIT_ABOVE_CEILING: "An extension's manifest declares a limit (or a stage timeout) above the host's ceiling for it; the extension is not started.",
   PLINTH_ERR_HOST_NOT_STARTED: 'The host was asked for an extension or a call before start() finished loading it.',

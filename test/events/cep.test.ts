@@ -22,7 +22,7 @@ interface Published {
   headers: Record<string, string> | undefined;
 }
 
-function harness(rules: RuleConfig[], cep = { maxKeys: 10_000, maxEventsPerKey: 10_000 }) {
+function harness(rules: RuleConfig[], cep = { maxKeys: 10_000, maxEventsPerKey: 10_000, maxEvents: 100_000 }) {
   let t = 1_000_000;
   const clock = { now: () => t };
   const published: Published[] = [];
@@ -231,7 +231,7 @@ describe('CEP sliding windows', () => {
 
 describe('CEP state bounds: each with PLINTH_ERR_CEP_STATE_LIMIT', () => {
   it('events.cep.maxKeys: the oldest key is dropped with a warning naming the rule and the key to raise, once a minute', async () => {
-    const h = harness([await rule('exfiltration')], { maxKeys: 2, maxEventsPerKey: 10_000 });
+    const h = harness([await rule('exfiltration')], { maxKeys: 2, maxEventsPerKey: 10_000, maxEvents: 100_000 });
     await h.send('auth.login', { userId: 'u1' });
     await h.send('auth.login', { userId: 'u2' });
     assert.equal(h.warnings.length, 0);
@@ -266,7 +266,7 @@ describe('CEP state bounds: each with PLINTH_ERR_CEP_STATE_LIMIT', () => {
   });
 
   it('events.cep.maxEventsPerKey: a time window keeps at most that many events, the oldest dropped with a warning', async () => {
-    const h = harness([{ id: 'burst', type: 'window', topic: 'clicks', within: '1h', aggregate: { fn: 'count' }, condition: 'value > 100', emit: 'alerts.burst' }], { maxKeys: 10, maxEventsPerKey: 5 });
+    const h = harness([{ id: 'burst', type: 'window', topic: 'clicks', within: '1h', aggregate: { fn: 'count' }, condition: 'value > 100', emit: 'alerts.burst' }], { maxKeys: 10, maxEventsPerKey: 5, maxEvents: 100_000 });
     for (let i = 0; i < 5; i++) await h.send('clicks', {});
     assert.equal(h.warnings.length, 0);
     await h.send('clicks', {});
@@ -275,9 +275,31 @@ describe('CEP state bounds: each with PLINTH_ERR_CEP_STATE_LIMIT', () => {
     assert.equal(h.engine.stats()[0]!.dropped, 1);
   });
 
+  it('events.cep.maxEvents: over all keys, the least recently fed windows are dropped with a warning', async () => {
+    const h = harness([{ id: 'per-user', type: 'window', topic: 'clicks', key: 'payload.u', within: '1h', aggregate: { fn: 'count' }, condition: 'value > 100', emit: 'alerts.clicks' }], { maxKeys: 100, maxEventsPerKey: 100, maxEvents: 10 });
+    for (let u = 0; u < 5; u++) for (let i = 0; i < 2; i++) await h.send('clicks', { u: `u${u}` });
+    assert.equal(h.engine.stats()[0]!.events, 10);
+    assert.equal(h.warnings.length, 0);
+    await h.send('clicks', { u: 'u5' });
+    assert.equal(h.warnings[0]?.code, 'PLINTH_ERR_CEP_STATE_LIMIT');
+    assert.match(h.warnings[0]!.hint!, /events\.cep\.maxEvents\b/);
+    const stats = h.engine.stats()[0]!;
+    assert.ok(stats.events <= 10, `holds ${stats.events}`);
+    assert.equal(stats.keys, 5, 'u0 was dropped whole');
+  });
+
+  it('a key from a payload is kept as a hash when long, so hostile keys stay small', async () => {
+    const h = harness([await rule('payment-stalled')]);
+    const long = 'k'.repeat(100_000);
+    await h.send('payment.started', { paymentId: long });
+    h.advance(31_000);
+    await h.engine.tick();
+    assert.match((h.published[0]!.payload as { key: string }).key, /^sha256:[0-9a-f]{64}$/);
+  });
+
   it('a count window larger than maxEventsPerKey is refused at load with its path', () => {
     assert.throws(
-      () => compileRules([{ id: 'big', type: 'window', topic: 'x', last: 50, aggregate: { fn: 'count' }, condition: 'value > 1', emit: 'y' }], { settings: { maxKeys: 10, maxEventsPerKey: 10 } }),
+      () => compileRules([{ id: 'big', type: 'window', topic: 'x', last: 50, aggregate: { fn: 'count' }, condition: 'value > 1', emit: 'y' }], { settings: { maxKeys: 10, maxEventsPerKey: 10, maxEvents: 100_000 } }),
       (err: unknown) => err instanceof PlinthError && err.code === 'PLINTH_ERR_CONFIG_INVALID' && err.problems.some((p) => p.path === '/events/rules/0/last'),
     );
   });

@@ -86,7 +86,7 @@ describe('routes', () => {
     const attached = attachRoutesAndRules({
       subscribe: (p, l) => bus.subscribe(p, l),
       publish: (t, p, s, h) => bus.publish(t, p, s, h),
-      settings: { maxHops: 8, routes: [{ id: 'slow', from: 'a.b', to: ['c.d'], transform: { extension: 'x', stage: 'y' } }], rules: [], cep: { maxKeys: 10, maxEventsPerKey: 10 } },
+      settings: { maxHops: 8, routes: [{ id: 'slow', from: 'a.b', to: ['c.d'], transform: { extension: 'x', stage: 'y' } }], rules: [], cep: { maxKeys: 10, maxEventsPerKey: 10, maxEvents: 100_000 } },
       callStage: () => pending,
       tickMs: 0,
     });

@@ -10,6 +10,7 @@
 // engine's clock at arrival (processing time, not the publisher's claim); `tick()` expires state and fires
 // absences, and the host calls it on a timer. State is bounded per rule; at a bound the oldest is dropped with a
 // PLINTH_ERR_CEP_STATE_LIMIT warning (at most once a minute per rule, with the count).
+import { createHash } from 'node:crypto';
 import { PlinthError, type Problem } from '../../errors.ts';
 import { compileExpression, type Expression } from '../../expr/index.ts';
 import type { Json, PlinthEvent } from '../../sdk/index.ts';
@@ -61,6 +62,7 @@ interface CompiledWindow {
   minEvents: number;
   maxKeys: number;
   maxEventsPerKey: number;
+  maxEvents: number;
 }
 
 export type CompiledRule = CompiledSequence | CompiledWindow;
@@ -145,9 +147,13 @@ export function compileRules(rules: readonly RuleConfig[], options: CompileRules
       if (rule.last !== undefined && rule.last > maxEventsPerKey) {
         problems.push({ path: `${at}/last`, message: `last ${rule.last} is more than the ${maxEventsPerKey} events a window may keep`, hint: 'raise events.cep.maxEventsPerKey or the rule\'s limits.maxEventsPerKey' });
       }
+      const maxEvents = rule.limits?.maxEvents ?? options.settings.maxEvents;
+      if (rule.last !== undefined && rule.last > maxEvents) {
+        problems.push({ path: `${at}/last`, message: `last ${rule.last} is more than the ${maxEvents} events the rule may keep`, hint: "raise events.cep.maxEvents or the rule's limits.maxEvents" });
+      }
       const minEvents = rule.minEvents ?? rule.last ?? 1;
       if (condition) {
-        compiled.push({ kind: 'window', id: rule.id, emit: rule.emit, topic: rule.topic, where, key, last: rule.last, withinMs, fn: rule.aggregate.fn, field, condition, minEvents, maxKeys, maxEventsPerKey });
+        compiled.push({ kind: 'window', id: rule.id, emit: rule.emit, topic: rule.topic, where, key, last: rule.last, withinMs, fn: rule.aggregate.fn, field, condition, minEvents, maxKeys, maxEventsPerKey, maxEvents: rule.limits?.maxEvents ?? options.settings.maxEvents });
       }
     }
   });
@@ -187,6 +193,8 @@ interface RuleState {
   rule: CompiledRule;
   keys: Map<string, SequenceKeyState | WindowKeyState>;
   dropped: number;
+  /** Window entries over all keys (bounded by maxEvents). */
+  entries: number;
   lastWarning: number | undefined;
   matches: number;
   expressionErrors: number;
@@ -208,6 +216,8 @@ export interface RuleEngineOptions {
 export interface RuleStats {
   id: string;
   keys: number;
+  /** Window events held over all keys. */
+  events: number;
   matches: number;
   dropped: number;
   expressionErrors: number;
@@ -220,8 +230,12 @@ interface Target {
   step: number;
 }
 
+// Keys come from event payloads (attacker input): a long one is kept as its hash, so 10 000 keys stay small.
+const MAX_KEY_CHARS = 128;
+
 function keyText(value: Json): string {
-  return typeof value === 'string' ? value : JSON.stringify(value);
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length <= MAX_KEY_CHARS ? text : `sha256:${createHash('sha256').update(text).digest('hex')}`;
 }
 
 export class RuleEngine {
@@ -239,7 +253,7 @@ export class RuleEngine {
     this.#clock = options.clock ?? { now: () => Date.now() };
     this.#onWarning = options.onWarning ?? (() => {});
     this.#matcher = (options.createMatcher ?? createTopicMatcher)<Target>();
-    this.#states = options.rules.map((rule) => ({ rule, keys: new Map(), dropped: 0, lastWarning: undefined, matches: 0, expressionErrors: 0 }));
+    this.#states = options.rules.map((rule) => ({ rule, keys: new Map(), dropped: 0, entries: 0, lastWarning: undefined, matches: 0, expressionErrors: 0 }));
     for (const state of this.#states) {
       if (state.rule.kind === 'sequence') state.rule.steps.forEach((s, step) => this.#matcher.add(s.topic, { state, step }));
       else this.#matcher.add(state.rule.topic, { state, step: 0 });
@@ -270,7 +284,7 @@ export class RuleEngine {
   }
 
   stats(): RuleStats[] {
-    return this.#states.map((s) => ({ id: s.rule.id, keys: s.keys.size, matches: s.matches, dropped: s.dropped, expressionErrors: s.expressionErrors }));
+    return this.#states.map((s) => ({ id: s.rule.id, keys: s.keys.size, events: s.entries, matches: s.matches, dropped: s.dropped, expressionErrors: s.expressionErrors }));
   }
 
   #evaluate(state: RuleState, expression: Expression | undefined, vars: Record<string, unknown>, kind: 'test' | 'value'): Json | undefined {
@@ -294,7 +308,7 @@ export class RuleEngine {
     }
     if (state.keys.size >= state.rule.maxKeys) {
       const oldest = state.keys.keys().next().value;
-      if (oldest !== undefined) state.keys.delete(oldest);
+      if (oldest !== undefined) this.#deleteKey(state, oldest);
       this.#dropped(state, now, `keeps state for ${state.rule.maxKeys} keys`, 'maxKeys');
     }
     s = make();
@@ -302,7 +316,13 @@ export class RuleEngine {
     return s;
   }
 
-  #dropped(state: RuleState, now: number, what: string, limit: 'maxKeys' | 'maxEventsPerKey'): void {
+  #deleteKey(state: RuleState, key: string): void {
+    const s = state.keys.get(key);
+    if (s && 'entries' in s) state.entries -= s.entries.length;
+    state.keys.delete(key);
+  }
+
+  #dropped(state: RuleState, now: number, what: string, limit: 'maxKeys' | 'maxEventsPerKey' | 'maxEvents'): void {
     state.dropped++;
     if (state.lastWarning !== undefined && now - state.lastWarning < WARNING_INTERVAL_MS) return;
     state.lastWarning = now;
@@ -360,12 +380,21 @@ export class RuleEngine {
       value = v;
     }
     const s = this.#keyState<WindowKeyState>(state, key, () => ({ entries: [], sum: 0, firing: false }), now);
+    const before = s.entries.length;
     s.entries.push({ id: event.id, at: now, value });
     s.sum += value;
     this.#trimWindow(s, rule, now);
     if (s.entries.length > rule.maxEventsPerKey) {
       s.sum -= s.entries.shift()!.value;
       this.#dropped(state, now, `keeps ${rule.maxEventsPerKey} events for key ${JSON.stringify(key)}`, 'maxEventsPerKey');
+    }
+    state.entries += s.entries.length - before;
+    // Over all keys: drop the least recently touched keys' windows (never the one just fed).
+    while (state.entries > rule.maxEvents) {
+      const oldest = state.keys.keys().next().value;
+      if (oldest === undefined || oldest === key) break;
+      this.#deleteKey(state, oldest);
+      this.#dropped(state, now, `keeps ${rule.maxEvents} events over all its keys`, 'maxEvents');
     }
     if (s.entries.length < rule.minEvents) return;
     const aggregate = this.#aggregate(rule.fn, s);
@@ -416,7 +445,9 @@ export class RuleEngine {
           if (seq.partials.every((p) => p === undefined)) state.keys.delete(key);
         } else if (rule.withinMs !== undefined) {
           const win = s as WindowKeyState;
+          const before = win.entries.length;
           this.#trimWindow(win, rule, now);
+          state.entries -= before - win.entries.length;
           if (win.entries.length === 0) state.keys.delete(key);
         }
       }

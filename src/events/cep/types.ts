@@ -18,6 +18,8 @@ export interface RuleLimits {
   maxKeys?: number;
   /** Events a window keeps per key. */
   maxEventsPerKey?: number;
+  /** Events a window rule keeps over all its keys. */
+  maxEvents?: number;
 }
 
 export interface SequenceRuleConfig {
@@ -61,6 +63,7 @@ export type RuleConfig = SequenceRuleConfig | WindowRuleConfig;
 export interface CepSettings {
   maxKeys: number;
   maxEventsPerKey: number;
+  maxEvents: number;
 }
 
 /** Time as the rule engine sees it; tests inject one. */
