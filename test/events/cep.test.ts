@@ -282,7 +282,7 @@ describe('CEP state bounds: each with PLINTH_ERR_CEP_STATE_LIMIT', () => {
     assert.equal(h.warnings.length, 0);
     await h.send('clicks', { u: 'u5' });
     assert.equal(h.warnings[0]?.code, 'PLINTH_ERR_CEP_STATE_LIMIT');
-    assert.match(h.warnings[0]!.hint!, /events\.cep\.maxEvents\b/);
+    assert.match(h.warnings[0].hint!, /events\.cep\.maxEvents\b/);
     const stats = h.engine.stats()[0]!;
     assert.ok(stats.events <= 10, `holds ${stats.events}`);
     assert.equal(stats.keys, 5, 'u0 was dropped whole');
