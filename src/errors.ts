@@ -70,7 +70,17 @@ export const ERROR_CODES = {
   PLINTH_ERR_CIRCUIT_OPEN: "The extension's circuit breaker is open after repeated failures: calls fail fast until it recovers.",
   PLINTH_ERR_BUDGET_EXCEEDED: "Starting the extension would exceed the host's memory or concurrency budget.",
   PLINTH_ERR_CANCELLED: 'The caller cancelled the call (e.g. its pipeline run was cancelled).',
+  PLINTH_ERR_EVENT_REJECTED: 'A middleware around publish rejected the event (or produced an invalid topic); it was not published.',
+  PLINTH_ERR_EXPRESSION_INVALID: 'An expression (route filter or transform, rule condition or key) does not parse, is too large, or uses an unknown variable.',
+  PLINTH_ERR_EXPRESSION_FAILED: 'Evaluating an expression failed on an event (a missing field, a type mismatch); the event did not pass it.',
+  PLINTH_ERR_ROUTE_FAILED: "A route's filter or transform failed on an event, so the event was not routed (the original event is unaffected).",
+  PLINTH_ERR_ROUTE_HOPS_EXCEEDED: 'An event passed through more routes and rules than events.maxHops allows (a loop of routes or rules); it was not forwarded.',
+  PLINTH_ERR_CEP_STATE_LIMIT: 'A complex-event rule reached its state bound (events.cep.maxKeys / maxEventsPerKey / maxEvents, or the rule\'s limits); the oldest state was dropped.',
   PLINTH_ERR_SHUTDOWN: 'The host or the extension is shutting down; the call was not run.',
+  PLINTH_ERR_LIMIT_ABOVE_CEILING: "An extension's manifest declares a limit (or a stage timeout) above the host's ceiling for it; the extension is not started.",
+  PLINTH_ERR_HOST_NOT_STARTED: 'The host was asked for an extension or a call before start() finished loading it.',
+  PLINTH_ERR_LINK_PROTOCOL: 'The other end of a JSON-RPC link (a sandbox process, a runner) answered with a protocol error (unknown method, invalid request) instead of a result.',
+  PLINTH_ERR_CALL_OPTIONS_INVALID: "A call's options are not valid (e.g. a timeout that is not a positive finite number of milliseconds); nothing ran.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

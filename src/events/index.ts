@@ -1,3 +1,11 @@
-// The event bus (DESIGN.md §6). So far: topic and pattern rules, and an in-process bus.
+// The event bus (DESIGN.md §6): topic and pattern rules, a trie matcher, middleware around publish, an
+// in-process bus, routes from host config and complex-event rules.
 export { isValidTopic, isValidPattern, matchTopic, topicWord, isReservedTopic, RESERVED_TOPIC_ROOTS, HOST_SOURCE } from './topics.ts';
+export { createTopicMatcher, normalizePattern, type TopicMatcher } from './matcher.ts';
+export { applyMiddleware, type Middleware, type Next, type OutgoingEvent, type PublishFunction } from './middleware.ts';
 export { LocalBus, type EventListener, type EventPublisher } from './local.ts';
+export { parseDuration } from './duration.ts';
+export { HOPS_HEADER, derivedHeaders, hopsOf } from './hops.ts';
+export { compileRoutes, Router, ROUTE_VARIABLES, eventAsJson, type RouteConfig, type CompiledRoute, type CallStage, type RouterOptions } from './routes.ts';
+export * from './cep/index.ts';
+export { attachRoutesAndRules, type AttachOptions, type AttachedEvents } from './attach.ts';

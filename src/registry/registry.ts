@@ -24,6 +24,7 @@ import { checkIsolateModules, createSandbox } from '../sandbox/index.ts';
 import { createContextHandler, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
 import { checkStartable } from './preflight.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
+import { resolveLimits, type Limits } from './limits.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';
 import type { ExtensionRecord, TrustStatus } from './index.ts';
 
@@ -70,7 +71,7 @@ export interface RegistryOptions {
   env: NodeJS.ProcessEnv;
   trustStore: TrustStore;
   makeSandbox?: SandboxFactory;
-  backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  backoff?: Partial<HostConfig['defaults']['restart']>;
   /** Refuse extensions that drift from this lockfile (`--frozen-lockfile`). */
   frozenLockfile?: string;
   /** How long an old version may take to finish in-flight calls during a swap, and to stop. */
@@ -126,6 +127,12 @@ export class Registry {
   #notRunning = new Map<string, RegistryEntry>();
   readonly #reloadErrors = new Map<string, PlinthError>();
   #stopped = false;
+  /** Start tasks in progress, by id (Host.call waits on the one it calls). */
+  readonly #starting = new Map<string, Promise<void>>();
+  /** Extensions whose start() is running, and old versions draining after a swap: stopAll() stops them too. */
+  readonly #launching = new Set<ManagedExtension>();
+  readonly #draining = new Set<ManagedExtension>();
+  #creating: Promise<void> = Promise.resolve();
 
   constructor(options: RegistryOptions) {
     this.#o = options;
@@ -441,16 +448,20 @@ export class Registry {
     for (const [id, f] of scan.resolution.failed) if (!this.#running.has(id)) publish(id, f.candidate?.version ?? '', 'failed', null, f.error);
   }
 
-  /** Scans and starts everything, level by level. Never throws for one extension's fault. */
-  async load(): Promise<void> {
+  /**
+   * Scans and starts everything in dependency order. Never throws for one extension's fault. `background`:
+   * resolves once every start has begun (each extension serves as soon as it is active; see starting()).
+   */
+  async load(options: { background?: boolean } = {}): Promise<void> {
     const scan = await this.#scan(new Map(), this.#snapshotRoot);
     this.#logRefusals(scan);
     this.#announce(scan, new Set(scan.resolution.resolved.keys()));
     this.#notRunning = new Map();
     for (const r of scan.rejected) this.#notRunning.set(`${r.id} (${r.path})`, r);
     for (const [id, f] of scan.resolution.failed) this.#notRunning.set(id, entry({ id, dir: f.candidate?.dir ?? '', version: f.candidate?.version ?? '' }, 'failed', f.error));
-    await this.#startLevels(scan, new Set(scan.resolution.resolved.keys()));
-    await this.#prune(scan);
+    // Unused snapshots are removed once every start has settled (restarts load from the snapshots they use).
+    const started = this.#startAll(scan, new Set(scan.resolution.resolved.keys())).then(() => this.#prune(scan));
+    if (!options.background) await started;
   }
 
   get #snapshotRoot(): string {
@@ -473,37 +484,75 @@ export class Registry {
     }
   }
 
-  /** Starts the `ids` of a resolution in level order; a level's members start in parallel. */
-  async #startLevels(scan: ScanResult, ids: Set<string>): Promise<void> {
+  /** The start in progress of `id` (settles once it is active or failed), if it is being started. */
+  starting(id: string): Promise<void> | undefined {
+    return this.#starting.get(id);
+  }
+
+  /**
+   * Starts the `ids` of a resolution, each as soon as its own dependencies are serving (issue 7 §4: one slow
+   * extension delays only what depends on it, never a whole level). Independent extensions start in parallel.
+   */
+  async #startAll(scan: ScanResult, ids: Set<string>): Promise<void> {
     const { resolution } = scan;
     this.#levelOf = new Map(resolution.levels.flatMap((level, i) => level.map((id) => [id, i] as const)));
+    const tasks = new Map<string, Promise<void>>();
+    // Levels are in topological order, so a dependency's task exists before its dependents' begin.
     for (const level of resolution.levels) {
-      await Promise.all(
-        level.filter((id) => ids.has(id)).map(async (id) => {
-          const candidate = resolution.resolved.get(id)!;
-          const copy = scan.copies.get(candidate);
-          if (!copy) return; // a kept running extension: nothing to start
-          // Dependencies (required, and optional ones that resolved) must be serving first.
-          for (const [dep, spec] of Object.entries(candidate.dependencies)) {
-            if (spec.optional && !resolution.resolved.has(dep)) continue;
-            const running = this.#running.get(dep);
-            if (running && (running.state === 'active' || running.state === 'degraded')) continue;
-            const cause = running?.info().reason ?? this.#notRunning.get(dep)?.reason;
-            const err = dependencyFailed(candidate, dep, cause ? PlinthError.fromJSON(cause) : new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `${dep} is not running`));
-            this.#notRunning.set(id, entry({ ...candidate, runtime: copy.pkg.manifest.runtime }, 'failed', err));
-            this.#o.log.error({ ...refusalFields(err), extension: id, folder: candidate.dir }, err.message);
-            return;
-          }
-          const managed = await this.#create(copy);
-          if (!managed) return;
-          await managed.start();
-          if (managed.state !== 'active') return this.#retire(managed, 'failed');
-          this.#running.set(id, managed);
-          this.#candidates.set(id, candidate);
-          this.#notRunning.delete(id);
-        }),
-      );
+      for (const id of level) {
+        if (!ids.has(id)) continue;
+        const task = this.#startOne(scan, id, tasks).catch((err: unknown) => this.#o.log.error({ extension: id }, `start failed: ${String(err)}`));
+        tasks.set(id, task);
+        this.#starting.set(id, task);
+        void task.finally(() => {
+          if (this.#starting.get(id) === task) this.#starting.delete(id);
+        });
+      }
     }
+    await Promise.all(tasks.values());
+  }
+
+  async #startOne(scan: ScanResult, id: string, tasks: Map<string, Promise<void>>): Promise<void> {
+    const { resolution } = scan;
+    const candidate = resolution.resolved.get(id)!;
+    const copy = scan.copies.get(candidate);
+    if (!copy) return; // a kept running extension: nothing to start
+    for (const dep of Object.keys(candidate.dependencies)) await tasks.get(dep);
+    if (this.#stopped) return;
+    // Dependencies (required, and optional ones that resolved) must be serving first.
+    for (const [dep, spec] of Object.entries(candidate.dependencies)) {
+      if (spec.optional && !resolution.resolved.has(dep)) continue;
+      const running = this.#running.get(dep);
+      if (running && (running.state === 'active' || running.state === 'degraded')) continue;
+      const cause = running?.info().reason ?? this.#notRunning.get(dep)?.reason;
+      const err = dependencyFailed(candidate, dep, cause ? PlinthError.fromJSON(cause) : new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `${dep} is not running`));
+      this.#notRunning.set(id, entry({ ...candidate, runtime: copy.pkg.manifest.runtime }, 'failed', err));
+      this.#o.log.error({ ...refusalFields(err), extension: id, folder: candidate.dir }, err.message);
+      return;
+    }
+    // Created (trust binding, config, budget reservation) one at a time, in start order: which extensions fit the
+    // budget never depends on which file system call finished first. Their starts still run in parallel.
+    const creating = this.#creating.then(() => this.#create(copy));
+    this.#creating = creating.then(
+      () => undefined,
+      () => undefined,
+    );
+    const managed = await creating;
+    if (!managed) return;
+    this.#launching.add(managed);
+    try {
+      await managed.start();
+    } finally {
+      this.#launching.delete(managed);
+    }
+    if (managed.state !== 'active' || this.#stopped) {
+      // Stopped too, so nothing of it (timers, a sandbox) outlives the refusal.
+      await managed.stop(1000);
+      return this.#retire(managed, this.#stopped ? 'stopped' : 'failed');
+    }
+    this.#running.set(id, managed);
+    this.#candidates.set(id, candidate);
+    this.#notRunning.delete(id);
   }
 
   /**
@@ -573,8 +622,9 @@ export class Registry {
     if (notOwner) return refuse('failed', notOwner);
     if (check.status === 'refused') return refuse('failed', check.error);
     const extConfig = check.config;
-    const limits = { ...config.defaults.limits, ...pkg.manifest.limits };
+    let limits: Limits;
     try {
+      limits = resolveLimits(pkg, config);
       budget.reserve(budgetKey, pkg.id, { memoryMb: limits.memoryMb, concurrency: limits.concurrency });
     } catch (err) {
       return refuse('failed', err as PlinthError);
@@ -597,6 +647,7 @@ export class Registry {
     });
     const managed = new ManagedExtension({
       pkg,
+      limits,
       digest: copy.digest,
       budgetKey,
       config: extConfig,
@@ -669,7 +720,7 @@ export class Registry {
     swaps.sort(([a], [b]) => (this.#levelOf.get(a) ?? 0) - (this.#levelOf.get(b) ?? 0));
     this.#announce(scan, new Set([...starting, ...swaps.map(([id]) => id)]));
     for (const [id, candidate] of swaps) await this.#swap(id, candidate, scan.copies.get(candidate)!);
-    if (starting.size > 0) await this.#startLevels(scan, starting);
+    if (starting.size > 0) await this.#startAll(scan, starting);
     await this.#prune(scan);
   }
 
@@ -685,8 +736,13 @@ export class Registry {
       if (refusal?.reason) this.#reloadErrors.set(id, PlinthError.fromJSON(refusal.reason));
       return;
     }
-    await next.start();
-    if (next.state !== 'active') {
+    this.#launching.add(next);
+    try {
+      await next.start();
+    } finally {
+      this.#launching.delete(next);
+    }
+    if (next.state !== 'active' || this.#stopped) {
       const reason = next.info().reason;
       await next.stop(1000);
       this.#o.budget.release(next.budgetKey);
@@ -698,9 +754,14 @@ export class Registry {
     this.#running.set(id, next);
     this.#candidates.set(id, candidate);
     log.info({ extension: id, from: old.version, to: next.version }, `swapped ${old.version} → ${next.version}`);
-    const drained = await old.drain(this.#o.drainMs ?? 5000);
-    if (!drained) log.warn({ extension: id, version: old.version }, 'old version still had calls in flight when its drain time ran out');
-    await old.stop(this.#o.drainMs ?? 5000);
+    this.#draining.add(old);
+    try {
+      const drained = await old.drain(this.#o.drainMs ?? 5000);
+      if (!drained) log.warn({ extension: id, version: old.version }, 'old version still had calls in flight when its drain time ran out');
+      await old.stop(this.#o.drainMs ?? 5000);
+    } finally {
+      this.#draining.delete(old);
+    }
     this.#o.budget.release(old.budgetKey);
   }
 
@@ -730,17 +791,25 @@ export class Registry {
     }
   }
 
-  /** Stops everything in reverse dependency order, each time-boxed; never throws. */
+  /**
+   * Stops everything in reverse dependency order within one overall bound (`timeoutMs` for the whole host, not per
+   * level): each level gets what is left. Extensions still starting and old versions still draining after a swap
+   * are stopped too. Never throws.
+   */
   async stopAll(timeoutMs: number): Promise<void> {
     this.#stopped = true;
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    const stop = (m: ManagedExtension) => m.stop(left()).catch((err: unknown) => this.#o.log.error({ extension: m.id }, `stop failed: ${String(err)}`));
+    // Not part of the dependency order: they serve nobody yet, or nobody any more.
+    const aside = Promise.all([...this.#launching, ...this.#draining].map(stop));
     const byLevel = new Map<number, ManagedExtension[]>();
     for (const [id, m] of this.#running) {
       const level = this.#levelOf.get(id) ?? 0;
       byLevel.set(level, [...(byLevel.get(level) ?? []), m]);
     }
-    for (const level of [...byLevel.keys()].sort((a, b) => b - a)) {
-      await Promise.all(byLevel.get(level)!.map((m) => m.stop(timeoutMs).catch((err: unknown) => this.#o.log.error({ extension: m.id }, `stop failed: ${String(err)}`))));
-    }
+    for (const level of [...byLevel.keys()].sort((a, b) => b - a)) await Promise.all(byLevel.get(level)!.map(stop));
+    await aside;
     for (const m of this.#running.values()) this.#retire(m, 'stopped');
     this.#running.clear();
   }

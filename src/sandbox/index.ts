@@ -8,6 +8,7 @@ import { createWorkerSandbox } from './worker/index.ts';
 import { createIsolateSandbox, IsolateProcess } from './isolate/index.ts';
 
 export type { Sandbox, SandboxSpec, ContextHandler, ContextOp, CallOptions, SandboxExit, SandboxFactory } from './types.ts';
+export { checkTimeout, startTimedOut } from './options.ts';
 export { createWorkerSandbox, createIsolateSandbox, IsolateProcess };
 export { checkIsolateModules } from './isolate/imports.ts';
 

@@ -53,6 +53,8 @@ export interface PlinthEvent {
   /** ISO 8601 time of publication. */
   time: string;
   source?: string;
+  /** Optional string headers that travel with the event (`correlationId`, `traceId`, `causationId`, …). */
+  headers?: Record<string, string>;
 }
 
 export type HealthResult = boolean | { healthy: boolean; detail?: string };

@@ -4,12 +4,9 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
 import { Host, type HostExtensionInfo } from '../../host/index.ts';
-import { Registry, loadTrustStoreFor } from '../../registry/index.ts';
-import { Budget } from '../../resilience/index.ts';
-import { LocalBus } from '../../events/index.ts';
+import { createRegistry, loadTrustStoreFor } from '../../registry/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, shownPath, usageError, type Io, type Outcome } from '../output.ts';
-import { KvStore } from '../../policy/index.ts';
 import { createLogger, jsonLogs } from '../log.ts';
 import { checkPluginDirs } from '../plugins.ts';
 
@@ -106,13 +103,8 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
 export async function lock(io: Io, flags: ServeFlags): Promise<Outcome> {
   const config = await loadHostConfig({ flags });
   await checkPluginDirs(config.plugins);
-  const registry = new Registry({
-    config,
+  const registry = createRegistry(config, {
     log: createLogger({ level: 'warn', json: jsonLogs(flags) }),
-    bus: new LocalBus(),
-    budget: new Budget(config.budget),
-    kv: () => new KvStore(),
-    env: {},
     trustStore: await loadTrustStoreFor(config.trust.store, config.trust.policy),
   });
   const file = lockfilePath(flags, config.file);

@@ -58,6 +58,8 @@ interface Guest {
   calls: Map<number, ActiveCall>;
   maxResultBytes: number;
   dead: boolean;
+  /** isolate.cpuTime when it last had no call in flight (undefined while calls run). */
+  idleCpuFrom?: bigint;
 }
 
 const peer = new Peer(parentTransport());
@@ -93,6 +95,11 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
       : cause === 'crashed'
         ? { reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED' }
         : { reason: 'killed', code: cause === 'cpu' ? 'PLINTH_ERR_CPU_LIMIT' : 'PLINTH_ERR_STAGE_TIMEOUT' };
+  // The end is announced before any call's reply: a caller woken by its failed call must find the sandbox already
+  // dead (and its supervisor restarting it), never send the next call to an isolate that is gone. The host settles
+  // the pending calls from this notice; the replies below arrive after and are ignored there.
+  const notice: ExitParams = { instanceId: g.spec.instanceId, reason: exit.reason, code: exit.code, detail: cap(detail), ...(trigger ? { triggerCallId: trigger.callId } : {}) };
+  peer.notify('exit', notice);
   for (const call of g.calls.values()) {
     const code: ErrorCode = call === trigger || cause === 'oom' ? exit.code : 'PLINTH_ERR_SANDBOX_CRASHED';
     const what = call.kind === 'stage' ? 'the call' : `${call.kind}()`;
@@ -100,11 +107,9 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
     call.reject(new PlinthError(code, msg, { extension: id }));
   }
   g.calls.clear();
-  const notice: ExitParams = { instanceId: g.spec.instanceId, reason: exit.reason, code: exit.code, detail: cap(detail), ...(trigger ? { triggerCallId: trigger.callId } : {}) };
-  // Off this turn, so the calls' replies go out first. dispose() last: it may block while the isolate's thread is
-  // stuck in uninterruptible code; the host's watchdog ends this process if we never come back.
+  // dispose() off this turn: it may block while the isolate's thread is stuck in uninterruptible code; the host's
+  // watchdog ends this process if we never come back.
   setImmediate(() => {
-    peer.notify('exit', notice);
     try {
       g.isolate.dispose();
     } catch {
@@ -113,20 +118,43 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
   });
 }
 
+/** Slack for isolated-vm's own timeout firing a moment before our deadline (it is given the time left). */
+const DEADLINE_SLACK_MS = 50;
+
+/**
+ * What stopped an isolate, from its state rather than from error text (an extension can throw any message):
+ * isolated-vm disposes a live isolate on its own only when it exceeds its memory limit; a rejection at the call's
+ * deadline is its timeout; anything else is a crash of isolated-vm.
+ */
+function ivmCause(g: Guest, call: ActiveCall | undefined): 'oom' | 'timeout' | 'crashed' {
+  if (g.isolate.isDisposed) return 'oom';
+  if (call && Date.now() >= call.deadline - DEADLINE_SLACK_MS) return 'timeout';
+  return 'crashed';
+}
+
 /** A rejection from isolated-vm itself (the shim never throws): memory limit, timeout, disposal. */
 function onIvmError(g: Guest, err: unknown, call?: ActiveCall): void {
-  const msg = messageOf(err);
-  if (/memory limit/i.test(msg)) kill(g, 'oom', `the isolate exceeded its memory limit of ${g.spec.limits.memoryMb} MB`, call);
-  else if (/timed out/i.test(msg)) kill(g, 'timeout', 'it ran past its timeout', call);
-  else if (g.dead) return;
-  else kill(g, 'crashed', `isolated-vm: ${cap(msg, 500)}`, call);
+  if (g.dead) return; // we ended it ourselves
+  const cause = ivmCause(g, call);
+  if (cause === 'oom') kill(g, 'oom', `the isolate exceeded its memory limit of ${g.spec.limits.memoryMb} MB`, call);
+  else if (cause === 'timeout') kill(g, 'timeout', 'it ran past its timeout', call);
+  else kill(g, 'crashed', `isolated-vm: ${cap(messageOf(err), 500)}`, call);
 }
+
+/** CPU an isolate may use with no call in flight (GC, a finaliser) before it is stopped: code gets CPU only in calls. */
+const IDLE_CPU_LIMIT_NS = 100_000_000n;
 
 function watchdog(): void {
   const now = Date.now();
   for (const g of guests.values()) {
-    if (g.dead || g.calls.size === 0) continue;
+    if (g.dead || !g.dispatch) continue;
     const cpu = cpuNow(g);
+    if (g.calls.size === 0) {
+      g.idleCpuFrom ??= cpu;
+      if (cpu - g.idleCpuFrom > IDLE_CPU_LIMIT_NS) kill(g, 'cpu', `it used more than ${Number(IDLE_CPU_LIMIT_NS / 1_000_000n)} ms of CPU time with no call in flight`);
+      continue;
+    }
+    g.idleCpuFrom = undefined;
     for (const call of g.calls.values()) {
       if (now >= call.deadline) {
         kill(g, 'timeout', `it ran past its timeout of ${call.deadline - call.startedAt} ms`, call);
@@ -170,22 +198,19 @@ function usage(g: Guest, call: ActiveCall): { cpuMs: number; wallMs: number } {
   return { cpuMs: Number(cpuNow(g) - call.cpuStart) / 1e6, wallMs: Date.now() - call.startedAt };
 }
 
-/** Remaining time of the call a ctx op belongs to (or the longest-running one): bounds the settle continuation. */
-function remainingFor(g: Guest, callId: number): number {
-  const now = Date.now();
-  const own = g.calls.get(callId);
-  if (own) return Math.max(1, own.deadline - now);
-  let best = 0;
-  for (const c of g.calls.values()) best = Math.max(best, c.deadline - now);
-  return Math.max(1, best || g.spec.limits.callTimeoutMs);
-}
-
+// An extension gets CPU only inside a call (a stage, initialize, start, stop, a health probe, an event delivery),
+// each bounded by its own deadline and CPU budget (issue 7 §4). A ctx op is tagged with the call whose ctx made
+// it: an op from a call that has ended is dropped, and the reply to an op whose call ended meanwhile is never
+// delivered, so a chain of ctx round trips cannot keep code running after its call returned or timed out.
 function hostRequest(g: Guest, callId: unknown, text: unknown): number {
   try {
     if (g.dead || typeof text !== 'string' || text.length > MAX_REQUEST_CHARS) return 0;
-    const op = JSON.parse(text) as ContextOp;
-    const id = nextRequestId++;
     const cid = typeof callId === 'number' ? callId : 0;
+    const id = nextRequestId++;
+    // An op from a call that has ended is dropped, not refused: a rejection would hand the guest code to run (and
+    // an unhandled one ends the isolate); its promise simply never settles.
+    if (!g.calls.has(cid)) return id;
+    const op = JSON.parse(text) as ContextOp;
     void forward(g, id, cid, op);
     return id;
   } catch {
@@ -200,7 +225,8 @@ async function forward(g: Guest, id: number, callId: number, op: ContextOp): Pro
   } catch (err) {
     reply = { ok: false, error: { code: err instanceof PlinthError ? err.code : 'PLINTH_ERR_SANDBOX_CRASHED', name: 'Error', message: 'the host did not answer the ctx operation' } };
   }
-  if (g.dead || !g.dispatch) return;
+  const call = g.calls.get(callId);
+  if (g.dead || !g.dispatch || !call) return; // its call has ended: the continuation is cut off
   let ok = false;
   let payload: string;
   try {
@@ -214,7 +240,7 @@ async function forward(g: Guest, id: number, callId: number, op: ContextOp): Pro
     ok = false;
     payload = '{"code":"PLINTH_ERR_SANDBOX_CRASHED","name":"Error","message":"malformed reply from the host"}';
   }
-  g.dispatch.apply(undefined, ['settle', id, ok, payload], { timeout: remainingFor(g, callId) }).then(
+  g.dispatch.apply(undefined, ['settle', id, ok, payload], { timeout: Math.max(1, call.deadline - Date.now()) }).then(
     () => undefined,
     (err: unknown) => onIvmError(g, err, g.calls.get(callId)),
   );
@@ -356,7 +382,9 @@ async function load(params: LoadParams): Promise<LoadResult> {
   });
   const g: Guest = { spec, isolate, dispatch: undefined, calls: new Map(), maxResultBytes: params.maxResultBytes, dead: false };
   guests.set(spec.instanceId, g);
-  const timeoutMs = spec.limits.callTimeoutMs;
+  // Module evaluation, initialize() and start() share one budget: startTimeoutMs (wall clock and CPU).
+  const loadDeadline = Date.now() + (spec.limits.startTimeoutMs ?? spec.limits.callTimeoutMs);
+  const left = () => Math.max(1, loadDeadline - Date.now());
   const started = cpuNow(g);
   try {
     const context = await isolate.createContext();
@@ -377,19 +405,22 @@ async function load(params: LoadParams): Promise<LoadResult> {
     const { main, resolve } = await compileGraph(g);
     await main.instantiate(context, resolve);
     // Top-level code runs under the same watchdog as a call.
-    await track(g, nextInternalCallId--, 'load', timeoutMs, timeoutMs, (call) => {
-      main.evaluate({ timeout: timeoutMs }).then(
+    const evalMs = left();
+    await track(g, nextInternalCallId--, 'load', evalMs, evalMs, (call) => {
+      main.evaluate({ timeout: evalMs }).then(
         () => call.resolve({ value: null, absent: false, ...usage(g, call) }),
         (err: unknown) => {
-          if (/timed out|memory limit|disposed/i.test(messageOf(err))) onIvmError(g, err, call);
+          // The module's own exception (whatever its text says) fails the load; a disposal or the deadline is ours.
+          if (g.dead || ivmCause(g, call) !== 'crashed') onIvmError(g, err, call);
           else call.reject(new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its module threw while loading: ${cap(messageOf(err), 1000)}`, { extension: spec.id }));
         },
       );
     });
-    const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: timeoutMs });
+    const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: left() });
     if (typeof bound === 'string' && bound !== '') throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${bound}`, { extension: spec.id, file: spec.mainPath });
     for (const kind of ['initialize', 'start'] as const) {
-      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { inputJson: JSON.stringify(spec.config) } : {}), timeoutMs, cpuLimitMs: timeoutMs });
+      const ms = left();
+      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { inputJson: JSON.stringify(spec.config) } : {}), timeoutMs: ms, cpuLimitMs: ms });
     }
     return { cpuMs: Number(cpuNow(g) - started) / 1e6 };
   } catch (err) {
@@ -446,6 +477,21 @@ peer.handle('dispose', (params) => {
     }
   });
 });
+
+// Whether this process's own realm (where the host half of isolated-vm runs) is as it started: extension code
+// must never reach it. What a hostile extension would pollute first.
+const PRISTINE = { object: Object.getOwnPropertyNames(Object.prototype).sort().join(','), array: Object.getOwnPropertyNames(Array.prototype).sort().join(',') };
+peer.handle('integrity', () => ({
+  objectPrototype: Object.getOwnPropertyNames(Object.prototype).sort().join(',') === PRISTINE.object,
+  arrayPrototype: Object.getOwnPropertyNames(Array.prototype).sort().join(',') === PRISTINE.array,
+  polluted: ({} as Record<string, unknown>).polluted !== undefined || ([] as unknown as Record<string, unknown>).polluted !== undefined,
+  nativeJson: String(JSON.stringify).includes('[native code]') && String(JSON.parse).includes('[native code]'),
+  nativePromiseThen: Function.prototype.toString.call(Object.getOwnPropertyDescriptor(Promise.prototype, 'then')?.value).includes('[native code]'),
+}));
+
+// The RSS watchdog's question where the host has no procfs: answered at once, whatever the isolates are doing
+// ('stats' below reads heap statistics, which waits for a busy isolate's thread).
+peer.handle('rss', () => ({ rssBytes: process.memoryUsage.rss() }));
 
 peer.handle('stats', (): StatsResult => ({
   pid: process.pid,

@@ -250,7 +250,6 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     return ObjectFreeze(ctx);
   }
 
-  const baseCtx = makeCtx(0, undefined);
 
   // console.* of the extension: lines of the host log under its id (level by method), never the host's stdout and
   // never dropped. Formatted here, in the isolate: the host receives only a capped string.
@@ -439,7 +438,9 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
           return;
         }
         if (typeof fn !== 'function') throw new TypeErrorCtor('the default export\'s ' + hook + ' is not a function');
-        result = kind === 'initialize' || kind === 'event' ? ReflectApply(fn, ext, [input, baseCtx]) : ReflectApply(fn, ext, [baseCtx]);
+        // A ctx of this call's own: its ops end with the call (a ctx kept from an earlier call no longer answers).
+        const hookCtx = makeCtx(callId, undefined);
+        result = kind === 'initialize' || kind === 'event' ? ReflectApply(fn, ext, [input, hookCtx]) : ReflectApply(fn, ext, [hookCtx]);
       }
     } catch (e) {
       failed(callId, kind, e);

@@ -441,15 +441,22 @@ async function serve(task) {
     }
     case 'health': {
       if (typeof ext.healthCheck !== 'function') return { ok: true, json: 'true' };
-      /** @type {HealthResult} */
-      let result;
-      try {
-        result = normaliseHealth(await ext.healthCheck(baseCtx));
-      } catch (err) {
-        const e = wireError(err, 'PLINTH_ERR_STAGE_FAILED', 'healthCheck() threw');
-        result = { healthy: false, detail: e.message };
-      }
-      return { ok: true, json: JSON.stringify(result) };
+      // Cancelled by the host at the probe's timeout: the task ends then, so a hung healthCheck() never keeps
+      // holding the thread's probe slot (issue 8). Code that blocks the thread is ended with it by the host.
+      return withSignal(task.callId, async (signal) => {
+        /** @type {HealthResult} */
+        let result;
+        try {
+          /** @type {Promise<never>} */
+          const cancelled = new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason instanceof Error ? signal.reason : new Error('cancelled')), { once: true }));
+          result = normaliseHealth(await Promise.race([ext.healthCheck?.(Object.freeze({ ...baseCtx, signal })), cancelled]));
+        } catch (err) {
+          if (signal.aborted) return { ok: false, error: wireError(signal.reason, 'PLINTH_ERR_STAGE_TIMEOUT', 'healthCheck() was cancelled') };
+          const e = wireError(err, 'PLINTH_ERR_STAGE_FAILED', 'healthCheck() threw');
+          result = { healthy: false, detail: e.message };
+        }
+        return { ok: true, json: JSON.stringify(result) };
+      });
     }
     case 'stop':
       try {
