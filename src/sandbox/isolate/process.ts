@@ -209,7 +209,8 @@ function hostRequest(g: Guest, callId: unknown, text: unknown): number {
     const id = nextRequestId++;
     // An op from a call that has ended is dropped, not refused: a rejection would hand the guest code to run (and
     // an unhandled one ends the isolate); its promise simply never settles.
-    if (!g.calls.has(cid)) return id;
+    // console.* (call id 0) is one-way, so it cannot extend a call: it is taken while any call is running.
+    if (!g.calls.has(cid) && !(cid === 0 && g.calls.size > 0)) return id;
     const op = JSON.parse(text) as ContextOp;
     void forward(g, id, cid, op);
     return id;
