@@ -9,5 +9,10 @@ if (major < 24) {
   );
   process.exit(2);
 }
+// Node strips TypeScript types only outside node_modules. Installed from a tarball, Plinth's sources sit under
+// node_modules: strip-types.js strips them itself (and the isolate sandbox process imports it too).
+const { realpathSync } = await import('node:fs');
+const { fileURLToPath } = await import('node:url');
+if (/[\\/]node_modules[\\/]/.test(realpathSync(fileURLToPath(new URL('.', import.meta.url))))) await import('./strip-types.js');
 const { main } = await import('../src/cli/index.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -51,6 +51,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_EXTENSION_LOAD_FAILED: "The extension's module could not be loaded, or its initialize()/start() threw.",
   PLINTH_ERR_EXTENSION_CONFIG_INVALID: "The extension's config in the host configuration does not match its configSchema.",
   PLINTH_ERR_RUNTIME_NOT_ALLOWED: 'The extension asks for a runtime its trust status does not allow (untrusted code runs only as isolate).',
+  PLINTH_ERR_RUNTIME_UNSUPPORTED: 'The extension asks for a runtime this host does not run (the `remote` runtime is not available yet).',
   PLINTH_ERR_IMPORT_REFUSED: 'Isolate extension code imported something other than a relative file inside its own package.',
   PLINTH_ERR_STAGE_UNKNOWN: 'The extension does not declare or export that stage.',
   PLINTH_ERR_STAGE_INPUT_INVALID: "A stage's input does not match the input schema its manifest declares.",
@@ -69,6 +70,12 @@ export const ERROR_CODES = {
   PLINTH_ERR_CIRCUIT_OPEN: "The extension's circuit breaker is open after repeated failures: calls fail fast until it recovers.",
   PLINTH_ERR_BUDGET_EXCEEDED: "Starting the extension would exceed the host's memory or concurrency budget.",
   PLINTH_ERR_CANCELLED: 'The caller cancelled the call (e.g. its pipeline run was cancelled).',
+  PLINTH_ERR_EVENT_REJECTED: 'A middleware around publish rejected the event (or produced an invalid topic); it was not published.',
+  PLINTH_ERR_EXPRESSION_INVALID: 'An expression (route filter or transform, rule condition or key) does not parse, is too large, or uses an unknown variable.',
+  PLINTH_ERR_EXPRESSION_FAILED: 'Evaluating an expression failed on an event (a missing field, a type mismatch); the event did not pass it.',
+  PLINTH_ERR_ROUTE_FAILED: "A route's filter or transform failed on an event, so the event was not routed (the original event is unaffected).",
+  PLINTH_ERR_ROUTE_HOPS_EXCEEDED: 'An event passed through more routes and rules than events.maxHops allows (a loop of routes or rules); it was not forwarded.',
+  PLINTH_ERR_CEP_STATE_LIMIT: 'A complex-event rule reached its state bound (events.cep.maxKeys / maxEventsPerKey / maxEvents, or the rule\'s limits); the oldest state was dropped.',
   PLINTH_ERR_SHUTDOWN: 'The host or the extension is shutting down; the call was not run.',
   PLINTH_ERR_STORE_INVALID: 'The store file in the data dir is not a Plinth store or is corrupt; it was left untouched.',
   PLINTH_ERR_STORE_NEWER: 'The store file was written by a newer Plinth (a higher store version than this one knows).',
@@ -79,6 +86,10 @@ export const ERROR_CODES = {
   PLINTH_ERR_EVENT_HEADERS_INVALID: "An event's headers are not string values, or too many or too long (32 headers, 1 KiB each).",
   PLINTH_ERR_DEAD_LETTER_NOT_FOUND: 'No dead letter has that id (replayed, purged or expired after `events.deadLetterTtl`).',
   PLINTH_ERR_SUBSCRIBE_NOT_GRANTED: "A pattern in the manifest's `subscribes` is not covered by any `permissions.events.subscribe` grant; the extension does not start.",
+  PLINTH_ERR_LIMIT_ABOVE_CEILING: "An extension's manifest declares a limit (or a stage timeout) above the host's ceiling for it; the extension is not started.",
+  PLINTH_ERR_HOST_NOT_STARTED: 'The host was asked for an extension or a call before start() finished loading it.',
+  PLINTH_ERR_LINK_PROTOCOL: 'The other end of a JSON-RPC link (a sandbox process, a runner) answered with a protocol error (unknown method, invalid request) instead of a result.',
+  PLINTH_ERR_CALL_OPTIONS_INVALID: "A call's options are not valid (e.g. a timeout that is not a positive finite number of milliseconds); nothing ran.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

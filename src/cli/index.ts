@@ -1,9 +1,12 @@
-// The `plinth` command line (DESIGN.md §8). Each command returns its exit code: 0 ok, 1 failed, 2 usage or
-// configuration error. Errors print their PLINTH_ERR_* code and what to do on stderr.
+// The `plinth` command line (docs/design.md "CLI"). Each command returns its exit code — 0 ok, 1 failed, 2 usage
+// or configuration error — and its result; with `--json` the result is printed in one envelope for every command
+// (output.ts). Errors print their PLINTH_ERR_* code and what to do on stderr.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { ConfigFlags } from '../config/index.ts';
-import { EXIT, processIo, reportError, type Io } from './output.ts';
+import { EXIT, printEnvelope, processIo, reportError, type Io, type Outcome } from './output.ts';
 import { ls } from './commands/ls.ts';
+import { LOG_FORMATS } from './log.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
@@ -33,6 +36,10 @@ function hostFlags(o: HostOptions): ConfigFlags & { json?: boolean } {
   return flags;
 }
 
+function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'log lines on stderr as text or JSON (default: text on a terminal, JSON otherwise; --json implies json)').choices(LOG_FORMATS);
+}
+
 function withHostOptions(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'host config file (default: ./plinth.config.yaml if present)')
@@ -44,22 +51,33 @@ function withHostOptions(cmd: Command): Command {
     .option('--json', 'print JSON for scripts');
 }
 
+/** The package version, from the package.json beside src/ (the one that was installed). */
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let code: number = EXIT.ok;
   let json = false;
-  const run = (fn: () => Promise<number>) => async () => {
-    code = await fn();
+  let command = 'plinth';
+  const run = (fn: () => Promise<Outcome>) => async () => {
+    const outcome = await fn();
+    code = outcome.code;
+    if (json) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: null });
   };
 
   const program = new Command('plinth')
     .description('Plinth plugin host: signed drop-in extensions, sandboxed, in pipelines and on an event bus.')
+    .version(VERSION, '-V, --version', 'print the plinth version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .showHelpAfterError('(run `plinth help <command>` for its options)');
+  // Every subcommand's --json applies to the errors it ends with too.
+  program.hook('preAction', (_program, action) => {
+    command = action.name();
+    json = action.opts<{ json?: boolean }>().json ?? false;
+  });
 
   withHostOptions(program.command('ls').description('list the extensions of the plugin directories with their state')).action(function (this: Command) {
     const o = this.opts<HostOptions>();
-    json = o.json ?? false;
     return run(() => ls(io, hostFlags(o)))();
   });
 
@@ -71,7 +89,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .option('--json', 'print JSON for scripts')
     .action(function (this: Command) {
       const o = this.opts<{ out: string; force?: boolean; json?: boolean }>();
-      json = o.json ?? false;
       return run(() => keygen(io, o))();
     });
 
@@ -81,10 +98,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .argument('<dir>', 'extension folder')
     .option('-k, --key <file>', 'private key file (<prefix>.key from `plinth keygen`)')
     .option('--publisher <id>', 'publisher id, as listed in trust stores')
+    .option('-f, --force', 'sign even if the manifest is invalid (it will be refused wherever it is installed)')
     .option('--json', 'print JSON for scripts')
     .action(function (this: Command, dir: string) {
-      const o = this.opts<{ key?: string; publisher?: string; json?: boolean }>();
-      json = o.json ?? false;
+      const o = this.opts<{ key?: string; publisher?: string; force?: boolean; json?: boolean }>();
       return run(() => sign(io, dir, o))();
     });
 
@@ -95,7 +112,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .argument('<dir>', 'extension folder'),
   ).action(function (this: Command, dir: string) {
     const o = this.opts<HostOptions>();
-    json = o.json ?? false;
     return run(() => verify(io, dir, hostFlags(o)))();
   });
 
@@ -108,20 +124,22 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('-i, --input <json>', 'stage input as JSON (default {})')
       .option('--input-file <file>', 'read the input JSON from a file, or - for standard input')
       .option('-t, --timeout <ms>', 'call timeout in milliseconds (default: the stage\'s own)')
-      .option('-v, --verbose', 'log the host\'s lifecycle to stderr'),
+      .option('-v, --verbose', 'log the host\'s lifecycle to stderr')
+      .addOption(logFormatOption()),
   ).action(function (this: Command, extension: string, stage: string) {
-    const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean }>();
-    json = o.json ?? false;
+    const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean; logFormat?: string }>();
     const flags: CallFlags = { ...hostFlags(o) };
     if (o.input !== undefined) flags.input = o.input;
     if (o.inputFile !== undefined) flags.inputFile = o.inputFile;
     if (o.timeout !== undefined) flags.timeout = o.timeout;
     if (o.verbose !== undefined) flags.verbose = o.verbose;
+    if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
     return run(() => call(io, extension, stage, flags))();
   });
 
-  const serveFlags = (o: HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string }): ServeFlags => {
+  const serveFlags = (o: HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string }): ServeFlags => {
     const flags: ServeFlags = { ...hostFlags(o) };
+    if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
     if (o.frozenLockfile !== undefined) flags.frozenLockfile = o.frozenLockfile;
     if (o.lockfile !== undefined) flags.lockfile = o.lockfile;
     if (o.watch !== undefined) flags.watch = o.watch;
@@ -136,10 +154,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--frozen-lockfile', 'refuse extensions that drift from plinth.lock.json')
       .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)')
       .option('--no-watch', 'do not watch the plugin directories')
-      .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)'),
+      .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)')
+      .addOption(logFormatOption()),
   ).action(function (this: Command) {
-    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string }>();
-    json = o.json ?? false;
+    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string }>();
     return run(() => serve(io, serveFlags(o)))();
   });
 
@@ -150,7 +168,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)'),
   ).action(function (this: Command) {
     const o = this.opts<HostOptions & { lockfile?: string }>();
-    json = o.json ?? false;
     return run(() => lock(io, serveFlags(o)))();
   });
 
@@ -194,6 +211,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return run(() => dlqPurge(io, ids, dlqFlags(o)))();
   });
 
+  // Bare `plinth`: the help, and success (it is how people ask what the command does).
+  if (argv.length === 0) {
+    io.out(program.helpInformation());
+    return EXIT.ok;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -202,6 +224,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       // --help and --version end through here with exit code 0.
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
-    return reportError(io, err, json);
+    return reportError(io, err, json, command);
   }
 }

@@ -8,6 +8,8 @@ import { PlinthError, type Problem } from '../errors.ts';
 import { validators, toProblems, type SchemaLimits } from '../schema/index.ts';
 import type { TrustPolicy } from '../trust/index.ts';
 import type { BreakerSettings } from '../resilience/breaker.ts';
+import { compileRoutes, type RouteConfig } from '../events/routes.ts';
+import { compileRules, type CepSettings, type RuleConfig } from '../events/cep/index.ts';
 
 export const CONFIG_FILE_NAMES = ['plinth.config.yaml', 'plinth.config.yml', 'plinth.config.json'] as const;
 
@@ -30,14 +32,25 @@ export interface HostConfig {
   extensionSchemas: SchemaLimits;
   /** What one extension may use of the host through its ctx: default and ceiling (README "Host configuration"). */
   quotas: Quotas;
-  events: EventsConfig;
   policy: { untrusted: PermissionCeiling };
+  /** Ceilings on what a manifest may declare (limits and stage timeouts). */
+  ceilings: { memoryMb: number; callTimeoutMs: number; concurrency: number; startTimeoutMs: number };
   defaults: {
-    limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
+    limits: { memoryMb: number; callTimeoutMs: number; concurrency: number; startTimeoutMs: number };
     breaker: BreakerSettings;
     health: { intervalMs: number; timeoutMs: number; unhealthyThreshold: number; recoveryThreshold: number };
+    restart: { maxAttempts: number; baseMs: number; maxMs: number; resetAfterMs: number };
   };
   extensions: Record<string, ExtensionSettings>;
+  /** Delivery (payload size, retries, queues, dead letters), routes, complex-event rules and their bounds (README "Events"). */
+  events: EventsConfig & EventSettings;
+}
+
+export interface EventSettings {
+  maxHops: number;
+  routes: RouteConfig[];
+  rules: RuleConfig[];
+  cep: CepSettings;
 }
 
 export interface ExtensionSettings {
@@ -241,6 +254,11 @@ export async function loadHostConfig(options: { cwd?: string; env?: NodeJS.Proce
       hint: 'see schemas/host-config.schema.json for every setting',
     });
   }
+
+  // What a schema cannot say: patterns, durations and expressions parse, the absent step is last, bounds fit.
+  const events = (doc as { events: EventSettings }).events;
+  compileRoutes(events.routes, file ? { file } : {});
+  compileRules(events.rules, { settings: events.cep, ...(file ? { file } : {}) });
 
   // Defaults were filled in by the schema (`useDefaults`); only the dataDir default is relative.
   const cfg = doc as unknown as Omit<HostConfig, 'file'> & { trust: { store?: string; policy?: TrustPolicy } };

@@ -1,6 +1,7 @@
 // Watches plugin directories (chokidar) and reports "something changed" once the writes have settled: a file's
 // size must hold still (awaitWriteFinish) and then no event may arrive for `debounceMs`. Copying a folder in,
 // editing a file or re-signing all end in one callback, not one per file.
+import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 
 export interface PluginWatcher {
@@ -19,10 +20,13 @@ export interface WatchOptions {
 export function watchPluginDirs(dirs: string[], onChange: (paths: string[]) => void, options: WatchOptions = {}): PluginWatcher {
   const debounceMs = options.debounceMs ?? 100;
   const stabilityMs = options.stabilityMs ?? 50;
+  const roots = dirs.map((d) => path.resolve(d));
   const watcher: FSWatcher = watch(dirs, {
     ignoreInitial: true,
     // Dot-files (editor swap files, .git) and dependencies installed inside an extension do not trigger reloads.
-    ignored: [/(^|\/)\.[^/]/, /\/node_modules\//],
+    // Matched against the path inside the plugin directory: a plugin directory that itself lies under a dot-folder
+    // (~/.plinth/plugins) must still be watched (issue 8).
+    ignored: (file: string) => isIgnored(roots, file),
     awaitWriteFinish: { stabilityThreshold: stabilityMs, pollInterval: Math.max(10, Math.round(stabilityMs / 2)) },
     atomic: 50,
   });
@@ -48,4 +52,16 @@ export function watchPluginDirs(dirs: string[], onChange: (paths: string[]) => v
       await watcher.close();
     },
   };
+}
+
+/** Whether `file` (absolute, or relative to the working directory) is a dot-entry or under node_modules inside one of `roots`. */
+export function isIgnored(roots: string[], file: string): boolean {
+  const abs = path.resolve(file);
+  for (const root of roots) {
+    const rel = path.relative(root, abs);
+    if (rel === '') return false;
+    if (rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) continue;
+    return rel.split(path.sep).some((part) => part.startsWith('.') || part === 'node_modules');
+  }
+  return false;
 }

@@ -10,36 +10,8 @@ import { PlinthError, isPlinthError } from '../errors.ts';
 import type { DeliveredEvent, EventHeaders, Json, PlinthEvent } from '../sdk/index.ts';
 import { SqliteStore, type AttemptRecord, type DeadLetter, type DeadLetterFilter, type Store } from '../store/index.ts';
 import { isValidPattern, isValidTopic, matchTopic } from './topics.ts';
+import { createTopicMatcher, type TopicMatcher } from './matcher.ts';
 import { systemClock, type Clock } from './clock.ts';
-
-/** Fan-out: which subscriptions a topic reaches. The cep branch supplies a qlobber-backed one (`createTopicMatcher`). */
-export interface TopicMatcher<T> {
-  add(pattern: string, value: T): void;
-  remove(pattern: string, value: T): void;
-  match(topic: string): T[];
-}
-
-/** A fallback matcher until the indexed one lands: correct AMQP semantics, one test per pattern. */
-export function createSimpleMatcher<T>(): TopicMatcher<T> {
-  const byPattern = new Map<string, Set<T>>();
-  return {
-    add(pattern, value) {
-      let set = byPattern.get(pattern);
-      if (!set) byPattern.set(pattern, (set = new Set()));
-      set.add(value);
-    },
-    remove(pattern, value) {
-      const set = byPattern.get(pattern);
-      set?.delete(value);
-      if (set?.size === 0) byPattern.delete(pattern);
-    },
-    match(topic) {
-      const out: T[] = [];
-      for (const [pattern, set] of byPattern) if (matchTopic(pattern, topic)) out.push(...set);
-      return out;
-    },
-  };
-}
 
 export type EventHandler = (event: DeliveredEvent) => void | Promise<void>;
 
@@ -216,7 +188,7 @@ export class DurableBus implements EventBus {
     };
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
-    this.#matcher = options.matcher ?? createSimpleMatcher<Subscriber>();
+    this.#matcher = options.matcher ?? createTopicMatcher<Subscriber>();
     this.#onError = options.onError ?? (() => {});
     this.#onDeadLetter = options.onDeadLetter;
     this.#scheduleHousekeeping();
@@ -581,11 +553,4 @@ function checkHeaders(headers: EventHeaders): EventHeaders {
     out[k] = v;
   }
   return { ...out };
-}
-
-/** The in-memory bus (no store) under the name it had before issue 10: listeners are not durable. */
-export class LocalBus extends DurableBus {
-  constructor(options: Omit<BusOptions, 'store'> = {}) {
-    super(options);
-  }
 }

@@ -1,9 +1,12 @@
-// The event bus (DESIGN.md §6): topic and pattern rules, and the durable bus with its interfaces.
+// The event bus (DESIGN.md §6): topic and pattern rules, a trie matcher, middleware around publish, the in-process
+// bus, the durable bus with its store-backed delivery and dead letters, routes from host config and complex-event
+// rules.
 export { isValidTopic, isValidPattern, matchTopic, topicWord, isReservedTopic, RESERVED_TOPIC_ROOTS, HOST_SOURCE } from './topics.ts';
+export { createTopicMatcher, normalizePattern, type TopicMatcher } from './matcher.ts';
+export { applyMiddleware, type Middleware, type Next, type OutgoingEvent, type PublishFunction } from './middleware.ts';
+export { LocalBus, type EventListener, type EventPublisher } from './local.ts';
 export {
   DurableBus,
-  LocalBus,
-  createSimpleMatcher,
   retryDelay,
   DEFAULT_RETRY,
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -11,15 +14,18 @@ export {
   DEFAULT_MAX_QUEUED,
   DEFAULT_MAX_IN_FLIGHT,
   type EventBus,
-  type EventPublisher,
   type EventHandler,
-  type Middleware,
+  type Middleware as BusMiddleware,
   type RetryPolicy,
   type SubscribeOptions,
   type Unsubscribe,
-  type TopicMatcher,
   type BusOptions,
   type DeadLetterQuery,
 } from './bus.ts';
 export { patternCovers } from './cover.ts';
-export { systemClock, ManualClock, type Clock } from './clock.ts';
+export { systemClock, ManualClock, type Clock as BusClock } from './clock.ts';
+export { parseDuration } from './duration.ts';
+export { HOPS_HEADER, derivedHeaders, hopsOf } from './hops.ts';
+export { compileRoutes, Router, ROUTE_VARIABLES, eventAsJson, type RouteConfig, type CompiledRoute, type CallStage, type RouterOptions } from './routes.ts';
+export * from './cep/index.ts';
+export { attachRoutesAndRules, type AttachOptions, type AttachedEvents } from './attach.ts';

@@ -4,14 +4,13 @@
 import { pino, type Logger } from 'pino';
 import { PlinthError } from '../errors.ts';
 import { durationMs, type HostConfig } from '../config/index.ts';
-import { DurableBus, type Clock } from '../events/index.ts';
+import { DurableBus, attachRoutesAndRules, type AttachedEvents, type BusClock, type Clock as CepClock } from '../events/index.ts';
 import { openStoreLazily, type Store } from '../store/index.ts';
 import type { Json } from '../sdk/index.ts';
 import { KvStore, type Resolver } from '../policy/index.ts';
-import { Budget } from '../resilience/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
 import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../discovery/index.ts';
-import { Registry, loadTrustStoreFor, type RegistryEntry } from '../registry/index.ts';
+import { createRegistry, loadTrustStoreFor, type Registry, type RegistryEntry } from '../registry/index.ts';
 import type { CallRequest, ManagedExtension } from '../registry/extension.ts';
 import type { SandboxFactory } from '../sandbox/index.ts';
 
@@ -22,7 +21,7 @@ export interface HostOptions {
   makeSandbox?: SandboxFactory;
   env?: NodeJS.ProcessEnv;
   /** Restart backoff for every extension (tests shorten it). */
-  backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  backoff?: Partial<HostConfig['defaults']['restart']>;
   /** Whether stop() also ends the shared isolate sandbox processes (default true; false when other hosts in this process still use them). */
   stopSandboxProcesses?: boolean;
   /** Refuse extensions that drift from this lockfile. */
@@ -31,8 +30,10 @@ export interface HostOptions {
   drainMs?: number;
   /** How ctx.fetch resolves host names (tests play a rebinding name server with it). */
   resolve?: Resolver;
-  /** The bus's clock (retries, dead-letter expiry); tests move a ManualClock. */
-  clock?: Clock;
+  /** The clock of the bus (retries, dead-letter expiry) and of complex-event rules; tests move a ManualClock. */
+  clock?: BusClock | CepClock;
+  /** How often rule state expires and absences fire, in ms (default 1000; 0: only when `events.rules.tick()` is called). */
+  ruleTickMs?: number;
 }
 
 export type HostExtensionInfo = RegistryEntry;
@@ -46,11 +47,13 @@ export class Host {
   readonly #options: HostOptions;
   readonly #kv = new Map<string, KvStore>();
   #registry: Registry | undefined;
+  #events: AttachedEvents | undefined;
   #watcher: PluginWatcher | undefined;
   /** Reloads run one at a time; changes during one schedule exactly one more. */
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
   #stopped = false;
+  #stopping: Promise<void> | undefined;
 
   constructor(config: HostConfig, options: HostOptions = {}) {
     this.config = config;
@@ -66,26 +69,40 @@ export class Host {
       maxQueuedPerSubscriber: ev.maxQueuedPerSubscriber,
       maxInFlightPerSubscriber: ev.maxInFlightPerSubscriber,
       retry: ev.retry,
-      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.clock && 'setTimeout' in options.clock ? { clock: options.clock } : {}),
       onError: (message, fields) => this.log.error(fields, message),
       onDeadLetter: (d) => this.log.warn({ subscriber: d.subscriber, topic: d.event.topic, eventId: d.event.id, deadLetter: d.id, attempts: d.attempts.length }, `event ${d.event.topic} dead-lettered for ${d.subscriber} after ${d.attempts.length} attempt(s): ${d.attempts.at(-1)?.error.message ?? ''}`),
     });
   }
 
   get #reg(): Registry {
-    if (!this.#registry) throw new PlinthError('PLINTH_ERR_SHUTDOWN', 'the host has not been started', { hint: 'call start() first' });
+    if (!this.#registry) throw new PlinthError('PLINTH_ERR_HOST_NOT_STARTED', 'the host has not been started', { hint: 'await host.start() first' });
     return this.#registry;
   }
 
-  /** Loads the trust store, then discovers, verifies, resolves and starts every extension in dependency order. */
-  async start(): Promise<void> {
+  /**
+   * Loads the trust store, then discovers, verifies, resolves and starts every extension in dependency order,
+   * each as soon as its own dependencies serve. Resolves when every start has settled, or with `background` as soon
+   * as they have begun: each extension then serves once it is active, and call() waits only for the one it calls.
+   */
+  async start(options: { background?: boolean } = {}): Promise<void> {
     this.store.open();
+    // Routes and rules first, so they see the lifecycle events of the extensions starting below.
+    this.#events = attachRoutesAndRules({
+      subscribe: (pattern, listener) => this.bus.subscribe(pattern, listener),
+      publish: async (topic, payload, source, headers) => {
+        await this.bus.publish(topic, payload, source, headers);
+      },
+      settings: this.config.events,
+      callStage: (extension, stage, input) => this.call(extension, stage, input),
+      onWarning: (warning) => this.log.warn({ code: warning.code, hint: warning.hint }, warning.message),
+      ...(this.#options.clock ? { clock: this.#options.clock } : {}),
+      ...(this.#options.ruleTickMs !== undefined ? { tickMs: this.#options.ruleTickMs } : {}),
+    });
     const trustStore = await loadTrustStoreFor(this.config.trust.store, this.config.trust.policy);
-    this.#registry = new Registry({
-      config: this.config,
+    this.#registry = createRegistry(this.config, {
       log: this.log,
       bus: this.bus,
-      budget: new Budget(this.config.budget),
       kv: (id) => {
         // Durable: loaded from the store once per id, written through on every set/delete.
         let kv = this.#kv.get(id);
@@ -100,7 +117,7 @@ export class Host {
       ...(this.#options.drainMs !== undefined ? { drainMs: this.#options.drainMs } : {}),
       ...(this.#options.resolve ? { resolve: this.#options.resolve } : {}),
     });
-    await this.#registry.load();
+    await this.#registry.load(options);
   }
 
   /** Watches the plugin directories and reconciles on every settled change. Resolves once watching. */
@@ -136,6 +153,12 @@ export class Host {
     return this.#reloading;
   }
 
+  /** The routes and complex-event rules of the host config, once started (stats, and tick() for tests). */
+  get events(): AttachedEvents {
+    if (!this.#events) throw new PlinthError('PLINTH_ERR_SHUTDOWN', 'the host has not been started', { hint: 'call start() first' });
+    return this.#events;
+  }
+
   get(id: string): ManagedExtension | undefined {
     return this.#reg.get(id);
   }
@@ -149,6 +172,9 @@ export class Host {
   }
 
   async call(id: string, stage: string, input: Json, request: CallRequest = {}): Promise<Json> {
+    // Still starting (a background start): wait for this one only; its start is bounded by its own limits.
+    const starting = this.#reg.get(id) ? undefined : this.#reg.starting(id);
+    if (starting) await starting;
     const ext = this.#reg.get(id);
     if (!ext) {
       const known = this.#reg.notRunning(id);
@@ -166,21 +192,35 @@ export class Host {
     return ext.call(stage, input, request);
   }
 
-  /** Stops watching, then every extension in reverse dependency order (each time-boxed), then the sandbox processes. */
-  async stop(timeoutMs = 5000): Promise<void> {
-    if (this.#stopped) return;
+  /**
+   * Stops watching, then every extension in reverse dependency order, then the sandbox processes: all within one
+   * bound for the whole host (`timeoutMs`, like VS Code's 5 s), not per level. A reload in progress is not waited
+   * out past that bound (an old version draining after a swap is stopped with the rest).
+   */
+  stop(timeoutMs = 5000): Promise<void> {
+    this.#stopping ??= this.#stop(timeoutMs);
+    return this.#stopping;
+  }
+
+  async #stop(timeoutMs: number): Promise<void> {
     this.#stopped = true;
+    const deadline = Date.now() + timeoutMs;
     await this.#watcher?.close();
-    await this.#reloading;
-    await this.#registry?.stopAll(timeoutMs);
+    if (this.#reloading) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.#reloading, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);
+      clearTimeout(timer);
+    }
+    await this.#registry?.stopAll(Math.max(1, deadline - Date.now()));
+    this.#events?.detach();
     await this.bus.close();
     this.store.close();
     if (this.#options.stopSandboxProcesses !== false) await IsolateProcess.shutdownAll();
   }
 }
 
-export async function startHost(config: HostConfig, options: HostOptions = {}): Promise<Host> {
+export async function startHost(config: HostConfig, options: HostOptions & { background?: boolean } = {}): Promise<Host> {
   const host = new Host(config, options);
-  await host.start();
+  await host.start(options.background ? { background: true } : {});
   return host;
 }

@@ -40,6 +40,8 @@ export interface LimitSettings {
   memoryMb: number;
   callTimeoutMs: number;
   concurrency: number;
+  /** Bound of loading: module evaluation, initialize() and start() together. */
+  startTimeoutMs: number;
 }
 
 /** `limits` as a manifest writes them: the sandbox limits, and host quotas it asks to lower (src/policy). */

@@ -1,6 +1,7 @@
 // One loaded extension under supervision: its sandbox, breaker, concurrency quota, health probes and restarts
-// with backoff (DESIGN.md §2, §4). One transition function changes its state and publishes the change as
-// `extension.<id>.<state>`; nothing else assigns the state.
+// with backoff (DESIGN.md §2, §4). One transition function changes its state, checked against TRANSITIONS (an
+// explicit table, STYLE.md "State machines, named": anything else is a bug and throws), and publishes the change
+// as `extension.<id>.<state>`; nothing else assigns the state.
 import { randomUUID } from 'node:crypto';
 import { PlinthError, isPlinthError } from '../errors.ts';
 import { toProblems } from '../schema/index.ts';
@@ -9,7 +10,8 @@ import type { ExtensionPackage } from '../manifest/index.ts';
 import type { HostConfig } from '../config/index.ts';
 import type { Json, HealthResult, DeliveredEvent } from '../sdk/index.ts';
 import type { ContextHandler, Sandbox, SandboxFactory, SandboxSpec, SandboxExit } from '../sandbox/types.ts';
-import { Breaker, Bulkhead, backoffDelay, sleep, type BreakerState } from '../resilience/index.ts';
+import { checkTimeout, startTimedOut } from '../sandbox/index.ts';
+import { Breaker, Bulkhead, backoffDelay, outcomeOf, sleep, type BreakerPermit, type BreakerState } from '../resilience/index.ts';
 import type { ExtensionState } from './index.ts';
 
 export interface CallRequest {
@@ -32,6 +34,8 @@ export interface ExtensionInfo {
 
 export interface ManagedExtensionOptions {
   pkg: ExtensionPackage;
+  /** Its limits, checked against the host's ceilings (limits.ts); the defaults merged with the manifest if absent. */
+  limits?: Required<SandboxSpec['limits']>;
   /** Digest of the verified file list: what "changed on disk" is measured against. */
   digest: string;
   /** Under which key its limits are reserved in the host budget (two versions overlap during a swap). */
@@ -43,10 +47,40 @@ export interface ManagedExtensionOptions {
   events: EventPublisher;
   log: (level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
   /** Restart backoff; a sandbox alive this long resets it. */
-  backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  backoff?: Partial<RestartSettings>;
 }
 
-const RESTART_BACKOFF = { baseMs: 200, maxMs: 30_000, resetAfterMs: 30_000 };
+/**
+ * Restarts after a crash or failed health: attempt n waits baseMs·2^n (capped at maxMs, full jitter), up to
+ * maxAttempts relaunches in a row that fail to start; then the extension is `failed` with the last cause. A sandbox
+ * that stayed up resetAfterMs counts as recovered (the next crash starts again at attempt 0).
+ */
+export interface RestartSettings {
+  baseMs: number;
+  maxMs: number;
+  resetAfterMs: number;
+  maxAttempts: number;
+}
+
+export const RESTART_DEFAULTS: RestartSettings = { baseMs: 200, maxMs: 30_000, resetAfterMs: 30_000, maxAttempts: 5 };
+
+/**
+ * Which lifecycle state may follow which (DESIGN.md §2), for a supervised extension (discovery, validation,
+ * verification and resolution happen before one exists). `starting → starting` is a restart attempt that failed
+ * and is retried (with a new reason); `degraded` stays degraded while it is restarted after failed probes.
+ */
+export const TRANSITIONS: Readonly<Record<ExtensionState, readonly ExtensionState[]>> = {
+  discovered: [],
+  validated: [],
+  verified: [],
+  resolved: ['starting', 'stopping'],
+  starting: ['starting', 'active', 'failed', 'stopping'],
+  active: ['degraded', 'starting', 'stopping', 'failed'],
+  degraded: ['active', 'starting', 'stopping', 'failed'],
+  stopping: ['stopped'],
+  stopped: [],
+  failed: [],
+};
 
 export class ManagedExtension {
   readonly id: string;
@@ -57,9 +91,9 @@ export class ManagedExtension {
   readonly breaker: Breaker;
   readonly #options: ManagedExtensionOptions;
   readonly #bulkhead: Bulkhead;
-  readonly #limits: SandboxSpec['limits'];
+  readonly #limits: Required<SandboxSpec['limits']>;
   readonly #health: HostConfig['defaults']['health'];
-  readonly #backoff: { baseMs: number; maxMs: number; resetAfterMs: number };
+  readonly #backoff: RestartSettings;
   #state: ExtensionState = 'resolved';
   #reason: PlinthError | undefined;
   #since = new Date();
@@ -70,9 +104,13 @@ export class ManagedExtension {
   /** Resolves when a sandbox is serving (after start or a restart); calls wait on it, bounded by their deadline. */
   #ready: Promise<void> = Promise.resolve();
   #healthTimer: NodeJS.Timeout | undefined;
+  /** The probe in flight: probes never overlap. */
+  #probing: Promise<boolean> | undefined;
   #probeFailures = 0;
   #probeSuccesses = 0;
-  #stopping = false;
+  #stopping: Promise<void> | undefined;
+  /** Aborted by stop(): ends a restart's backoff wait at once. */
+  readonly #stopSignal = new AbortController();
   #restarting: Promise<void> | undefined;
   /** Calls accepted and not yet settled; drain() waits for it to reach 0 (blue/green swap). */
   #inflight = 0;
@@ -86,9 +124,9 @@ export class ManagedExtension {
     this.id = options.pkg.id;
     this.version = options.pkg.version;
     const m = options.pkg.manifest;
-    this.#limits = { ...options.defaults.limits, ...m.limits };
+    this.#limits = options.limits ?? { ...options.defaults.limits, ...m.limits };
     this.#health = { ...options.defaults.health, ...m.health };
-    this.#backoff = options.backoff ?? RESTART_BACKOFF;
+    this.#backoff = { ...RESTART_DEFAULTS, ...options.defaults.restart, ...options.backoff };
     this.#bulkhead = new Bulkhead(this.#limits.concurrency);
     this.breaker = new Breaker(this.id, { ...options.defaults.breaker, ...m.breaker });
     this.breaker.on('state', (state, previous) => {
@@ -101,7 +139,7 @@ export class ManagedExtension {
     return this.#state;
   }
 
-  get limits(): SandboxSpec['limits'] {
+  get limits(): Required<SandboxSpec['limits']> {
     return this.#limits;
   }
 
@@ -118,10 +156,11 @@ export class ManagedExtension {
     };
   }
 
-  /** The one place the state changes: logs it and publishes `extension.<id>.<state>`. */
+  /** The one place the state changes: checks TRANSITIONS, logs it and publishes `extension.<id>.<state>`. */
   #transition(next: ExtensionState, reason?: PlinthError): void {
     if (next === this.#state && reason === this.#reason) return;
     const previous = this.#state;
+    if (!TRANSITIONS[previous].includes(next)) throw new Error(`extension ${this.id}: illegal lifecycle transition ${previous} → ${next} (a Plinth bug)`);
     this.#state = next;
     this.#reason = reason;
     this.#since = new Date();
@@ -149,25 +188,53 @@ export class ManagedExtension {
     };
   }
 
-  async #launch(): Promise<void> {
+  /** A new sandbox, started. On failure it is stopped again (nothing of it stays loaded) and the error thrown. */
+  async #launch(): Promise<Sandbox> {
     const sandbox = this.#options.makeSandbox(this.#spec(), this.#options.context);
     sandbox.onExit((exit) => this.#onExit(sandbox, exit));
-    this.#sandbox = sandbox;
-    await sandbox.start();
-    this.#sandboxStartedAt = Date.now();
+    // The runtimes bound loading by limits.startTimeoutMs themselves; this is the host's own wall behind them.
+    const bound = this.#limits.startTimeoutMs + START_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        sandbox.start(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(startTimedOut(this.id, this.#limits.startTimeoutMs)), bound);
+          timer.unref();
+        }),
+      ]);
+    } catch (err) {
+      await sandbox.stop(1000);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    return sandbox;
   }
 
-  /** Starts the sandbox: starting → active, or failed with the reason (never throws). */
-  async start(): Promise<void> {
+  /** Starts the sandbox: starting → active, or failed with the reason (never throws). Calls wait for it. */
+  start(): Promise<void> {
+    if (this.#state !== 'resolved') return this.#ready;
     this.#transition('starting');
+    this.#ready = this.#start();
+    return this.#ready;
+  }
+
+  async #start(): Promise<void> {
+    let sandbox: Sandbox;
     try {
-      await this.#launch();
+      sandbox = await this.#launch();
     } catch (err) {
-      await this.#sandbox?.stop(1000);
-      this.#sandbox = undefined;
-      this.#transition('failed', asPlinthError(err, this.id, 'PLINTH_ERR_EXTENSION_LOAD_FAILED'));
+      if (!this.#stopping) this.#transition('failed', asPlinthError(err, this.id, 'PLINTH_ERR_EXTENSION_LOAD_FAILED'));
       return;
     }
+    if (this.#stopping) {
+      // stop() came while it was starting: it waits for this, and the fresh sandbox goes with it.
+      await sandbox.stop(1000);
+      return;
+    }
+    this.#sandbox = sandbox;
+    this.#sandboxStartedAt = Date.now();
     this.#transition('active');
     this.#scheduleHealth();
   }
@@ -178,32 +245,59 @@ export class ManagedExtension {
     void this.#restart(exit.detail);
   }
 
-  /** Replaces the sandbox after a crash or failed health, with exponential backoff; calls wait for it. */
+  /**
+   * Replaces the sandbox after a crash or failed health, with exponential backoff and jitter; a relaunch that fails
+   * is retried up to `maxAttempts` times, then the extension is failed with the last cause. Calls wait for it
+   * (bounded by their deadline). stop() ends the wait and wins over a relaunch in progress.
+   */
   #restart(why: string): Promise<void> {
     if (this.#restarting) return this.#restarting;
     const old = this.#sandbox;
     this.#sandbox = undefined;
     if (Date.now() - this.#sandboxStartedAt > this.#backoff.resetAfterMs) this.#crashStreak = 0;
-    const delay = backoffDelay(this.#crashStreak++, this.#backoff);
     const wasDegraded = this.#state === 'degraded';
-    if (!wasDegraded) this.#transition('starting', new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `extension ${this.id}: restarting in ${delay} ms after: ${why}`, { extension: this.id }));
+    // Announced at once (synchronously with the exit that caused it): a caller who saw its call fail finds the
+    // extension already `starting`, never still `active`.
+    const announce = (attempt: number, delay: number, cause: string) => {
+      if (wasDegraded) return;
+      const lead = attempt === 1 ? `restarting in ${delay} ms after: ${cause}` : `restart ${attempt - 1} of ${this.#backoff.maxAttempts} failed (${cause}); retrying in ${delay} ms`;
+      this.#transition('starting', new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `extension ${this.id}: ${lead}`, { extension: this.id }));
+    };
+    let delay = backoffDelay(this.#crashStreak++, this.#backoff);
+    announce(1, delay, why);
     this.#restarting = (async () => {
       await old?.stop(1000);
-      for (;;) {
-        await sleep(delay);
+      for (let attempt = 1; ; attempt++) {
         if (this.#stopping) return;
         try {
-          await this.#launch();
-          this.#restarts++;
-          if (!wasDegraded) this.#transition('active');
-          return;
+          await sleep(delay, this.#stopSignal.signal);
+        } catch {
+          return; // stopped while waiting
+        }
+        if (this.#stopping) return;
+        let sandbox: Sandbox;
+        try {
+          sandbox = await this.#launch();
         } catch (err) {
-          this.#sandbox = undefined;
           const e = asPlinthError(err, this.id, 'PLINTH_ERR_EXTENSION_LOAD_FAILED');
-          // A restart that cannot load at all (code changed on disk, initialize now throws) fails for good.
-          this.#transition('failed', e);
+          if (this.#stopping) return;
+          if (attempt >= this.#backoff.maxAttempts) {
+            this.#transition('failed', new PlinthError(e.code, `extension ${this.id}: gave up after ${attempt} failed restart(s) (defaults.restart.maxAttempts); the last one: ${e.message}`, { extension: this.id, cause: e, ...(e.hint ? { hint: e.hint } : {}) }));
+            return;
+          }
+          delay = backoffDelay(this.#crashStreak++, this.#backoff);
+          announce(attempt + 1, delay, e.message);
+          continue;
+        }
+        if (this.#stopping) {
+          await sandbox.stop(1000);
           return;
         }
+        this.#sandbox = sandbox;
+        this.#sandboxStartedAt = Date.now();
+        this.#restarts++;
+        if (!wasDegraded) this.#transition('active');
+        return;
       }
     })().finally(() => {
       this.#restarting = undefined;
@@ -218,10 +312,22 @@ export class ManagedExtension {
     this.#healthTimer.unref();
   }
 
-  /** One health probe (also run by the interval timer). Returns whether it passed. */
-  async probe(): Promise<boolean> {
+  /**
+   * One health probe (also run by the interval timer). Returns whether it passed. Probes never overlap: a probe
+   * asked for while one is in flight gets that one's answer. The sandbox cancels a probe at its timeout (a worker
+   * frees the thread's probe slot, or ends the thread if healthCheck() does not let go; an isolate past its
+   * deadline is disposed), so a hung probe never holds a call's slot. The bound here is a second wall.
+   */
+  probe(): Promise<boolean> {
+    this.#probing ??= this.#probeOnce().finally(() => {
+      this.#probing = undefined;
+    });
+    return this.#probing;
+  }
+
+  async #probeOnce(): Promise<boolean> {
     const sandbox = this.#sandbox;
-    if (!sandbox || this.#restarting || (this.#state !== 'active' && this.#state !== 'degraded')) return false;
+    if (!sandbox || this.#restarting || this.#stopping || (this.#state !== 'active' && this.#state !== 'degraded')) return false;
     let healthy: boolean;
     try {
       const result: HealthResult = await withTimeout(sandbox.health(this.#health.timeoutMs), this.#health.timeoutMs + 100);
@@ -229,6 +335,7 @@ export class ManagedExtension {
     } catch {
       healthy = false;
     }
+    if (sandbox !== this.#sandbox || this.#stopping) return healthy; // replaced or stopped meanwhile: says nothing now
     if (healthy) {
       this.#probeFailures = 0;
       if (this.#state === 'degraded' && ++this.#probeSuccesses >= this.#health.recoveryThreshold) this.#transition('active');
@@ -262,6 +369,7 @@ export class ManagedExtension {
       });
     }
     const timeoutMs = request.timeoutMs ?? decl.timeoutMs ?? this.#limits.callTimeoutMs;
+    checkTimeout(this.id, timeoutMs);
     const deadline = Date.now() + timeoutMs;
     const signal = request.signal ? AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
     const timedOut = () => new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, stage ${stage}: no result within ${timeoutMs} ms (waiting for a free slot or a restart)`, { extension: this.id });
@@ -287,7 +395,12 @@ export class ManagedExtension {
     });
   }
 
-  #run(
+  /**
+   * Admitted by the breaker first (an open breaker fails fast without queueing), then waits for a serving sandbox
+   * and a slot of the bulkhead; the breaker hears the outcome with the time the sandbox took, not the time queued.
+   * An error that is not a PlinthError is STAGE_FAILED with its message; only the deadline is STAGE_TIMEOUT.
+   */
+  async #run(
     stage: string,
     value: Json,
     request: CallRequest,
@@ -296,32 +409,47 @@ export class ManagedExtension {
     deadline: number,
     timedOut: () => PlinthError,
   ): Promise<Json> {
-    return this.breaker.run(async () => {
-      await this.#whenServing(signal).catch((err: unknown) => {
-        throw isPlinthError(err) ? err : timedOut();
-      });
-      return this.#bulkhead
-        .run(async () => {
-          const sandbox = this.#sandbox;
-          if (!sandbox) throw this.#unavailable();
-          const output = await sandbox.call(stage, value, {
-            timeoutMs: Math.max(1, deadline - Date.now()),
-            traceId: request.traceId ?? randomUUID(),
-            ...(request.runId ? { runId: request.runId } : {}),
-            ...(request.signal ? { signal: request.signal } : {}),
-          });
-          if (!schemas.output(output)) {
-            throw new PlinthError('PLINTH_ERR_STAGE_OUTPUT_INVALID', `extension ${this.id}, stage ${stage}: the output does not match its output schema`, {
-              extension: this.id,
-              problems: toProblems(schemas.output.errors),
-            });
-          }
-          return output;
-        }, signal)
-        .catch((err: unknown) => {
-          throw isPlinthError(err) ? err : timedOut();
+    const permit: BreakerPermit = this.breaker.admit();
+    let started: number | undefined;
+    try {
+      await this.#whenServing(signal);
+      const output = await this.#bulkhead.run(async () => {
+        const sandbox = this.#sandbox;
+        if (!sandbox) throw this.#unavailable();
+        started = performance.now();
+        const output = await sandbox.call(stage, value, {
+          timeoutMs: Math.max(1, deadline - Date.now()),
+          traceId: request.traceId ?? randomUUID(),
+          ...(request.runId ? { runId: request.runId } : {}),
+          ...(request.signal ? { signal: request.signal } : {}),
         });
-    });
+        if (!schemas.output(output)) {
+          throw new PlinthError('PLINTH_ERR_STAGE_OUTPUT_INVALID', `extension ${this.id}, stage ${stage}: the output does not match its output schema`, {
+            extension: this.id,
+            problems: toProblems(schemas.output.errors),
+          });
+        }
+        return output;
+      }, signal);
+      permit.record('success', performance.now() - (started ?? performance.now()));
+      return output;
+    } catch (err) {
+      const e = this.#callError(err, stage, signal, request.signal, timedOut);
+      // Waiting for a slot or a restart until the deadline says nothing of the calls the breaker watches.
+      permit.record(started === undefined && e.code === 'PLINTH_ERR_STAGE_TIMEOUT' ? 'ignored' : outcomeOf(e), performance.now() - (started ?? performance.now()));
+      throw e;
+    }
+  }
+
+  /** What a failed call reports: its own PlinthError, the deadline, the caller's cancel, or STAGE_FAILED. */
+  #callError(err: unknown, stage: string, signal: AbortSignal, callerSignal: AbortSignal | undefined, timedOut: () => PlinthError): PlinthError {
+    if (isPlinthError(err)) return err;
+    if (signal.aborted && err === signal.reason) {
+      if (callerSignal?.aborted) return new PlinthError('PLINTH_ERR_CANCELLED', `extension ${this.id}, stage ${stage}: the call was cancelled by its caller`, { extension: this.id, cause: err });
+      return timedOut();
+    }
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    return new PlinthError('PLINTH_ERR_STAGE_FAILED', `extension ${this.id}, stage ${stage}: ${message}`, { extension: this.id, cause: err });
   }
 
   /**
@@ -368,27 +496,45 @@ export class ManagedExtension {
     if (this.#stopping) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${this.id} is stopping`, { extension: this.id });
     if (this.#state === 'failed' || this.#state === 'stopped') throw this.#unavailable();
     if (this.#sandbox && !this.#restarting) return;
+    if (signal.aborted) throw signal.reason;
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => reject(signal.reason as Error);
       signal.addEventListener('abort', onAbort, { once: true });
       this.#ready.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
     });
+    if (this.#stopping) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${this.id} is stopping`, { extension: this.id });
     if (!this.#sandbox) throw this.#unavailable();
   }
 
-  /** Stops: stopping → stopped. The extension's stop() is time-boxed; never throws. */
-  async stop(timeoutMs = 5000): Promise<void> {
-    if (this.#stopping) return;
-    this.#stopping = true;
+  /**
+   * Stops: stopping → stopped (a failed extension stays failed). The extension's stop() is time-boxed; a restart in
+   * progress is ended (its wait cut short, a sandbox it was starting stopped); every timer is cleared. A second
+   * stop() returns the first one's promise. Never throws.
+   */
+  stop(timeoutMs = 5000): Promise<void> {
+    this.#stopping ??= this.#stop(timeoutMs);
+    return this.#stopping;
+  }
+
+  async #stop(timeoutMs: number): Promise<void> {
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#healthTimer = undefined;
+    this.#stopSignal.abort();
+    const failed = this.#state === 'failed';
+    if (!failed) this.#transition('stopping');
+    // A start or restart in flight sees #stopping and stops the sandbox it was starting.
+    await this.#ready.catch(() => undefined);
+    await this.#restarting?.catch(() => undefined);
     const sandbox = this.#sandbox;
     this.#sandbox = undefined;
-    if (this.#state !== 'failed') this.#transition('stopping');
     await sandbox?.stop(timeoutMs);
     this.breaker.dispose();
-    if (this.#state !== 'failed') this.#transition('stopped');
+    if (!failed) this.#transition('stopped');
   }
 }
+
+/** How long past limits.startTimeoutMs the host waits for a runtime to report its own start timeout. */
+const START_GRACE_MS = 2000;
 
 function asPlinthError(err: unknown, extension: string, code: 'PLINTH_ERR_EXTENSION_LOAD_FAILED'): PlinthError {
   if (isPlinthError(err)) return err;

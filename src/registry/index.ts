@@ -7,7 +7,7 @@ import { loadHostConfig, type HostConfig } from '../config/index.ts';
 import { DurableBus } from '../events/index.ts';
 import { Budget } from '../resilience/index.ts';
 import { KvStore } from '../policy/index.ts';
-import { Registry } from './registry.ts';
+import { Registry, type RegistryOptions } from './registry.ts';
 
 /** DESIGN.md §2 lifecycle states, in order. */
 export const STATES = ['discovered', 'validated', 'verified', 'resolved', 'starting', 'active', 'degraded', 'stopping', 'stopped', 'failed'] as const;
@@ -44,9 +44,26 @@ export async function loadTrustStoreFor(storeFile: string | undefined, policy: T
 }
 
 /**
+ * The one place a Registry is assembled (the host, `plinth ls` and `plinth lock` all come here): what is not given
+ * gets its default — a private bus and budget from the config, in-memory kv stores, no environment, a silent log.
+ */
+export function createRegistry(config: HostConfig, parts: Partial<RegistryOptions> & { trustStore: TrustStore }): Registry {
+  return new Registry({
+    log: pino({ level: 'silent' }),
+    bus: new DurableBus(),
+    budget: new Budget(config.budget),
+    kv: () => new KvStore(),
+    env: {},
+    ...parts,
+    config,
+  });
+}
+
+/**
  * Everything short of starting: discovers, validates and verifies every copy, and resolves dependencies.
- * A copy that would be started is `verified`; anything else is `failed` with its reason (shadowed copies
- * with PLINTH_ERR_DUPLICATE_EXTENSION). Never throws for one extension's fault.
+ * A copy that would be started is `verified` — it passed everything starting checks before running its code
+ * (host config, trust and runtime, an isolate's imports); a disabled one is `stopped`; anything else is `failed`
+ * with its reason (shadowed copies with PLINTH_ERR_DUPLICATE_EXTENSION). Never throws for one extension's fault.
  */
 export async function scanExtensions(
   pluginDirs: string[],
@@ -56,16 +73,7 @@ export async function scanExtensions(
   host: Partial<Pick<HostConfig, 'dataDir' | 'extensions' | 'file'>> = {},
 ): Promise<ScanResult> {
   const config = await loadHostConfig({ env: {}, noFile: true });
-  const registry = new Registry({
-    config: { ...config, ...host, plugins: pluginDirs, trust: { store: undefined, policy } },
-    log: pino({ level: 'silent' }),
-    bus: new DurableBus(),
-    budget: new Budget(config.budget),
-    kv: () => new KvStore(),
-    env: {},
-    trustStore: store,
-  });
-  return registry.inspect();
+  return createRegistry({ ...config, ...host, plugins: pluginDirs, trust: { store: undefined, policy } }, { trustStore: store }).inspect();
 }
 
 export { Registry, HOST_API_VERSION, type RegistryEntry, type RegistryOptions } from './registry.ts';

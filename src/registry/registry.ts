@@ -20,10 +20,11 @@ import { takeSnapshot, pruneSnapshots, removeTree, snapshotsDir, type Snapshot }
 import { readPackageJson, isExtensionPackage, validateExtensionPackage, type ExtensionPackage, type Runtime } from '../manifest/index.ts';
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
-import { createSandbox } from '../sandbox/index.ts';
-import { createContextHandler, checkApprovals, checkExtensionId, checkNetworkGrants, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
-import { toProblems } from '../schema/index.ts';
+import { checkIsolateModules, createSandbox } from '../sandbox/index.ts';
+import { createContextHandler, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
+import { checkStartable } from './preflight.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
+import { resolveLimits, type Limits } from './limits.ts';
 import type { SandboxFactory } from '../sandbox/types.ts';
 import type { ExtensionRecord, TrustStatus } from './index.ts';
 
@@ -70,7 +71,7 @@ export interface RegistryOptions {
   env: NodeJS.ProcessEnv;
   trustStore: TrustStore;
   makeSandbox?: SandboxFactory;
-  backoff?: { baseMs: number; maxMs: number; resetAfterMs: number };
+  backoff?: Partial<HostConfig['defaults']['restart']>;
   /** Refuse extensions that drift from this lockfile (`--frozen-lockfile`). */
   frozenLockfile?: string;
   /** How long an old version may take to finish in-flight calls during a swap, and to stop. */
@@ -107,6 +108,16 @@ function publisherMismatch(id: string, copy: Copy, owner: string, where: string,
   );
 }
 
+/** The log fields of a refusal: its code, the file or path concerned, its problems and hint. */
+function refusalFields(err: PlinthError): Record<string, unknown> {
+  return {
+    code: err.code,
+    ...(err.file ? { file: err.file } : {}),
+    ...(err.problems.length > 0 ? { problems: err.problems } : {}),
+    ...(err.hint ? { hint: err.hint } : {}),
+  };
+}
+
 export class Registry {
   readonly #o: RegistryOptions;
   readonly #running = new Map<string, ManagedExtension>();
@@ -120,12 +131,18 @@ export class Registry {
   /** The host's own events: a refused publish (queue full, bus closed) is logged, never an unhandled rejection. */
   readonly #hostEvents: EventPublisher;
   #stopped = false;
+  /** Start tasks in progress, by id (Host.call waits on the one it calls). */
+  readonly #starting = new Map<string, Promise<void>>();
+  /** Extensions whose start() is running, and old versions draining after a swap: stopAll() stops them too. */
+  readonly #launching = new Set<ManagedExtension>();
+  readonly #draining = new Set<ManagedExtension>();
+  #creating: Promise<void> = Promise.resolve();
 
   constructor(options: RegistryOptions) {
     this.#o = options;
     this.#hostEvents = {
       publish: (topic, payload, source) =>
-        options.bus.publish(topic, payload, source).catch((err: unknown) => {
+        options.bus.publish(topic, payload, source).then(() => undefined, (err: unknown) => {
           options.log.warn({ topic, code: isPlinthError(err) ? err.code : undefined }, `host event ${topic} was not published: ${String((err as Error)?.message ?? err)}`);
         }),
     };
@@ -416,11 +433,34 @@ export class Registry {
       if (scan.resolution.shadowed.some((s) => s.candidate === c)) continue; // listed among the rejected
       const failure = scan.resolution.failed.get(c.id);
       const base = { id: c.id, version: c.version, runtime: copy.pkg.manifest.runtime, dir: c.dir, trust: copy.trust };
-      if (scan.resolution.resolved.get(c.id) === c) records.push({ ...base, state: 'verified', error: undefined, pkg: copy.pkg });
-      else records.push({ ...base, state: 'failed', error: failure?.error, pkg: undefined });
+      if (scan.resolution.resolved.get(c.id) === c) {
+        // What starting it would check before running any of its code (issue 9: `ls` agrees with `call`).
+        const refusal = await this.#preflight(copy);
+        if (refusal === 'disabled') records.push({ ...base, state: 'stopped', error: undefined, pkg: copy.pkg });
+        else if (refusal) records.push({ ...base, state: 'failed', error: refusal, pkg: undefined });
+        else records.push({ ...base, state: 'verified', error: undefined, pkg: copy.pkg });
+      } else records.push({ ...base, state: 'failed', error: failure?.error, pkg: undefined });
     }
     records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.dir < b.dir ? -1 : 1));
     return { extensions: records, directoryErrors: scan.directoryErrors };
+  }
+
+  /** Why a resolved copy would not start (host config, trust, runtime, an isolate's imports), without starting it. */
+  async #preflight(copy: Copy): Promise<PlinthError | 'disabled' | undefined> {
+    const pkg = copy.pkg;
+    const check = checkStartable(pkg, copy.trust, this.#o.config);
+    if (check.status === 'disabled') return 'disabled';
+    if (check.status === 'refused') return check.error;
+    if (pkg.manifest.runtime !== 'isolate') return undefined;
+    try {
+      await checkIsolateModules(pkg.id, pkg.dir, pkg.mainPath);
+      return undefined;
+    } catch (err) {
+      const e = isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${pkg.id}: ${String(err)}`, { extension: pkg.id, file: pkg.mainPath });
+      // The check ran on the snapshot; people know the file by its place in the plugin folder.
+      const inSnapshot = e.file !== undefined && pkg.dir !== pkg.sourceDir && (e.file === pkg.dir || e.file.startsWith(pkg.dir + path.sep));
+      return inSnapshot ? PlinthError.fromJSON({ ...e.toJSON(), file: path.join(pkg.sourceDir, path.relative(pkg.dir, e.file)) }) : e;
+    }
   }
 
   /** `plinth lock`: resolves and writes the lockfile; returns it with the extensions that could not be locked. */
@@ -452,15 +492,20 @@ export class Registry {
     for (const [id, f] of scan.resolution.failed) if (!this.#running.has(id)) publish(id, f.candidate?.version ?? '', 'failed', null, f.error);
   }
 
-  /** Scans and starts everything, level by level. Never throws for one extension's fault. */
-  async load(): Promise<void> {
+  /**
+   * Scans and starts everything in dependency order. Never throws for one extension's fault. `background`:
+   * resolves once every start has begun (each extension serves as soon as it is active; see starting()).
+   */
+  async load(options: { background?: boolean } = {}): Promise<void> {
     const scan = await this.#scan(new Map(), this.#snapshotRoot);
+    this.#logRefusals(scan);
     this.#announce(scan, new Set(scan.resolution.resolved.keys()));
     this.#notRunning = new Map();
     for (const r of scan.rejected) this.#notRunning.set(`${r.id} (${r.path})`, r);
     for (const [id, f] of scan.resolution.failed) this.#notRunning.set(id, entry({ id, dir: f.candidate?.dir ?? '', version: f.candidate?.version ?? '' }, 'failed', f.error));
-    await this.#startLevels(scan, new Set(scan.resolution.resolved.keys()));
-    await this.#prune(scan);
+    // Unused snapshots are removed once every start has settled (restarts load from the snapshots they use).
+    const started = this.#startAll(scan, new Set(scan.resolution.resolved.keys())).then(() => this.#prune(scan));
+    if (!options.background) await started;
   }
 
   get #snapshotRoot(): string {
@@ -483,38 +528,76 @@ export class Registry {
     }
   }
 
-  /** Starts the `ids` of a resolution in level order; a level's members start in parallel. */
-  async #startLevels(scan: ScanResult, ids: Set<string>): Promise<void> {
+  /** The start in progress of `id` (settles once it is active or failed), if it is being started. */
+  starting(id: string): Promise<void> | undefined {
+    return this.#starting.get(id);
+  }
+
+  /**
+   * Starts the `ids` of a resolution, each as soon as its own dependencies are serving (issue 7 §4: one slow
+   * extension delays only what depends on it, never a whole level). Independent extensions start in parallel.
+   */
+  async #startAll(scan: ScanResult, ids: Set<string>): Promise<void> {
     const { resolution } = scan;
     this.#levelOf = new Map(resolution.levels.flatMap((level, i) => level.map((id) => [id, i] as const)));
+    const tasks = new Map<string, Promise<void>>();
+    // Levels are in topological order, so a dependency's task exists before its dependents' begin.
     for (const level of resolution.levels) {
-      await Promise.all(
-        level.filter((id) => ids.has(id)).map(async (id) => {
-          const candidate = resolution.resolved.get(id)!;
-          const copy = scan.copies.get(candidate);
-          if (!copy) return; // a kept running extension: nothing to start
-          // Dependencies (required, and optional ones that resolved) must be serving first.
-          for (const [dep, spec] of Object.entries(candidate.dependencies)) {
-            if (spec.optional && !resolution.resolved.has(dep)) continue;
-            const running = this.#running.get(dep);
-            if (running && (running.state === 'active' || running.state === 'degraded')) continue;
-            const cause = running?.info().reason ?? this.#notRunning.get(dep)?.reason;
-            const err = dependencyFailed(candidate, dep, cause ? PlinthError.fromJSON(cause) : new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `${dep} is not running`));
-            this.#notRunning.set(id, entry({ ...candidate, runtime: copy.pkg.manifest.runtime }, 'failed', err));
-            this.#o.log.error({ extension: id, code: err.code }, err.message);
-            return;
-          }
-          const managed = await this.#create(copy);
-          if (!managed) return;
-          await managed.start();
-          if (managed.state !== 'active') return this.#retire(managed, 'failed');
-          this.#running.set(id, managed);
-          this.#candidates.set(id, candidate);
-          this.#notRunning.delete(id);
-          this.#subscribe(managed);
-        }),
-      );
+      for (const id of level) {
+        if (!ids.has(id)) continue;
+        const task = this.#startOne(scan, id, tasks).catch((err: unknown) => this.#o.log.error({ extension: id }, `start failed: ${String(err)}`));
+        tasks.set(id, task);
+        this.#starting.set(id, task);
+        void task.finally(() => {
+          if (this.#starting.get(id) === task) this.#starting.delete(id);
+        });
+      }
     }
+    await Promise.all(tasks.values());
+  }
+
+  async #startOne(scan: ScanResult, id: string, tasks: Map<string, Promise<void>>): Promise<void> {
+    const { resolution } = scan;
+    const candidate = resolution.resolved.get(id)!;
+    const copy = scan.copies.get(candidate);
+    if (!copy) return; // a kept running extension: nothing to start
+    for (const dep of Object.keys(candidate.dependencies)) await tasks.get(dep);
+    if (this.#stopped) return;
+    // Dependencies (required, and optional ones that resolved) must be serving first.
+    for (const [dep, spec] of Object.entries(candidate.dependencies)) {
+      if (spec.optional && !resolution.resolved.has(dep)) continue;
+      const running = this.#running.get(dep);
+      if (running && (running.state === 'active' || running.state === 'degraded')) continue;
+      const cause = running?.info().reason ?? this.#notRunning.get(dep)?.reason;
+      const err = dependencyFailed(candidate, dep, cause ? PlinthError.fromJSON(cause) : new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `${dep} is not running`));
+      this.#notRunning.set(id, entry({ ...candidate, runtime: copy.pkg.manifest.runtime }, 'failed', err));
+      this.#o.log.error({ ...refusalFields(err), extension: id, folder: candidate.dir }, err.message);
+      return;
+    }
+    // Created (trust binding, config, budget reservation) one at a time, in start order: which extensions fit the
+    // budget never depends on which file system call finished first. Their starts still run in parallel.
+    const creating = this.#creating.then(() => this.#create(copy));
+    this.#creating = creating.then(
+      () => undefined,
+      () => undefined,
+    );
+    const managed = await creating;
+    if (!managed) return;
+    this.#launching.add(managed);
+    try {
+      await managed.start();
+    } finally {
+      this.#launching.delete(managed);
+    }
+    if (managed.state !== 'active' || this.#stopped) {
+      // Stopped too, so nothing of it (timers, a sandbox) outlives the refusal.
+      await managed.stop(1000);
+      return this.#retire(managed, this.#stopped ? 'stopped' : 'failed');
+    }
+    this.#running.set(id, managed);
+    this.#candidates.set(id, candidate);
+    this.#notRunning.delete(id);
+    this.#subscribe(managed);
   }
 
   /**
@@ -574,53 +657,21 @@ export class Registry {
     const pkg = copy.pkg;
     const refuse = (state: 'failed' | 'stopped', reason: PlinthError | undefined): undefined => {
       this.#notRunning.set(pkg.id, entry({ id: pkg.id, version: pkg.version, dir: pkg.sourceDir, runtime: pkg.manifest.runtime }, state, reason));
-      if (reason) log.error({ extension: pkg.id, code: reason.code }, reason.message);
+      if (reason) log.error({ ...refusalFields(reason), extension: pkg.id, folder: pkg.sourceDir }, reason.message);
       return undefined;
     };
     const settings = config.extensions[pkg.id];
-    if (settings?.enabled === false) return refuse('stopped', undefined);
+    const check = checkStartable(pkg, copy.trust, config);
+    if (check.status === 'disabled') return refuse('stopped', undefined);
     const notOwner = await this.#claim(copy);
     if (notOwner) return refuse('failed', notOwner);
-    if (copy.trust.status !== 'trusted' && pkg.manifest.runtime === 'worker') {
-      return refuse(
-        'failed',
-        new PlinthError('PLINTH_ERR_RUNTIME_NOT_ALLOWED', `extension ${pkg.id} is not signed by a trusted publisher, so it may run only as "isolate", not "worker"`, {
-          extension: pkg.id,
-          file: path.join(pkg.sourceDir, 'package.json'),
-          hint: 'sign it with a key in the trust store, or set "runtime": "isolate"',
-        }),
-      );
-    }
-    const unfit = checkExtensionId(pkg.id) ?? checkNetworkGrants(pkg.id, pkg.manifest.permissions, path.join(pkg.dir, 'package.json')) ?? checkSubscribes(pkg.id, pkg.manifest.subscribes, pkg.manifest.permissions.events?.subscribe ?? [], path.join(pkg.sourceDir, 'package.json'));
-    if (unfit) return refuse('failed', unfit);
-    const notApproved = checkApprovals({
-      id: pkg.id,
-      permissions: pkg.manifest.permissions,
-      trusted: copy.trust.status === 'trusted',
-      ceiling: config.policy.untrusted,
-      allow: settings?.allow,
-      configFile: config.file,
-    });
-    if (notApproved) return refuse('failed', notApproved);
-    const extConfig = structuredClone(settings?.config ?? {}) as Record<string, Json>;
-    let configValid: boolean;
+    if (check.status === 'refused') return refuse('failed', check.error);
+    const extConfig = check.config;
+    const notSubscribable = checkSubscribes(pkg.id, pkg.manifest.subscribes, pkg.manifest.permissions.events?.subscribe ?? [], path.join(pkg.sourceDir, 'package.json'));
+    if (notSubscribable) return refuse('failed', notSubscribable);
+    let limits: Limits;
     try {
-      configValid = pkg.schemas.config ? pkg.schemas.config(extConfig) : true;
-    } catch (err) {
-      return refuse('failed', err as PlinthError); // SCHEMA_VALIDATION_LIMIT: its configSchema costs too much to check
-    }
-    if (pkg.schemas.config && !configValid) {
-      return refuse(
-        'failed',
-        new PlinthError('PLINTH_ERR_EXTENSION_CONFIG_INVALID', `extension ${pkg.id}: its config does not match its configSchema`, {
-          extension: pkg.id,
-          ...(config.file ? { file: config.file } : {}),
-          problems: toProblems(pkg.schemas.config.errors).map((p) => ({ ...p, path: `/extensions/${pkg.id}/config${p.path}` })),
-        }),
-      );
-    }
-    const limits = { ...config.defaults.limits, ...pkg.manifest.limits };
-    try {
+      limits = resolveLimits(pkg, config);
       budget.reserve(budgetKey, pkg.id, { memoryMb: limits.memoryMb, concurrency: limits.concurrency });
     } catch (err) {
       return refuse('failed', err as PlinthError);
@@ -643,6 +694,7 @@ export class Registry {
     });
     const managed = new ManagedExtension({
       pkg,
+      limits,
       digest: copy.digest,
       budgetKey,
       config: extConfig,
@@ -675,6 +727,7 @@ export class Registry {
     if (this.#stopped) return;
     const { log } = this.#o;
     const scan = await this.#scan(new Map(this.#running), this.#snapshotRoot);
+    this.#logRefusals(scan);
     const { resolution } = scan;
     const rejected = new Map<string, RegistryEntry>();
     for (const r of scan.rejected) rejected.set(`${r.id} (${r.path})`, r);
@@ -715,7 +768,7 @@ export class Registry {
     swaps.sort(([a], [b]) => (this.#levelOf.get(a) ?? 0) - (this.#levelOf.get(b) ?? 0));
     this.#announce(scan, new Set([...starting, ...swaps.map(([id]) => id)]));
     for (const [id, candidate] of swaps) await this.#swap(id, candidate, scan.copies.get(candidate)!);
-    if (starting.size > 0) await this.#startLevels(scan, starting);
+    if (starting.size > 0) await this.#startAll(scan, starting);
     await this.#prune(scan);
   }
 
@@ -731,14 +784,19 @@ export class Registry {
       if (refusal?.reason) this.#reloadErrors.set(id, PlinthError.fromJSON(refusal.reason));
       return;
     }
-    await next.start();
-    if (next.state !== 'active') {
+    this.#launching.add(next);
+    try {
+      await next.start();
+    } finally {
+      this.#launching.delete(next);
+    }
+    if (next.state !== 'active' || this.#stopped) {
       const reason = next.info().reason;
       await next.stop(1000);
       this.#o.budget.release(next.budgetKey);
       const err = reason ? PlinthError.fromJSON(reason) : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${id} ${copy.pkg.version} did not start`, { extension: id });
       this.#reloadErrors.set(id, err);
-      log.error({ extension: id, version: copy.pkg.version, code: err.code }, `new version refused, ${old.version} keeps serving: ${err.message}`);
+      log.error({ ...refusalFields(err), extension: id, version: copy.pkg.version, folder: copy.found.dir }, `new version refused, ${old.version} keeps serving: ${err.message}`);
       return;
     }
     this.#running.set(id, next);
@@ -752,25 +810,64 @@ export class Registry {
       this.#subscribe(next);
     }
     log.info({ extension: id, from: old.version, to: next.version }, `swapped ${old.version} → ${next.version}`);
-    const drained = await old.drain(this.#o.drainMs ?? 5000);
-    if (!drained) log.warn({ extension: id, version: old.version }, 'old version still had calls in flight when its drain time ran out');
-    await old.stop(this.#o.drainMs ?? 5000);
+    this.#draining.add(old);
+    try {
+      const drained = await old.drain(this.#o.drainMs ?? 5000);
+      if (!drained) log.warn({ extension: id, version: old.version }, 'old version still had calls in flight when its drain time ran out');
+      await old.stop(this.#o.drainMs ?? 5000);
+    } finally {
+      this.#draining.delete(old);
+    }
     this.#o.budget.release(old.budgetKey);
   }
 
-  /** Stops everything in reverse dependency order, each time-boxed; never throws. */
+  /**
+   * Every copy refused this round — at start and on every reload — at warn (shadowed, loaded untrusted) or error,
+   * with its code, folder and the file or path concerned: nothing is refused silently (issue 9). Running
+   * extensions that no longer resolve are logged by reconcile() as it stops them.
+   */
+  #logRefusals(scan: ScanResult): void {
+    const { log } = this.#o;
+    for (const r of scan.rejected) {
+      if (!r.reason) continue;
+      const fields = { ...refusalFields(PlinthError.fromJSON(r.reason)), extension: r.id, folder: r.path };
+      if (r.state === 'failed') log.error(fields, `refused: ${String(r.reason.message)}`);
+      else log.warn(fields, `not used: ${String(r.reason.message)}`);
+    }
+    for (const [id, f] of scan.resolution.failed) {
+      // Broken copies were logged above; running ones that no longer resolve, by reconcile() as it stops them.
+      if (this.#running.has(id) || scan.broken.get(id) === f.error) continue;
+      const folder = f.candidate?.dir ?? [...scan.copies.values()].find((c) => c.found.id === id)?.found.dir;
+      log.error({ ...refusalFields(f.error), extension: id, ...(folder ? { folder } : {}) }, `cannot start: ${f.error.message}`);
+    }
+    for (const copy of scan.copies.values()) {
+      if (copy.trust.status === 'untrusted' && scan.resolution.resolved.get(copy.found.id) === copy.candidate) {
+        log.warn({ ...refusalFields(copy.trust.error), extension: copy.found.id, folder: copy.found.dir }, `loading untrusted (trust policy warn): ${copy.trust.error.message}`);
+      }
+    }
+  }
+
+  /**
+   * Stops everything in reverse dependency order within one overall bound (`timeoutMs` for the whole host, not per
+   * level): each level gets what is left. Extensions still starting and old versions still draining after a swap
+   * are stopped too. Never throws.
+   */
   async stopAll(timeoutMs: number): Promise<void> {
     this.#stopped = true;
     // No new deliveries start; what is pending stays in the store for the next start.
     for (const id of [...this.#subscriptions.keys()]) this.#unsubscribe(id);
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    const stop = (m: ManagedExtension) => m.stop(left()).catch((err: unknown) => this.#o.log.error({ extension: m.id }, `stop failed: ${String(err)}`));
+    // Not part of the dependency order: they serve nobody yet, or nobody any more.
+    const aside = Promise.all([...this.#launching, ...this.#draining].map(stop));
     const byLevel = new Map<number, ManagedExtension[]>();
     for (const [id, m] of this.#running) {
       const level = this.#levelOf.get(id) ?? 0;
       byLevel.set(level, [...(byLevel.get(level) ?? []), m]);
     }
-    for (const level of [...byLevel.keys()].sort((a, b) => b - a)) {
-      await Promise.all(byLevel.get(level)!.map((m) => m.stop(timeoutMs).catch((err: unknown) => this.#o.log.error({ extension: m.id }, `stop failed: ${String(err)}`))));
-    }
+    for (const level of [...byLevel.keys()].sort((a, b) => b - a)) await Promise.all(byLevel.get(level)!.map(stop));
+    await aside;
     for (const m of this.#running.values()) this.#retire(m, 'stopped');
     this.#running.clear();
   }

@@ -1,8 +1,17 @@
-// A circuit breaker per extension (DESIGN.md §4), built on opossum for the closed-state rolling failure rate,
-// with what opossum lacks: N half-open probe calls (opossum admits one) and opening on a slow-call rate.
+// A circuit breaker per extension (DESIGN.md §4). Its own state machine, not opossum's (issue 8), because the
+// design needs what opossum cannot express:
+//   - only outcomes of calls admitted in the current state count: every admission carries the state's generation,
+//     and an outcome from an older generation is dropped (opossum closed on a call started while closed that
+//     succeeded after it went half-open, with zero probes);
+//   - the caller's mistakes (STAGE_INPUT_INVALID, STAGE_UNKNOWN, CANCELLED, SHUTDOWN, CIRCUIT_OPEN) are no outcome
+//     at all (opossum's errorFilter counts a filtered error as a success: 10 bad inputs then 6 failures left it
+//     closed at 100 % failure rate, and a late CANCELLED closed it from half-open);
+//   - N half-open probes (opossum admits one) and a slow-call rate next to the failure rate.
+// opossum's rolling window would have fitted, but it runs on its own interval timer and wall clock: time here comes
+// from an injected clock and nothing runs on a timer at all — open → half-open happens when the recovery timeout
+// has passed and the breaker is next asked (a call or a read of `state`), so there is nothing to clear on dispose.
 // States are named constants; `state` events fire only on a real change (STYLE.md "State machines, named").
 import { EventEmitter } from 'node:events';
-import CircuitBreaker from 'opossum';
 import { PlinthError } from '../errors.ts';
 
 /** Host `defaults.breaker`, overridden per extension by the manifest's `breaker` (schemas document each field). */
@@ -19,59 +28,84 @@ export interface BreakerSettings {
 export const BREAKER_STATES = { closed: 'closed', open: 'open', halfOpen: 'half-open' } as const;
 export type BreakerState = (typeof BREAKER_STATES)[keyof typeof BREAKER_STATES];
 
-/** Failures that say nothing about the extension's health (the caller's mistake) do not count. */
-const NOT_COUNTED = new Set(['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_CIRCUIT_OPEN', 'PLINTH_ERR_SHUTDOWN', 'PLINTH_ERR_CANCELLED']);
+/** What a call's end tells the breaker: it worked, it failed, or it says nothing about the extension's health. */
+export type BreakerOutcome = 'success' | 'failure' | 'ignored';
 
-function notCounted(err: unknown): boolean {
-  return err instanceof PlinthError && NOT_COUNTED.has(err.code);
+/** Failures that say nothing about the extension's health (the caller's mistake, or the host's own doing). */
+export const NOT_COUNTED: ReadonlySet<string> = new Set(['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_CIRCUIT_OPEN', 'PLINTH_ERR_SHUTDOWN', 'PLINTH_ERR_CANCELLED', 'PLINTH_ERR_CALL_OPTIONS_INVALID']);
+
+/** The outcome a call's error means to the breaker. */
+export function outcomeOf(err: unknown): BreakerOutcome {
+  return err instanceof PlinthError && NOT_COUNTED.has(err.code) ? 'ignored' : 'failure';
 }
 
 export interface BreakerEvents {
   state: [next: BreakerState, previous: BreakerState];
 }
 
+export interface BreakerOptions {
+  /** Milliseconds on a monotonic clock; tests pass a fake one. Default performance.now. */
+  now?: () => number;
+  /** Time slices of the rolling window. Default 10. */
+  buckets?: number;
+}
+
+/** One admitted call. Exactly one of its methods counts; later calls (and calls from an older state) are no-ops. */
+export interface BreakerPermit {
+  /** The state the call was admitted in. */
+  readonly state: BreakerState;
+  /** Records the call's end. `durationMs` is how long the extension took (not time spent queued). */
+  record(outcome: BreakerOutcome, durationMs: number): void;
+}
+
+const BUCKETS = 10;
+
 export class Breaker extends EventEmitter<BreakerEvents> {
   readonly #extension: string;
   readonly #settings: BreakerSettings;
-  readonly #opossum: CircuitBreaker<[() => Promise<unknown>], unknown>;
+  readonly #now: () => number;
+  readonly #window: RollingWindow;
   #state: BreakerState = BREAKER_STATES.closed;
-  #probesAdmitted = 0;
-  #probesSucceeded = 0;
-  /** Slow-call counts over the rolling window, in time buckets, so recording a call is O(1). */
-  readonly #slowWindow: SlowCallWindow;
+  /** Bumped on every transition: a permit from another generation no longer counts. */
+  #generation = 0;
+  #openedAt = 0;
+  /** Half-open: probes admitted and still running, and finished probes (all successes, or it would have opened). */
+  #probesRunning = 0;
+  #probesDone = 0;
+  #probesSlow = 0;
 
-  constructor(extension: string, settings: BreakerSettings) {
+  constructor(extension: string, settings: BreakerSettings, options: BreakerOptions = {}) {
     super();
+    for (const [key, value] of Object.entries(settings)) {
+      if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new TypeError(`breaker setting ${key} must be a positive number, got ${String(value)}`);
+    }
     this.#extension = extension;
     this.#settings = settings;
-    this.#slowWindow = new SlowCallWindow(settings.windowMs, 10);
-    this.#opossum = new CircuitBreaker((action: () => Promise<unknown>) => action(), {
-      timeout: false, // the sandbox enforces call timeouts and stops the runaway code
-      errorThresholdPercentage: settings.failureRateThreshold,
-      volumeThreshold: settings.minimumCalls,
-      rollingCountTimeout: settings.windowMs,
-      rollingCountBuckets: 10,
-      resetTimeout: settings.recoveryTimeoutMs,
-      errorFilter: notCounted,
-    });
-    this.#opossum.on('open', () => this.#transition(BREAKER_STATES.open));
-    this.#opossum.on('halfOpen', () => {
-      this.#probesAdmitted = 0;
-      this.#probesSucceeded = 0;
-      this.#transition(BREAKER_STATES.halfOpen);
-    });
-    this.#opossum.on('close', () => this.#transition(BREAKER_STATES.closed));
+    this.#now = options.now ?? (() => performance.now());
+    this.#window = new RollingWindow(settings.windowMs, options.buckets ?? BUCKETS);
   }
 
+  /** The current state; an open breaker whose recovery timeout has passed is half-open. */
   get state(): BreakerState {
+    this.#tick();
     return this.#state;
   }
 
+  #tick(): void {
+    if (this.#state === BREAKER_STATES.open && this.#now() - this.#openedAt >= this.#settings.recoveryTimeoutMs) this.#transition(BREAKER_STATES.halfOpen);
+  }
+
+  /** The one place the state changes. */
   #transition(next: BreakerState): void {
     if (next === this.#state) return;
     const previous = this.#state;
     this.#state = next;
-    if (next !== BREAKER_STATES.closed) this.#slowWindow.clear();
+    this.#generation++;
+    this.#probesRunning = 0;
+    this.#probesDone = 0;
+    this.#probesSlow = 0;
+    this.#window.clear();
+    if (next === BREAKER_STATES.open) this.#openedAt = this.#now();
     this.emit('state', next, previous);
   }
 
@@ -82,109 +116,128 @@ export class Breaker extends EventEmitter<BreakerEvents> {
     });
   }
 
-  /** Runs `action` through the breaker. Open (or half-open with every probe slot taken) → PLINTH_ERR_CIRCUIT_OPEN. */
-  async run<T>(action: () => Promise<T>): Promise<T> {
-    if (this.#state === BREAKER_STATES.halfOpen) return this.#probe(action);
-    const started = performance.now();
-    try {
-      const result = (await this.#opossum.fire(action)) as T;
-      this.#recordDuration(started);
-      return result;
-    } catch (err) {
-      if ((err as { code?: unknown }).code === 'EOPENBREAKER') throw this.#openError();
-      if (!notCounted(err)) this.#recordDuration(started);
-      throw err;
+  /** Admits a call or throws PLINTH_ERR_CIRCUIT_OPEN (open, or half-open with every probe slot taken). */
+  admit(): BreakerPermit {
+    this.#tick();
+    const state = this.#state;
+    if (state === BREAKER_STATES.open) throw this.#openError();
+    if (state === BREAKER_STATES.halfOpen) {
+      if (this.#probesRunning + this.#probesDone >= this.#settings.halfOpenMaxCalls) throw this.#openError();
+      this.#probesRunning++;
     }
+    const generation = this.#generation;
+    let recorded = false;
+    return {
+      state,
+      record: (outcome, durationMs) => {
+        if (recorded) return;
+        recorded = true;
+        if (generation !== this.#generation) return; // admitted in an earlier state: says nothing about this one
+        if (state === BREAKER_STATES.closed) this.#recordClosed(outcome, durationMs);
+        else this.#recordProbe(outcome, durationMs);
+      },
+    };
   }
 
-  async #probe<T>(action: () => Promise<T>): Promise<T> {
-    if (this.#probesAdmitted >= this.#settings.halfOpenMaxCalls) throw this.#openError();
-    this.#probesAdmitted++;
-    const started = performance.now();
-    let outcome: 'success' | 'failure' | 'ignored' = 'failure';
+  #slow(durationMs: number): boolean {
+    return durationMs >= this.#settings.slowCallDurationMs;
+  }
+
+  #recordClosed(outcome: BreakerOutcome, durationMs: number): void {
+    if (outcome === 'ignored') return;
+    this.#window.record(this.#now(), outcome === 'failure', this.#slow(durationMs));
+    const { total, failures, slow } = this.#window.totals(this.#now());
+    if (total < this.#settings.minimumCalls) return;
+    if ((failures / total) * 100 >= this.#settings.failureRateThreshold || (slow / total) * 100 >= this.#settings.slowCallRateThreshold) this.#transition(BREAKER_STATES.open);
+  }
+
+  #recordProbe(outcome: BreakerOutcome, durationMs: number): void {
+    this.#probesRunning--;
+    if (outcome === 'ignored') return; // a caller's mistake does not use up a probe: the slot is free again
+    if (outcome === 'failure') return this.#transition(BREAKER_STATES.open);
+    this.#probesDone++;
+    if (this.#slow(durationMs)) this.#probesSlow++;
+    if (this.#probesDone < this.#settings.halfOpenMaxCalls) return;
+    // Every probe succeeded; the probes are judged by the same slow-call rate as the closed window.
+    const slowRate = (this.#probesSlow / this.#probesDone) * 100;
+    this.#transition(slowRate >= this.#settings.slowCallRateThreshold ? BREAKER_STATES.open : BREAKER_STATES.closed);
+  }
+
+  /** Runs `action` through the breaker; its duration is measured here. */
+  async run<T>(action: () => Promise<T>): Promise<T> {
+    const permit = this.admit();
+    const started = this.#now();
     try {
       const result = await action();
-      // A slow probe means the extension has not recovered (unless slow calls are not watched at all).
-      const slow = performance.now() - started >= this.#settings.slowCallDurationMs && this.#settings.slowCallRateThreshold < 100;
-      outcome = slow ? 'failure' : 'success';
+      permit.record('success', this.#now() - started);
       return result;
     } catch (err) {
-      outcome = notCounted(err) ? 'ignored' : 'failure';
+      permit.record(outcomeOf(err), this.#now() - started);
       throw err;
-    } finally {
-      if (this.#state === BREAKER_STATES.halfOpen) {
-        if (outcome === 'ignored') this.#probesAdmitted--; // a caller's mistake does not use up a probe
-        else if (outcome === 'failure') this.#opossum.open();
-        else if (++this.#probesSucceeded >= this.#settings.halfOpenMaxCalls) this.#opossum.close();
-      }
     }
   }
 
-  /** Slow-call rate over the rolling window: opens the breaker when it reaches the threshold. */
-  #recordDuration(started: number): void {
-    const now = performance.now();
-    this.#slowWindow.record(now, now - started >= this.#settings.slowCallDurationMs);
-    // With no slow call in the window the rate is 0: nothing to compute.
-    if (this.#state !== BREAKER_STATES.closed || !this.#slowWindow.anySlow) return;
-    const { total, slow } = this.#slowWindow.totals();
-    if (total >= this.#settings.minimumCalls && (slow / total) * 100 >= this.#settings.slowCallRateThreshold) this.#opossum.open();
-  }
-
-  /** Stops its timers (they are unref'd anyway). */
+  /** Drops its listeners. The breaker holds no timers. */
   dispose(): void {
-    this.#opossum.shutdown();
     this.removeAllListeners();
   }
 }
 
-/** Call and slow-call counts in `buckets` time slices covering `windowMs`; old slices are cleared as time moves. */
-class SlowCallWindow {
+/** Call, failure and slow-call counts in `buckets` time slices covering `windowMs`; stale slices are cleared. */
+class RollingWindow {
   readonly #bucketMs: number;
   readonly #total: Int32Array;
+  readonly #failures: Int32Array;
   readonly #slow: Int32Array;
-  #current = -1;
-  #slowSum = 0;
+  /** Index (time / bucketMs) of the newest slice written; slices older than `buckets` behind it are stale. */
+  #current = Number.NEGATIVE_INFINITY;
 
   constructor(windowMs: number, buckets: number) {
     this.#bucketMs = Math.max(1, windowMs / buckets);
     this.#total = new Int32Array(buckets);
+    this.#failures = new Int32Array(buckets);
     this.#slow = new Int32Array(buckets);
   }
 
-  get anySlow(): boolean {
-    return this.#slowSum > 0;
-  }
-
-  record(now: number, slow: boolean): void {
+  /** Moves the window to `now`, clearing every slice that fell out of it (all of them after a long pause). */
+  #advance(now: number): number {
     const slot = Math.floor(now / this.#bucketMs);
     const n = this.#total.length;
-    if (slot !== this.#current) {
-      // Clear every slice between the last one written and this one (all of them after a long pause).
+    if (slot > this.#current) {
       for (let s = Math.max(this.#current + 1, slot - n + 1); s <= slot; s++) {
         const i = s % n;
-        this.#slowSum -= this.#slow[i]!;
         this.#total[i] = 0;
+        this.#failures[i] = 0;
         this.#slow[i] = 0;
       }
       this.#current = slot;
     }
-    const i = slot % n;
-    this.#total[i]!++;
-    if (slow) {
-      this.#slow[i]!++;
-      this.#slowSum++;
-    }
+    return this.#current % n;
   }
 
-  totals(): { total: number; slow: number } {
+  record(now: number, failure: boolean, slow: boolean): void {
+    const i = this.#advance(now);
+    this.#total[i]!++;
+    if (failure) this.#failures[i]!++;
+    if (slow) this.#slow[i]!++;
+  }
+
+  totals(now: number): { total: number; failures: number; slow: number } {
+    this.#advance(now);
     let total = 0;
-    for (const t of this.#total) total += t;
-    return { total, slow: this.#slowSum };
+    let failures = 0;
+    let slow = 0;
+    for (let i = 0; i < this.#total.length; i++) {
+      total += this.#total[i]!;
+      failures += this.#failures[i]!;
+      slow += this.#slow[i]!;
+    }
+    return { total, failures, slow };
   }
 
   clear(): void {
     this.#total.fill(0);
+    this.#failures.fill(0);
     this.#slow.fill(0);
-    this.#slowSum = 0;
   }
 }

@@ -1,5 +1,7 @@
 // A concurrency quota (bulkhead): at most `limit` calls in flight; more wait in FIFO order instead of
-// overloading a sandbox. A waiting call leaves the queue when its signal aborts (its deadline passed).
+// overloading a sandbox. A waiting call leaves the queue when its signal aborts (its deadline passed). This is the
+// one place a supervised extension's `limits.concurrency` is enforced (the worker runtime's own queue only guards
+// a sandbox used without a supervisor, and with this in front never has more than `limit` calls to hold).
 export class Bulkhead {
   readonly #limit: number;
   #active = 0;
@@ -19,13 +21,16 @@ export class Bulkhead {
   }
 
   async run<T>(action: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    if (this.#active >= this.#limit) await this.#wait(signal);
-    this.#active++;
+    // A caller takes a free slot only when nobody is queued, and a released slot is handed straight to the first
+    // waiter (never put back for a newcomer to grab between the release and the waiter's wake-up: issue 8).
+    if (this.#active >= this.#limit || this.#queue.length > 0) await this.#wait(signal);
+    else this.#active++;
     try {
       return await action();
     } finally {
-      this.#active--;
-      this.#queue.shift()?.();
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#active--;
     }
   }
 

@@ -8,7 +8,9 @@ import { createWorkerSandbox } from './worker/index.ts';
 import { createIsolateSandbox, IsolateProcess } from './isolate/index.ts';
 
 export type { Sandbox, SandboxSpec, ContextHandler, ContextOp, CallOptions, SandboxExit, SandboxFactory } from './types.ts';
+export { checkTimeout, startTimedOut } from './options.ts';
 export { createWorkerSandbox, createIsolateSandbox, IsolateProcess };
+export { checkIsolateModules } from './isolate/imports.ts';
 
 export interface SandboxOptions {
   /** Isolate runtime: run in the shared sandbox process (default) or in one of its own. */

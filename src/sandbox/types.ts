@@ -15,7 +15,8 @@ export interface SandboxSpec {
   /** Config after validation against the manifest's configSchema (defaults applied). */
   config: Record<string, Json>;
   permissions: Permissions;
-  limits: { memoryMb: number; callTimeoutMs: number; concurrency: number };
+  /** startTimeoutMs bounds loading (module, initialize, start) together; callTimeoutMs when absent. */
+  limits: { memoryMb: number; callTimeoutMs: number; concurrency: number; startTimeoutMs?: number };
   /** Stage names the manifest declares; only these can be called. */
   stages: string[];
 }

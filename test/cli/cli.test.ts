@@ -12,7 +12,9 @@ describe('plinth ls', () => {
   it('--json lists every bundled extension as verified (repository config supplies the trust store)', async () => {
     const r = await runCli(['ls', '--plugins', 'plugins', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const list = JSON.parse(r.stdout) as Array<{ id: string; state: string; runtime: string; trust: { status: string; publisher: string } }>;
+    const envelope = JSON.parse(r.stdout) as { ok: boolean; command: string; error: null; data: { extensions: Array<{ id: string; state: string; runtime: string; trust: { status: string; publisher: string } }> } };
+    assert.deepEqual([envelope.ok, envelope.command, envelope.error], [true, 'ls', null]);
+    const list = envelope.data.extensions;
     assert.deepEqual(list.map((e) => e.id), BUNDLED);
     for (const e of list) {
       assert.equal(e.state, 'verified', e.id);
@@ -39,7 +41,7 @@ describe('plinth ls', () => {
     const cwd = await tempDir();
     const r = await runCli(['ls', '--plugins', path.join(ROOT, 'plugins'), '--json'], { cwd });
     assert.equal(r.code, 1);
-    const list = JSON.parse(r.stdout) as Array<{ state: string; reason: { code: string; hint: string } }>;
+    const list = (JSON.parse(r.stdout) as { data: { extensions: Array<{ state: string; reason: { code: string; hint: string } }> } }).data.extensions;
     for (const e of list) {
       assert.equal(e.reason.code, 'PLINTH_ERR_SIG_UNTRUSTED_PUBLISHER');
       assert.match(e.reason.hint, /--trust/);
@@ -68,7 +70,7 @@ describe('plinth keygen, sign, verify', () => {
     const prefix = path.join(root, 'me');
     const kg = await runCli(['keygen', '--out', prefix, '--json']);
     assert.equal(kg.code, 0, kg.stderr);
-    const { keyId, publicKeyPem } = JSON.parse(kg.stdout) as { keyId: string; publicKeyPem: string };
+    const { keyId, publicKeyPem } = (JSON.parse(kg.stdout) as { data: { keyId: string; publicKeyPem: string } }).data;
     assert.equal((await stat(`${prefix}.key`)).mode & 0o777, 0o600);
     const again = await runCli(['keygen', '--out', prefix]);
     assert.equal(again.code, 1);
@@ -83,7 +85,7 @@ describe('plinth keygen, sign, verify', () => {
     await writeFile(trust, JSON.stringify({ publishers: { me: { keys: [publicKeyPem] } } }));
     const ok = await runCli(['verify', dir, '--trust', trust, '--json']);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.deepEqual(JSON.parse(ok.stdout), { ok: true, dir, extension: 'basic-ext', publisher: 'me', keyId, files: 3 });
+    assert.deepEqual(JSON.parse(ok.stdout), { ok: true, command: 'verify', data: { dir, extension: 'basic-ext', publisher: 'me', keyId, files: 3 }, error: null });
 
     const file = path.join(dir, 'lib', 'helper.js');
     const bytes = await readFile(file);

@@ -24,13 +24,22 @@ describe('plinth serve', () => {
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const waitLog = async (re: RegExp, ms: number, what: string) => {
-      const end = Date.now() + ms;
-      while (!re.test(log)) {
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log:\n${log}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
+    // Woken by the child's own output, bounded by `ms`: no polling interval.
+    const waitLog = (re: RegExp, ms: number, what: string) =>
+      new Promise<void>((resolve, reject) => {
+        if (re.test(log)) return resolve();
+        const onData = () => {
+          if (!re.test(log)) return;
+          clearTimeout(timer);
+          child.stderr.off('data', onData);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          child.stderr.off('data', onData);
+          reject(new Error(`timed out waiting for ${what}; log:\n${log}`));
+        }, ms);
+        child.stderr.on('data', onData);
+      });
     try {
       await waitLog(/watching the plugin directories/, 15_000, 'serve to start watching');
       assert.match(log, /"extension":"csv-ingest".*"state":"active"/);

@@ -110,8 +110,11 @@ describe('host with the bundled extensions', () => {
 
   it('a call past its timeout is PLINTH_ERR_STAGE_TIMEOUT, and the extension serves again afterwards', async () => {
     for (const id of ['probe-worker', 'probe-isolate']) {
+      const restarts = ctx.host.get(id)!.info().restarts;
       await rejectsWith(ctx.host.call(id, 'sleep', { ms: 3000 }, { timeoutMs: 200 }), 'PLINTH_ERR_STAGE_TIMEOUT');
-      await waitFor(() => ctx.host.get(id)!.state === 'active', `${id} active again`);
+      // The runaway code was stopped with its sandbox: wait for the restart itself, not just for "active" (which
+      // held before the sandbox was even gone).
+      await waitFor(() => ctx.host.get(id)!.info().restarts === restarts + 1 && ctx.host.get(id)!.state === 'active', `${id} restarted and active again`);
       assert.deepEqual(await ctx.host.call(id, 'echo', { text: 'back' }), { text: 'back' });
     }
   });

@@ -27,22 +27,28 @@ describe('scan with trust policy', () => {
     assert.equal(byId['@acme/scoped-ext']!.pkg, undefined);
   });
 
-  it('warn: verification failures load as untrusted with the reason', async () => {
+  it('warn: verification failures load as untrusted with the reason; an untrusted worker is not "verified" (it could not start)', async () => {
     const dir = await mixedDir();
     await writeFile(path.join(dir, 'plain', 'index.js'), 'tampered');
     const { extensions } = await scanExtensions([dir], trustStore([alice]), 'warn');
-    for (const e of extensions) {
-      assert.equal(e.state, 'verified');
-      assert.equal(e.trust!.status, 'untrusted');
-    }
+    for (const e of extensions) assert.equal(e.trust!.status, 'untrusted');
     const codes = extensions.map((e) => (e.trust!.status === 'untrusted' ? e.trust!.error.code : '')).sort();
     assert.deepEqual(codes, ['PLINTH_ERR_SIG_FILE_CHANGED', 'PLINTH_ERR_SIG_MISSING']);
+    const byId = Object.fromEntries(extensions.map((e) => [e.id, e]));
+    assert.equal(byId['@acme/scoped-ext']!.state, 'verified'); // an isolate: untrusted code may run as one
+    assert.deepEqual([byId['plain-ext']!.state, byId['plain-ext']!.error?.code], ['failed', 'PLINTH_ERR_RUNTIME_NOT_ALLOWED']);
   });
 
-  it('off: nothing is checked', async () => {
+  it('off: nothing is checked, and a worker that is not trusted is refused as starting would refuse it', async () => {
     const dir = await mixedDir();
     const { extensions } = await scanExtensions([dir], trustStore([]), 'off');
-    assert.deepEqual(extensions.map((e) => [e.state, e.trust!.status]), [['verified', 'unchecked'], ['verified', 'unchecked']]);
+    assert.deepEqual(
+      extensions.map((e) => [e.id, e.state, e.trust!.status, e.error?.code]),
+      [
+        ['@acme/scoped-ext', 'verified', 'unchecked', undefined],
+        ['plain-ext', 'failed', 'unchecked', 'PLINTH_ERR_RUNTIME_NOT_ALLOWED'],
+      ],
+    );
   });
 
   it('manifest failures, shadowed copies and dependency failures appear as failed records beside the good ones', async () => {
@@ -85,6 +91,12 @@ describe('scan with trust policy', () => {
     pkg.plinth.runtime = 'nope';
     await writeFile(pkgFile, JSON.stringify(pkg));
     const second = await pluginDir(path.join(root, 'second'), { basic: 'plain' });
+    // Policy off checks no signature, so the working copy must be an isolate: ls refuses an unverified worker as
+    // starting would (PLINTH_ERR_RUNTIME_NOT_ALLOWED).
+    const secondFile = path.join(second, 'basic', 'package.json');
+    const secondPkg = JSON.parse(await readFile(secondFile, 'utf8')) as { plinth: { runtime: string } };
+    secondPkg.plinth.runtime = 'isolate';
+    await writeFile(secondFile, JSON.stringify(secondPkg));
     const { extensions } = await scanExtensions([first, second], trustStore([]), 'off');
     assert.deepEqual(extensions.map((e) => [e.dir, e.state, e.error?.code ?? null]), [
       [path.join(first, 'basic'), 'failed', 'PLINTH_ERR_MANIFEST_INVALID'],

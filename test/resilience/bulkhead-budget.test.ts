@@ -63,3 +63,34 @@ describe('backoff', () => {
     assert.equal(backoffDelay(1000, s, () => 0.5), 3750);
   });
 });
+
+describe('bulkhead handoff', () => {
+  // Regression (seen): with limit 1, a caller arriving between a release and the queued waiter's wake-up ran as a
+  // second concurrent call. Peak concurrency under a burst stays at the limit, and order is FIFO.
+  it('never exceeds its limit when callers arrive right as a slot is released', async () => {
+    for (const limit of [1, 3]) {
+      const b = new Bulkhead(limit);
+      let running = 0;
+      let peak = 0;
+      const order: number[] = [];
+      const task = (i: number) => async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await Promise.resolve();
+        running--;
+        order.push(i);
+      };
+      const calls: Array<Promise<void>> = [];
+      for (let i = 0; i < 50; i++) {
+        calls.push(b.run(task(i)));
+        // Newcomers land exactly when earlier calls finish and release their slots.
+        if (i % 5 === 4) await Promise.resolve();
+      }
+      await Promise.all(calls);
+      assert.equal(peak, limit, `limit ${limit}`);
+      if (limit === 1) assert.deepEqual(order, [...Array(50).keys()]);
+      assert.equal(b.active, 0);
+      assert.equal(b.queued, 0);
+    }
+  });
+});

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { IsolateProcess } from '../../src/sandbox/index.ts';
 import { Registry } from '../../src/registry/index.ts';
 import { Host } from '../../src/host/index.ts';
-import { LocalBus } from '../../src/events/index.ts';
+import { DurableBus } from '../../src/events/index.ts';
 import { Budget } from '../../src/resilience/index.ts';
 import { hashPackageFiles, listPackageFiles, signExtension, verifyExtension, type SignatureFile } from '../../src/trust/index.ts';
 import { fileListDigest } from '../../src/resolve/index.ts';
@@ -92,7 +92,7 @@ describe('files named after Object.prototype keys', () => {
     const registry = new Registry({
       config: w.host.config,
       log: pino({ level: 'silent' }),
-      bus: new LocalBus(),
+      bus: new DurableBus(),
       budget: new Budget(w.host.config.budget),
       kv: () => new Map(),
       env: {},

@@ -223,7 +223,7 @@ describe('a trusted copy is never replaced or shadowed by an untrusted one', () 
     await writeVault(ws.plugins, 'a-vault', { version: '2.0.0', build: 'unsigned' });
     await writeFile(path.join(ws.root, 'trust.json'), JSON.stringify({ publishers: { acme: { keys: [acme.publicKeyPem] } } }));
     const r = await runCli(['ls', '--plugins', ws.plugins, '--trust', path.join(ws.root, 'trust.json'), '--trust-policy', 'warn', '--data-dir', ws.data, '--json'], { cwd: ws.root });
-    const rows = JSON.parse(r.stdout) as Array<{ version: string; state: string; reason?: { code: string } }>;
+    const rows = (JSON.parse(r.stdout) as { data: { extensions: Array<{ version: string; state: string; reason?: { code: string } }> } }).data.extensions;
     const untrusted = rows.find((x) => x.version === '2.0.0')!;
     assert.equal(untrusted.reason?.code, 'PLINTH_ERR_DUPLICATE_EXTENSION');
     assert.equal(rows.find((x) => x.version === '1.0.0')!.state, 'verified');

@@ -311,7 +311,7 @@ describe('snapshot store', () => {
     const w = await securityHost({ fixtures: { 'snapshot-isolate': 'snapshot-isolate' }, start: false });
     const r = await runCli(['ls', '--plugins', w.plugins, '--trust', path.join(w.root, 'trust.json'), '--data-dir', w.dataDir, '--json'], { cwd: w.root });
     assert.equal(r.code, 0, r.stderr);
-    const list = JSON.parse(r.stdout) as Array<{ id: string; state: string; path: string }>;
+    const list = (JSON.parse(r.stdout) as { data: { extensions: Array<{ id: string; state: string; path: string }> } }).data.extensions;
     assert.deepEqual(list.map((e) => [e.id, e.state, e.path]), [
       ['snapshot-isolate', 'verified', path.join(w.plugins, 'snapshot-isolate')],
       ['well-behaved', 'verified', path.join(w.plugins, 'well-behaved')],

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { loadHostConfig, durationMs, type ConfigFlags } from '../../config/index.ts';
 import { isValidPattern, matchTopic } from '../../events/index.ts';
 import { openStore, storeFile, type DeadLetter, type DeadLetterFilter, type Store } from '../../store/index.ts';
-import { EXIT, printJson, table, usageError, type Io } from '../output.ts';
+import { PlinthError } from '../../errors.ts';
+import { EXIT, table, usageError, type Io, type Outcome } from '../output.ts';
 
 export interface DlqFlags extends ConfigFlags {
   json?: boolean;
@@ -71,11 +72,12 @@ async function withStore<T>(flags: DlqFlags, fn: (store: Store | undefined, now:
   }
 }
 
-export function dlqLs(io: Io, flags: DlqFlags): Promise<number> {
+export function dlqLs(io: Io, flags: DlqFlags): Promise<Outcome> {
   return withStore(flags, (store, now) => {
     const letters = store ? store.listDeadLetters(filterOf(flags, [], now)) : [];
-    if (flags.json) printJson(io, { ok: true, deadLetters: letters.map(letterJson) });
-    else if (letters.length === 0) io.out('no dead letters');
+    if (flags.json) {
+      // --json: the envelope carries the data
+    } else if (letters.length === 0) io.out('no dead letters');
     else {
       io.out(
         table(
@@ -84,30 +86,27 @@ export function dlqLs(io: Io, flags: DlqFlags): Promise<number> {
         ),
       );
     }
-    return EXIT.ok;
+    return { code: EXIT.ok, data: { deadLetters: letters.map(letterJson) } };
   });
 }
 
-export function dlqShow(io: Io, id: string, flags: DlqFlags): Promise<number> {
+export function dlqShow(io: Io, id: string, flags: DlqFlags): Promise<Outcome> {
   const n = parseId(id);
   return withStore(flags, (store) => {
     const d = store?.getDeadLetter(n);
     if (!d) {
-      if (flags.json) printJson(io, { ok: false, error: { code: 'PLINTH_ERR_DEAD_LETTER_NOT_FOUND', message: `no dead letter ${n}` } });
-      io.err(`PLINTH_ERR_DEAD_LETTER_NOT_FOUND: no dead letter ${n}\n  hint: list them with \`plinth dlq ls\``);
-      return EXIT.failed;
+      throw new PlinthError('PLINTH_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter ${n}`, { hint: 'list them with `plinth dlq ls`' });
     }
-    if (flags.json) printJson(io, { ok: true, deadLetter: letterJson(d) });
-    else {
+    if (!flags.json) {
       io.out(`dead letter ${d.id}: ${d.event.topic} for ${d.subscriber}\n  event ${d.event.id} from ${d.event.source ?? '?'} at ${d.event.time}\n  dead at ${d.deadAt}, expires ${d.expiresAt}`);
       io.out(`  payload: ${JSON.stringify(d.event.payload)}`);
       for (const a of d.attempts) io.out(`  attempt ${a.attempt} ${a.startedAt} → ${a.failedAt}: ${a.error.code ? `${a.error.code}: ` : ''}${a.error.message}`);
     }
-    return EXIT.ok;
+    return { code: EXIT.ok, data: { deadLetter: letterJson(d) } };
   });
 }
 
-export function dlqReplay(io: Io, ids: string[], flags: DlqFlags): Promise<number> {
+export function dlqReplay(io: Io, ids: string[], flags: DlqFlags): Promise<Outcome> {
   const to = flags.to ?? 'original';
   if (to !== 'original' && to !== 'all') throw usageError(`--to ${JSON.stringify(to)}: give original or all`);
   if (ids.length === 0 && !flags.all && flags.topic === undefined && flags.subscriber === undefined) throw usageError('which dead letters? give ids, --topic/--subscriber, or --all');
@@ -120,20 +119,18 @@ export function dlqReplay(io: Io, ids: string[], flags: DlqFlags): Promise<numbe
         if (store.replayDeadLetter(d.id, targets)) replayed.push({ id: d.id, to: targets });
       }
     }
-    if (flags.json) printJson(io, { ok: true, replayed });
-    else io.out(replayed.length === 0 ? 'no dead letters matched' : replayed.map((r) => `replayed ${r.id} → ${r.to.join(', ') || '(no subscriber of its topic)'}`).join('\n') + '\n(delivered when the host starts)');
-    return EXIT.ok;
+    if (!flags.json) io.out(replayed.length === 0 ? 'no dead letters matched' : replayed.map((r) => `replayed ${r.id} → ${r.to.join(', ') || '(no subscriber of its topic)'}`).join('\n') + '\n(delivered when the host starts)');
+    return { code: EXIT.ok, data: { replayed } };
   });
 }
 
-export function dlqPurge(io: Io, ids: string[], flags: DlqFlags): Promise<number> {
+export function dlqPurge(io: Io, ids: string[], flags: DlqFlags): Promise<Outcome> {
   if (ids.length === 0 && !flags.all && flags.topic === undefined && flags.subscriber === undefined && flags.since === undefined && flags.until === undefined) {
     throw usageError('which dead letters? give ids, filters (--topic, --subscriber, --since, --until), or --all');
   }
   return withStore(flags, (store, now) => {
     const purged = store ? store.purgeDeadLetters(filterOf(flags, ids, now)) : 0;
-    if (flags.json) printJson(io, { ok: true, purged });
-    else io.out(`purged ${purged} dead letter(s)`);
-    return EXIT.ok;
+    if (!flags.json) io.out(`purged ${purged} dead letter(s)`);
+    return { code: EXIT.ok, data: { purged } };
   });
 }

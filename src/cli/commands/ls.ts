@@ -1,8 +1,8 @@
 // `plinth ls`: every extension of the plugin directories with id, version, runtime and state.
-import path from 'node:path';
 import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
 import { scanExtensions, loadTrustStoreFor, type ExtensionRecord } from '../../registry/index.ts';
-import { EXIT, printJson, table, usageError, type Io } from '../output.ts';
+import { EXIT, shownPath, table, type Io, type Outcome } from '../output.ts';
+import { checkPluginDirs } from '../plugins.ts';
 
 function trustText(r: ExtensionRecord): string {
   switch (r.trust?.status) {
@@ -29,26 +29,22 @@ export function recordJson(r: ExtensionRecord): Record<string, unknown> {
   };
 }
 
-export async function ls(io: Io, flags: ConfigFlags & { json?: boolean }): Promise<number> {
+export async function ls(io: Io, flags: ConfigFlags & { json?: boolean }): Promise<Outcome> {
   const config = await loadHostConfig({ flags });
-  if (config.plugins.length === 0) {
-    throw usageError('no plugin directories given', 'pass --plugins <dir>[,<dir>…], set PLINTH_PLUGINS, or list them under `plugins` in plinth.config.yaml');
-  }
+  await checkPluginDirs(config.plugins);
   const store = await loadTrustStoreFor(config.trust.store, config.trust.policy);
   const { extensions, directoryErrors } = await scanExtensions(config.plugins, store, config.trust.policy, { dataDir: config.dataDir, extensions: config.extensions, file: config.file });
-  for (const e of directoryErrors) io.err(`warning: ${e.describe()}`);
-
-  if (flags.json) {
-    printJson(io, extensions.map(recordJson));
-  } else if (extensions.length === 0) {
-    io.out(`no extensions found in ${config.plugins.join(', ')}`);
-  } else {
-    const cwd = process.cwd();
-    io.out(table(['ID', 'VERSION', 'RUNTIME', 'STATE', 'TRUST', 'PATH'], extensions.map((r) => [r.id, r.version ?? '-', r.runtime ?? '-', r.state, trustText(r), path.relative(cwd, r.dir) || '.'])));
-    const failed = extensions.filter((r) => r.error);
-    for (const r of failed) io.out(`\n${r.id}: ${r.error!.describe()}`);
-    for (const r of extensions) if (r.trust?.status === 'untrusted') io.err(`warning: ${r.id} loads untrusted (policy warn): ${r.trust.error.describe()}`);
+  const failed = extensions.some((r) => r.state === 'failed') || directoryErrors.length > 0;
+  if (!flags.json) {
+    for (const e of directoryErrors) io.err(`warning: ${e.describe()}`);
+    if (extensions.length === 0) {
+      io.out(`no extensions found in ${config.plugins.join(', ')} (an extension is a folder with a package.json that has a "plinth" block)`);
+    } else {
+      io.out(table(['ID', 'VERSION', 'RUNTIME', 'STATE', 'TRUST', 'PATH'], extensions.map((r) => [r.id, r.version ?? '-', r.runtime ?? '-', r.state, trustText(r), shownPath(r.dir)])));
+      for (const r of extensions.filter((e) => e.error)) io.out(`\n${r.id}: ${r.error!.describe()}`);
+      for (const r of extensions) if (r.trust?.status === 'untrusted') io.err(`warning: ${r.id} loads untrusted (policy warn): ${r.trust.error.describe()}`);
+    }
   }
   // Like `npm ls`: a problem anywhere makes the exit status non-zero, for scripts.
-  return extensions.some((r) => r.state === 'failed') || directoryErrors.length > 0 ? EXIT.failed : EXIT.ok;
+  return { code: failed ? EXIT.failed : EXIT.ok, data: { extensions: extensions.map(recordJson), directoryErrors: directoryErrors.map((e) => e.toJSON()) } };
 }

@@ -1,15 +1,14 @@
 // `plinth serve`: the host over the plugin directories, hot-reloading them, until SIGINT/SIGTERM; and
 // `plinth lock`: writes plinth.lock.json from the current resolution.
 import path from 'node:path';
-import { pino } from 'pino';
+import type { Logger } from 'pino';
 import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
-import { Host } from '../../host/index.ts';
-import { Registry, loadTrustStoreFor } from '../../registry/index.ts';
-import { Budget } from '../../resilience/index.ts';
-import { DurableBus } from '../../events/index.ts';
+import { Host, type HostExtensionInfo } from '../../host/index.ts';
+import { createRegistry, loadTrustStoreFor } from '../../registry/index.ts';
 import { LOCKFILE_NAME } from '../../resolve/index.ts';
-import { EXIT, printJson, usageError, type Io } from '../output.ts';
-import { KvStore } from '../../policy/index.ts';
+import { EXIT, shownPath, usageError, type Io, type Outcome } from '../output.ts';
+import { createLogger, jsonLogs } from '../log.ts';
+import { checkPluginDirs } from '../plugins.ts';
 
 export interface ServeFlags extends ConfigFlags {
   frozenLockfile?: boolean;
@@ -17,64 +16,102 @@ export interface ServeFlags extends ConfigFlags {
   watch?: boolean;
   stopTimeout?: string;
   json?: boolean;
+  logFormat?: string;
 }
 
 function lockfilePath(flags: ServeFlags, configFile: string | undefined): string {
   return path.resolve(flags.lockfile ?? path.join(configFile ? path.dirname(configFile) : process.cwd(), LOCKFILE_NAME));
 }
 
-export async function serve(io: Io, flags: ServeFlags, signals: NodeJS.EventEmitter = process): Promise<number> {
-  const config = await loadHostConfig({ flags });
-  if (config.plugins.length === 0) throw usageError('no plugin directories given', 'pass --plugins <dir>[,<dir>…] or set `plugins` in plinth.config.yaml');
-  const stopTimeout = flags.stopTimeout === undefined ? 10_000 : Number(flags.stopTimeout);
-  if (!(Number.isInteger(stopTimeout) && stopTimeout > 0)) throw usageError(`--stop-timeout must be a positive number of milliseconds, got ${flags.stopTimeout}`);
-  const logger = pino({ level: config.log.level, base: undefined }, pino.destination(2));
-  const host = new Host(config, { logger, ...(flags.frozenLockfile ? { frozenLockfile: lockfilePath(flags, config.file) } : {}) });
-  await host.start();
-  const list = host.list();
-  const active = list.filter((e) => e.state === 'active').length;
-  logger.info({ active, failed: list.filter((e) => e.state === 'failed').length, plugins: config.plugins }, `serving ${active} extension(s)`);
-  if (flags.watch !== false) {
-    await host.watch();
-    logger.info({ plugins: config.plugins }, 'watching the plugin directories for changes');
-  }
-  // Runs until SIGINT/SIGTERM: a graceful, time-boxed stop of every extension; a second signal exits at once.
-  const signal = await new Promise<string>((resolve) => {
-    const onSignal = (name: string) => {
-      signals.removeListener('SIGINT', onSignal);
-      signals.removeListener('SIGTERM', onSignal);
-      signals.once('SIGINT', () => process.exit(130));
-      signals.once('SIGTERM', () => process.exit(143));
-      resolve(name);
-    };
-    signals.on('SIGINT', onSignal);
-    signals.on('SIGTERM', onSignal);
-  });
-  logger.info({ signal }, `${signal}: stopping (at most ${stopTimeout} ms per extension)`);
-  await host.stop(stopTimeout);
-  logger.info('stopped');
-  if (flags.json) printJson(io, host.list());
-  return EXIT.ok;
+/** The start-up summary: what is active, what failed and why (one record; readable lines under `lines`). */
+function summarise(logger: Logger, all: HostExtensionInfo[], plugins: string[]): void {
+  const where = (p: string) => shownPath(p);
+  // A copy refused before resolution is also listed under its id without a folder, with the same reason: once.
+  const list = all.filter((e) => e.path !== '' || !all.some((o) => o !== e && o.id === e.id && o.path !== '' && o.reason?.code === e.reason?.code));
+  const active = list.filter((e) => e.state === 'active' || e.state === 'degraded');
+  const failed = list.filter((e) => e.state === 'failed');
+  const other = list.filter((e) => !active.includes(e) && !failed.includes(e));
+  const lines = [
+    ...active.map((e) => `active   ${e.id} ${e.version} (${e.runtime})${e.state === 'degraded' ? ' degraded' : ''}`),
+    ...failed.map((e) => `FAILED   ${e.id}${e.version ? ` ${e.version}` : ''}${e.path ? ` (${where(e.path)})` : ''}: ${e.reason ? `${String(e.reason.code)}: ${String(e.reason.message)}` : 'no reason recorded'}`),
+    ...other.map((e) => `${e.state.padEnd(8)} ${e.id}${e.version ? ` ${e.version}` : ''}${e.path ? ` (${where(e.path)})` : ''}${e.reason ? `: ${String(e.reason.code)}: ${String(e.reason.message)}` : ''}`),
+  ];
+  const record = {
+    active: active.length,
+    failed: failed.length,
+    plugins,
+    extensions: list.map((e) => ({ id: e.id, version: e.version, runtime: e.runtime, state: e.state, folder: e.path, ...(e.reason ? { code: e.reason.code, reason: e.reason.message } : {}) })),
+    lines,
+  };
+  const msg = `serving ${active.length} extension(s)${failed.length > 0 ? `, ${failed.length} failed` : ''}`;
+  if (failed.length > 0) logger.warn(record, msg);
+  else logger.info(record, msg);
 }
 
-export async function lock(io: Io, flags: ServeFlags): Promise<number> {
+/**
+ * Runs until SIGINT/SIGTERM. The first signal (Ctrl-C sends SIGINT to the whole foreground process group; the
+ * sandbox processes ignore it and are stopped by the host) stops every extension gracefully, in reverse
+ * dependency order, each time-boxed, then exits 0; a second one exits at once (130 for SIGINT, 143 for SIGTERM).
+ */
+export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmitter = process): Promise<Outcome> {
   const config = await loadHostConfig({ flags });
-  if (config.plugins.length === 0) throw usageError('no plugin directories given', 'pass --plugins <dir>[,<dir>…] or set `plugins` in plinth.config.yaml');
-  const registry = new Registry({
-    config,
-    log: pino({ level: 'warn', base: undefined }, pino.destination(2)),
-    bus: new DurableBus(),
-    budget: new Budget(config.budget),
-    kv: () => new KvStore(),
-    env: {},
+  await checkPluginDirs(config.plugins);
+  const stopTimeout = flags.stopTimeout === undefined ? 10_000 : Number(flags.stopTimeout);
+  if (!(Number.isInteger(stopTimeout) && stopTimeout > 0)) throw usageError(`--stop-timeout must be a positive number of milliseconds, got ${flags.stopTimeout}`);
+  const logger = createLogger({ level: config.log.level, json: jsonLogs(flags) });
+
+  // Signal listeners do not keep Node's event loop alive, and every timer and child below is unref'd: without
+  // this the process would end on its own as soon as start-up is done (`--no-watch`), or in the middle of a stop.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  let received: string | undefined;
+  let onFirst: (signal: string) => void = () => undefined;
+  const stopRequested = new Promise<string>((resolve) => (onFirst = resolve));
+  const onSignal = (signal: string) => {
+    if (received === undefined) {
+      received = signal;
+      onFirst(signal);
+      return;
+    }
+    logger.warn({ signal }, `${signal} again: exiting at once, without waiting for the extensions to stop`);
+    process.exit(signal === 'SIGTERM' ? 143 : 130);
+  };
+  signals.on('SIGINT', onSignal);
+  signals.on('SIGTERM', onSignal);
+  try {
+    const host = new Host(config, { logger, ...(flags.frozenLockfile ? { frozenLockfile: lockfilePath(flags, config.file) } : {}) });
+    await host.start();
+    summarise(logger, host.list(), config.plugins);
+    if (flags.watch !== false && received === undefined) {
+      await host.watch();
+      logger.info({ plugins: config.plugins }, 'watching the plugin directories for changes');
+    } else if (flags.watch === false) {
+      logger.info({ plugins: config.plugins }, 'not watching the plugin directories (--no-watch): serving until stopped');
+    }
+    const signal = await stopRequested;
+    logger.info({ signal }, `${signal}: stopping (at most ${stopTimeout} ms per extension; ${signal === 'SIGTERM' ? 'another SIGTERM' : 'Ctrl-C again'} exits at once)`);
+    await host.stop(stopTimeout);
+    const list = host.list();
+    logger.info({ stopped: list.filter((e) => e.state === 'stopped').length }, 'stopped');
+    return { code: EXIT.ok, data: { signal, extensions: list } };
+  } finally {
+    clearInterval(keepAlive);
+    signals.removeListener('SIGINT', onSignal);
+    signals.removeListener('SIGTERM', onSignal);
+  }
+}
+
+export async function lock(io: Io, flags: ServeFlags): Promise<Outcome> {
+  const config = await loadHostConfig({ flags });
+  await checkPluginDirs(config.plugins);
+  const registry = createRegistry(config, {
+    log: createLogger({ level: 'warn', json: jsonLogs(flags) }),
     trustStore: await loadTrustStoreFor(config.trust.store, config.trust.policy),
   });
   const file = lockfilePath(flags, config.file);
   const { lock: written, failed } = await registry.writeLockfile(file);
-  if (flags.json) printJson(io, { file, lockfile: written, failed: failed.map((e) => e.toJSON()) });
-  else {
+  if (!flags.json) {
     io.out(`wrote ${file}: ${Object.keys(written.extensions).length} extension(s)`);
     for (const e of failed) io.err(`not locked: ${e.describe()}`);
   }
-  return failed.length > 0 ? EXIT.failed : EXIT.ok;
+  return { code: failed.length > 0 ? EXIT.failed : EXIT.ok, data: { file, lockfile: written, failed: failed.map((e) => e.toJSON()) } };
 }

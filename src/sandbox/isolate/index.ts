@@ -17,11 +17,13 @@
 // `{ process: 'dedicated' }` (or your own `new IsolateProcess()`) to confine even process kills to one extension,
 // at the cost of a Node process (~84 MB RSS) per extension.
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Peer, childTransport } from '../link/index.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
+import { checkTimeout, startTimedOut } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { DEFAULT_MAX_RESULT_BYTES, MIN_MEMORY_MB, type CtxParams, type CtxResult, type ExitParams, type InvokeKind, type InvokeResult, type LoadParams, type LoadResult, type StatsResult } from './protocol.ts';
@@ -31,6 +33,9 @@ export type { StatsResult as IsolateProcessStats } from './protocol.ts';
 
 const debug = debuglog('plinth:sandbox');
 const PROCESS_ENTRY = fileURLToPath(new URL('./process.ts', import.meta.url));
+// Installed from a tarball (under node_modules, where Node strips no types) the process entry needs the
+// launcher's type-stripping hook (bin/strip-types.js).
+const STRIP_TYPES_ARGS = /[\\/]node_modules[\\/]/.test(PROCESS_ENTRY) ? ['--import', new URL('../../../bin/strip-types.js', import.meta.url).href] : [];
 
 export interface IsolateProcessOptions {
   /** Fixed RSS limit of the sandbox process in MB. Default: rssBaselineMb + rssPerMemoryMb × Σ hosted memoryMb. */
@@ -47,6 +52,8 @@ export interface IsolateProcessOptions {
   maxResultBytes?: number;
   /** How long forking and loading isolated-vm may take. Default 20000 ms. */
   spawnTimeoutMs?: number;
+  /** Where procfs is mounted (default /proc). Without it the RSS is asked of the process over the link, with a warning. */
+  procRoot?: string;
 }
 
 interface ResolvedOptions {
@@ -57,6 +64,7 @@ interface ResolvedOptions {
   graceMs: number;
   maxResultBytes: number;
   spawnTimeoutMs: number;
+  procRoot: string;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -78,6 +86,17 @@ function scrub(message: string): string {
   return message.replace(/(^|[\s'"(=])\/[^\s'"()]+/g, '$1<path>').slice(0, 4096);
 }
 
+const warnedNoProcfs = new Set<string>();
+/** Said once per procfs location, at the first sandbox process: the watchdog works, but by asking the process. */
+function warnNoProcfs(procRoot: string): void {
+  if (warnedNoProcfs.has(procRoot)) return;
+  warnedNoProcfs.add(procRoot);
+  process.emitWarning(`no procfs at ${procRoot}: the isolate sandbox process's memory (RSS) is read from the process itself over its link, which a process that stops answering cannot report`, { code: 'PLINTH_NO_PROCFS' });
+}
+
+/** How long after its link closed a sandbox process has to report its exit (code or signal) before the link is blamed. */
+const LINK_CLOSE_GRACE_MS = 1000;
+
 const liveChildren = new Set<ChildProcess>();
 // Nothing may outlive the host: a sandbox process whose host exits is killed with it.
 process.once('exit', () => {
@@ -96,6 +115,10 @@ class Generation {
   #end: ProcessEnd | undefined;
   #inflight = 0;
   #rssTimer: NodeJS.Timeout | undefined;
+  /** Whether the RSS is read from procfs (else asked of the process over the link). */
+  readonly #procfs: boolean;
+  #askingRss = false;
+  #ready = false;
   lastRssBytes = 0;
 
   constructor(options: ResolvedOptions, onExit: (gen: Generation) => void) {
@@ -104,10 +127,14 @@ class Generation {
     this.child = fork(PROCESS_ENTRY, [], {
       // isolated-vm needs --no-node-snapshot on Node >= 20. The host's own flags (e.g. --test) are not inherited,
       // nor is its environment: nothing of the host's secrets sits in the process that runs untrusted code.
-      execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning'],
+      execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...STRIP_TYPES_ARGS],
       env: {},
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'json',
+      // Its own process group (and session): a terminal's Ctrl-C goes to the host's group only, even while this
+      // process is still booting (before process.ts can ignore SIGINT). The host stops it; if the host dies, the
+      // closed IPC channel ends it (process.ts).
+      detached: true,
     });
     liveChildren.add(this.child);
     this.peer = new Peer(childTransport(this.child));
@@ -125,6 +152,7 @@ class Generation {
     }, options.spawnTimeoutMs);
     spawnTimer.unref();
     this.peer.handle('ready', () => {
+      this.#ready = true;
       clearTimeout(spawnTimer);
       this.#release();
       readyResolve();
@@ -134,13 +162,21 @@ class Generation {
       const p = params as ExitParams;
       this.sandboxes.get(p.instanceId)?._guestDied(p);
     });
-    // A link that closes without an exit (a broken pipe) must still end in one, so 'exit' below always runs.
-    this.peer.onClose(() => this.kill({ reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: 'the link to the sandbox process closed' }));
+    // A link that closes without an exit (a broken pipe) must still end in one, so 'exit' below always runs. The
+    // link closes first when the process dies (IPC 'disconnect' comes before 'exit'): its exit code or signal is the
+    // cause a user must see, so the link is blamed only if no exit follows within LINK_CLOSE_GRACE_MS.
+    let linkTimer: NodeJS.Timeout | undefined;
+    this.peer.onClose(() => {
+      if (this.exited) return;
+      linkTimer = setTimeout(() => this.kill({ reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: 'the link to the sandbox process closed' }), LINK_CLOSE_GRACE_MS);
+      linkTimer.unref();
+    });
     const onGone = (detail: string) => {
       if (this.exited) return;
       this.exited = true;
       liveChildren.delete(this.child);
       clearTimeout(spawnTimer);
+      clearTimeout(linkTimer);
       if (this.#rssTimer) clearInterval(this.#rssTimer);
       readyReject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `the isolate sandbox process ended while starting: ${detail}`));
       const end = this.#end ?? { reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: `the sandbox process ${detail}` };
@@ -154,6 +190,8 @@ class Generation {
       onGone(`could not run: ${err.message}`);
       this.child.kill('SIGKILL');
     });
+    this.#procfs = existsSync(path.join(options.procRoot, 'self', 'status'));
+    if (!this.#procfs) warnNoProcfs(options.procRoot);
     this.#rssTimer = setInterval(() => this.#checkRss(), options.rssIntervalMs);
     this.#rssTimer.unref();
   }
@@ -167,15 +205,36 @@ class Generation {
 
   #checkRss(): void {
     if (this.exited || this.child.pid === undefined) return;
+    if (!this.#procfs) return this.#checkRssOverLink();
     let text: string;
     try {
-      text = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+      text = readFileSync(path.join(this.#options.procRoot, String(this.child.pid), 'status'), 'utf8');
     } catch {
-      return; // no procfs (not Linux) or the process is gone: the exit handler takes over
+      return; // the process is gone: the exit handler takes over
     }
     const m = /VmRSS:\s+(\d+)\s+kB/.exec(text);
     if (!m) return;
-    this.lastRssBytes = Number(m[1]) * 1024;
+    this.#judgeRss(Number(m[1]) * 1024);
+  }
+
+  /** No procfs: the process reports its own process.memoryUsage().rss (a process that stops answering is killed by the call walls). */
+  #checkRssOverLink(): void {
+    if (this.#askingRss || !this.#ready) return;
+    this.#askingRss = true;
+    this.peer
+      .request('rss', {})
+      .then(
+        (r) => this.#judgeRss((r as { rssBytes: number }).rssBytes),
+        () => undefined,
+      )
+      .finally(() => {
+        this.#askingRss = false;
+      });
+  }
+
+  #judgeRss(rssBytes: number): void {
+    if (this.exited) return;
+    this.lastRssBytes = rssBytes;
     const limit = this.rssLimitMb;
     if (this.lastRssBytes > limit * 1024 * 1024) {
       this.kill({ reason: 'out-of-memory', code: 'PLINTH_ERR_OUT_OF_MEMORY', detail: `the isolate sandbox process used ${Math.round(this.lastRssBytes / 1048576)} MB of memory (RSS), over its limit of ${limit} MB` });
@@ -234,6 +293,11 @@ export class IsolateProcess {
     await Promise.all([...IsolateProcess.#all].map((p) => p.shutdown()));
   }
 
+  /** How many IsolateProcesses have a live sandbox process now (each is listed only while its process lives). */
+  static get liveCount(): number {
+    return IsolateProcess.#all.size;
+  }
+
   readonly #options: ResolvedOptions;
   #gen: Generation | undefined;
   #spawns = 0;
@@ -247,8 +311,9 @@ export class IsolateProcess {
       graceMs: positive('graceMs', options.graceMs, 2000),
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes, DEFAULT_MAX_RESULT_BYTES),
       spawnTimeoutMs: positive('spawnTimeoutMs', options.spawnTimeoutMs, 20_000),
+      procRoot: options.procRoot ?? '/proc',
     };
-    IsolateProcess.#all.add(this);
+    if (typeof this.#options.procRoot !== 'string' || this.#options.procRoot === '') throw new TypeError('IsolateProcess option procRoot must be a non-empty path');
   }
 
   get options(): Readonly<ResolvedOptions> {
@@ -277,6 +342,13 @@ export class IsolateProcess {
     return (await gen.request('stats', {})) as StatsResult;
   }
 
+  /** Whether the running process's own realm is untouched by extension code (prototypes, JSON, Promise). */
+  async integrity(): Promise<{ objectPrototype: boolean; arrayPrototype: boolean; polluted: boolean; nativeJson: boolean; nativePromiseThen: boolean } | undefined> {
+    const gen = this.#gen;
+    if (!gen || gen.exited) return undefined;
+    return (await gen.request('integrity', {})) as { objectPrototype: boolean; arrayPrototype: boolean; polluted: boolean; nativeJson: boolean; nativePromiseThen: boolean };
+  }
+
   /** Kills the current sandbox process (no onExit for its sandboxes: this is a deliberate stop). */
   async shutdown(): Promise<void> {
     const gen = this.#gen;
@@ -296,10 +368,14 @@ export class IsolateProcess {
     let gen = this.#gen;
     if (!gen || gen.exited) {
       gen = new Generation(this.#options, (g) => {
-        if (this.#gen === g) this.#gen = undefined;
+        if (this.#gen !== g) return;
+        this.#gen = undefined;
+        IsolateProcess.#all.delete(this);
       });
       this.#gen = gen;
       this.#spawns++;
+      // Listed while its process lives, so shutdownAll() reaches it and the list never grows with dead ones.
+      IsolateProcess.#all.add(this);
     }
     gen.sandboxes.set(sandbox.spec.instanceId, sandbox);
     try {
@@ -404,17 +480,23 @@ export class IsolateSandbox implements Sandbox {
       const gen = await this.#process._acquire(this);
       this.#gen = gen;
       if (this.#state !== 'starting') throw this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped while starting');
-      // Loading runs module evaluation, initialize() and start(), each bounded by callTimeoutMs in the process.
-      const bound = 3 * this.spec.limits.callTimeoutMs;
+      // Loading runs module evaluation, initialize() and start(), together bounded by startTimeoutMs in the process.
+      const bound = this.spec.limits.startTimeoutMs ?? this.spec.limits.callTimeoutMs;
       const params: LoadParams = { spec: this.spec, maxResultBytes: this.#process.options.maxResultBytes, env };
       const result = (await this.#track(gen, 0, bound, () => gen.request('load', params))) as unknown as LoadResult;
       this.#usage.loadCpuMs = result.cpuMs;
-      if (this.#state !== 'starting') throw this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped while starting');
+      if (this.#state !== 'starting') {
+        // Stopped while it loaded: what loaded must not stay in the process, uncounted (issue 8).
+        if (!gen.exited) await gen.request('dispose', { instanceId: this.spec.instanceId }).catch(() => undefined);
+        throw this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped while starting');
+      }
       this.#state = 'running';
     } catch (err) {
       if (this.#state === 'starting') this.#state = 'dead';
       this.#detach();
       if (err instanceof PlinthError && (err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED' || err.code === 'PLINTH_ERR_IMPORT_REFUSED' || err.code === 'PLINTH_ERR_SHUTDOWN')) throw err;
+      // Past its deadline while loading (the process's watchdog or the host's wall): the start limit says so.
+      if (err instanceof PlinthError && err.code === 'PLINTH_ERR_STAGE_TIMEOUT') throw startTimedOut(this.spec.id, this.spec.limits.startTimeoutMs ?? this.spec.limits.callTimeoutMs);
       const why = err instanceof PlinthError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
       throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${this.spec.id} could not be started: ${why}`, { extension: this.spec.id, cause: err });
     }
@@ -477,7 +559,7 @@ export class IsolateSandbox implements Sandbox {
     const gen = this.#gen;
     if (this.#state !== 'running' && !(allowStopping && this.#state === 'stopping')) throw this.#unavailable();
     if (!gen || gen.exited) throw this.#error('PLINTH_ERR_SANDBOX_CRASHED', 'its sandbox process is gone');
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new TypeError(`timeoutMs must be a positive number, got ${String(timeoutMs)}`);
+    checkTimeout(this.spec.id, timeoutMs);
     const callId = this.#nextCallId++;
     const params = {
       instanceId: this.spec.instanceId,
@@ -530,7 +612,15 @@ export class IsolateSandbox implements Sandbox {
   async stop(timeoutMs: number): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     const work = async () => {
-      if (this.#state === 'starting') await this.#start?.catch(() => undefined);
+      if (this.#state === 'starting') {
+        // Stopped while loading: the load is not waited for. The process is told to dispose the instance now (a
+        // load still running then fails), and #doStart disposes it again if the load still completes.
+        this.#state = 'stopping';
+        const gen = this.#gen;
+        if (gen && !gen.exited) await gen.request('dispose', { instanceId: this.spec.instanceId }).catch(() => undefined);
+        await this.#start?.catch(() => undefined);
+        return;
+      }
       const wasRunning = this.#state === 'running';
       if (this.#state !== 'dead') this.#state = 'stopping';
       const gen = this.#gen;
@@ -539,11 +629,14 @@ export class IsolateSandbox implements Sandbox {
         if (!gen.exited) await gen.request('dispose', { instanceId: this.spec.instanceId }).catch(() => undefined);
       }
     };
-    const bound = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs + this.#process.options.graceMs).unref());
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs + this.#process.options.graceMs)).unref());
     try {
       await Promise.race([work(), bound]);
     } catch (err) {
       debug('extension %s: stopping failed: %s', this.spec.id, String(err));
+    } finally {
+      clearTimeout(timer);
     }
     this.#state = 'stopped';
     for (const p of [...this.#pending.values()]) p.settle(this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped during the call'));
@@ -564,10 +657,10 @@ export class IsolateSandbox implements Sandbox {
     if (this.#dedicated && gen && gen.sandboxes.size === 0) gen.kill({ reason: 'stopped', code: 'PLINTH_ERR_SHUTDOWN', detail: 'its only sandbox ended' });
   }
 
-  #die(exit: SandboxExit, codeFor: (p: PendingCall) => ErrorCode, message: string): void {
+  #die(exit: SandboxExit, codeFor: (p: PendingCall) => ErrorCode, message: string | ((p: PendingCall) => string)): void {
     const wasRunning = this.#state === 'running';
     if (this.#state === 'starting' || this.#state === 'running') this.#state = 'dead';
-    for (const p of [...this.#pending.values()]) p.settle(this.#error(codeFor(p), message));
+    for (const p of [...this.#pending.values()]) p.settle(this.#error(codeFor(p), typeof message === 'string' ? message : message(p)));
     this.#detach();
     if (wasRunning && !this.#exit) {
       this.#exit = exit;
@@ -602,7 +695,13 @@ export class IsolateSandbox implements Sandbox {
   /** @internal The isolate died on its own inside a live process (its own watchdog, its memory limit). */
   _guestDied(p: ExitParams): void {
     if (this.#state === 'stopping' || this.#state === 'stopped') return;
-    this.#die({ reason: p.reason, detail: p.detail }, (call) => (call.callId === p.triggerCallId || p.reason === 'out-of-memory' ? p.code : 'PLINTH_ERR_SANDBOX_CRASHED'), p.detail);
+    // While starting, the only pending call is the load (callId 0): whatever stopped the isolate stopped it.
+    const hit = (call: PendingCall) => call.callId === p.triggerCallId || p.reason === 'out-of-memory' || call.callId === 0;
+    this.#die(
+      { reason: p.reason, detail: p.detail },
+      (call) => (hit(call) ? p.code : 'PLINTH_ERR_SANDBOX_CRASHED'),
+      (call) => (hit(call) ? `the call was stopped: ${p.detail}` : `its isolate was stopped during the call: ${p.detail}`),
+    );
   }
 
   /** @internal A ctx op from the isolate: performed by the host's ContextHandler, its outcome as plain data. */
@@ -611,13 +710,15 @@ export class IsolateSandbox implements Sandbox {
       const value = await this.#context(op);
       return value === undefined ? { ok: true, value: null, undefined: true } : { ok: true, value };
     } catch (err) {
-      const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; name?: unknown; message?: unknown };
+      const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; name?: unknown; message?: unknown; hint?: unknown };
       return {
         ok: false,
         error: {
           code: typeof e.code === 'string' ? e.code.slice(0, 128) : '',
           name: typeof e.name === 'string' && e.name !== 'PlinthError' ? e.name.slice(0, 128) : 'Error',
           message: scrub(typeof e.message === 'string' ? e.message : String(err)),
+          // The permission to add (PERMISSION_DENIED): the same hint a worker extension gets.
+          ...(typeof e.hint === 'string' ? { hint: scrub(e.hint) } : {}),
         },
       };
     }

@@ -14,13 +14,14 @@
 // deadline and the isolate's CPU time, and disposes the isolate past either. When dispose() itself cannot get
 // the thread back, the host's own watchdog (deadline + grace, and RSS) kills this whole process.
 import ivm from 'isolated-vm';
-import { readFile, realpath, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Peer, parentTransport } from '../link/index.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
 import type { Json } from '../../sdk/index.ts';
 import { SHIM_FILENAME, SHIM_SOURCE } from './shim.ts';
+import { dynamicImportRefused, moduleImports, packageRoots, resolveImport } from './imports.ts';
 import {
   MAX_REQUEST_CHARS,
   MIN_MEMORY_MB,
@@ -57,6 +58,8 @@ interface Guest {
   calls: Map<number, ActiveCall>;
   maxResultBytes: number;
   dead: boolean;
+  /** isolate.cpuTime when it last had no call in flight (undefined while calls run). */
+  idleCpuFrom?: bigint;
 }
 
 const peer = new Peer(parentTransport());
@@ -92,6 +95,11 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
       : cause === 'crashed'
         ? { reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED' }
         : { reason: 'killed', code: cause === 'cpu' ? 'PLINTH_ERR_CPU_LIMIT' : 'PLINTH_ERR_STAGE_TIMEOUT' };
+  // The end is announced before any call's reply: a caller woken by its failed call must find the sandbox already
+  // dead (and its supervisor restarting it), never send the next call to an isolate that is gone. The host settles
+  // the pending calls from this notice; the replies below arrive after and are ignored there.
+  const notice: ExitParams = { instanceId: g.spec.instanceId, reason: exit.reason, code: exit.code, detail: cap(detail), ...(trigger ? { triggerCallId: trigger.callId } : {}) };
+  peer.notify('exit', notice);
   for (const call of g.calls.values()) {
     const code: ErrorCode = call === trigger || cause === 'oom' ? exit.code : 'PLINTH_ERR_SANDBOX_CRASHED';
     const what = call.kind === 'stage' ? 'the call' : `${call.kind}()`;
@@ -99,11 +107,9 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
     call.reject(new PlinthError(code, msg, { extension: id }));
   }
   g.calls.clear();
-  const notice: ExitParams = { instanceId: g.spec.instanceId, reason: exit.reason, code: exit.code, detail: cap(detail), ...(trigger ? { triggerCallId: trigger.callId } : {}) };
-  // Off this turn, so the calls' replies go out first. dispose() last: it may block while the isolate's thread is
-  // stuck in uninterruptible code; the host's watchdog ends this process if we never come back.
+  // dispose() off this turn: it may block while the isolate's thread is stuck in uninterruptible code; the host's
+  // watchdog ends this process if we never come back.
   setImmediate(() => {
-    peer.notify('exit', notice);
     try {
       g.isolate.dispose();
     } catch {
@@ -112,20 +118,43 @@ function kill(g: Guest, cause: 'timeout' | 'cpu' | 'oom' | 'crashed', detail: st
   });
 }
 
+/** Slack for isolated-vm's own timeout firing a moment before our deadline (it is given the time left). */
+const DEADLINE_SLACK_MS = 50;
+
+/**
+ * What stopped an isolate, from its state rather than from error text (an extension can throw any message):
+ * isolated-vm disposes a live isolate on its own only when it exceeds its memory limit; a rejection at the call's
+ * deadline is its timeout; anything else is a crash of isolated-vm.
+ */
+function ivmCause(g: Guest, call: ActiveCall | undefined): 'oom' | 'timeout' | 'crashed' {
+  if (g.isolate.isDisposed) return 'oom';
+  if (call && Date.now() >= call.deadline - DEADLINE_SLACK_MS) return 'timeout';
+  return 'crashed';
+}
+
 /** A rejection from isolated-vm itself (the shim never throws): memory limit, timeout, disposal. */
 function onIvmError(g: Guest, err: unknown, call?: ActiveCall): void {
-  const msg = messageOf(err);
-  if (/memory limit/i.test(msg)) kill(g, 'oom', `the isolate exceeded its memory limit of ${g.spec.limits.memoryMb} MB`, call);
-  else if (/timed out/i.test(msg)) kill(g, 'timeout', 'it ran past its timeout', call);
-  else if (g.dead) return;
-  else kill(g, 'crashed', `isolated-vm: ${cap(msg, 500)}`, call);
+  if (g.dead) return; // we ended it ourselves
+  const cause = ivmCause(g, call);
+  if (cause === 'oom') kill(g, 'oom', `the isolate exceeded its memory limit of ${g.spec.limits.memoryMb} MB`, call);
+  else if (cause === 'timeout') kill(g, 'timeout', 'it ran past its timeout', call);
+  else kill(g, 'crashed', `isolated-vm: ${cap(messageOf(err), 500)}`, call);
 }
+
+/** CPU an isolate may use with no call in flight (GC, a finaliser) before it is stopped: code gets CPU only in calls. */
+const IDLE_CPU_LIMIT_NS = 100_000_000n;
 
 function watchdog(): void {
   const now = Date.now();
   for (const g of guests.values()) {
-    if (g.dead || g.calls.size === 0) continue;
+    if (g.dead || !g.dispatch) continue;
     const cpu = cpuNow(g);
+    if (g.calls.size === 0) {
+      g.idleCpuFrom ??= cpu;
+      if (cpu - g.idleCpuFrom > IDLE_CPU_LIMIT_NS) kill(g, 'cpu', `it used more than ${Number(IDLE_CPU_LIMIT_NS / 1_000_000n)} ms of CPU time with no call in flight`);
+      continue;
+    }
+    g.idleCpuFrom = undefined;
     for (const call of g.calls.values()) {
       if (now >= call.deadline) {
         kill(g, 'timeout', `it ran past its timeout of ${call.deadline - call.startedAt} ms`, call);
@@ -169,22 +198,20 @@ function usage(g: Guest, call: ActiveCall): { cpuMs: number; wallMs: number } {
   return { cpuMs: Number(cpuNow(g) - call.cpuStart) / 1e6, wallMs: Date.now() - call.startedAt };
 }
 
-/** Remaining time of the call a ctx op belongs to (or the longest-running one): bounds the settle continuation. */
-function remainingFor(g: Guest, callId: number): number {
-  const now = Date.now();
-  const own = g.calls.get(callId);
-  if (own) return Math.max(1, own.deadline - now);
-  let best = 0;
-  for (const c of g.calls.values()) best = Math.max(best, c.deadline - now);
-  return Math.max(1, best || g.spec.limits.callTimeoutMs);
-}
-
+// An extension gets CPU only inside a call (a stage, initialize, start, stop, a health probe, an event delivery),
+// each bounded by its own deadline and CPU budget (issue 7 §4). A ctx op is tagged with the call whose ctx made
+// it: an op from a call that has ended is dropped, and the reply to an op whose call ended meanwhile is never
+// delivered, so a chain of ctx round trips cannot keep code running after its call returned or timed out.
 function hostRequest(g: Guest, callId: unknown, text: unknown): number {
   try {
     if (g.dead || typeof text !== 'string' || text.length > MAX_REQUEST_CHARS) return 0;
-    const op = JSON.parse(text) as ContextOp;
-    const id = nextRequestId++;
     const cid = typeof callId === 'number' ? callId : 0;
+    const id = nextRequestId++;
+    // An op from a call that has ended is dropped, not refused: a rejection would hand the guest code to run (and
+    // an unhandled one ends the isolate); its promise simply never settles.
+    // console.* (call id 0) is one-way, so it cannot extend a call: it is taken while any call is running.
+    if (!g.calls.has(cid) && !(cid === 0 && g.calls.size > 0)) return id;
+    const op = JSON.parse(text) as ContextOp;
     void forward(g, id, cid, op);
     return id;
   } catch {
@@ -199,7 +226,8 @@ async function forward(g: Guest, id: number, callId: number, op: ContextOp): Pro
   } catch (err) {
     reply = { ok: false, error: { code: err instanceof PlinthError ? err.code : 'PLINTH_ERR_SANDBOX_CRASHED', name: 'Error', message: 'the host did not answer the ctx operation' } };
   }
-  if (g.dead || !g.dispatch) return;
+  const call = g.calls.get(callId);
+  if (g.dead || !g.dispatch || !call) return; // its call has ended: the continuation is cut off
   let ok = false;
   let payload: string;
   try {
@@ -207,13 +235,13 @@ async function forward(g: Guest, id: number, callId: number, op: ContextOp): Pro
       ok = true;
       payload = reply.undefined === true ? '' : JSON.stringify(reply.value ?? null);
     } else {
-      payload = JSON.stringify({ code: String(reply.error.code), name: String(reply.error.name), message: cap(String(reply.error.message), 4096) });
+      payload = JSON.stringify({ code: String(reply.error.code), name: String(reply.error.name), message: cap(String(reply.error.message), 4096), ...(typeof reply.error.hint === 'string' ? { hint: cap(reply.error.hint, 1024) } : {}) });
     }
   } catch {
     ok = false;
     payload = '{"code":"PLINTH_ERR_SANDBOX_CRASHED","name":"Error","message":"malformed reply from the host"}';
   }
-  g.dispatch.apply(undefined, ['settle', id, ok, payload], { timeout: remainingFor(g, callId) }).then(
+  g.dispatch.apply(undefined, ['settle', id, ok, payload], { timeout: Math.max(1, call.deadline - Date.now()) }).then(
     () => undefined,
     (err: unknown) => onIvmError(g, err, g.calls.get(callId)),
   );
@@ -246,12 +274,16 @@ function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): vo
         return;
       case 'error':
       case 'unserialisable': {
-        const d = JSON.parse(text) as { name?: unknown; message?: unknown; stack?: unknown; code?: unknown };
+        const d = JSON.parse(text) as { name?: unknown; message?: unknown; stack?: unknown; code?: unknown; hint?: unknown; ctx?: unknown };
         const name = typeof d.name === 'string' ? d.name : 'Error';
         const message = typeof d.message === 'string' ? d.message : '';
         const stack = typeof d.stack === 'string' && d.stack !== '' ? d.stack : `${name}: ${message}`;
         const lead = status === 'error' ? `${what} threw ${name}: ${message}` : `${what} returned a value that is not JSON-serialisable (${name}: ${message})`;
-        call.reject(new PlinthError('PLINTH_ERR_STAGE_FAILED', cap(`extension ${id}: ${lead}`, 4096), { extension: id, extensionStack: stack }));
+        // A denial the host's ctx handler made (the shim marks the errors it rebuilt from ctx replies; extension
+        // code cannot forge the mark) keeps its code and hint, as in a worker: PERMISSION_DENIED names what to add.
+        const fromCtx = status === 'error' && d.ctx === true && (d.code === 'PLINTH_ERR_PERMISSION_DENIED' || d.code === 'PLINTH_ERR_RESULT_TOO_LARGE');
+        const code: ErrorCode = fromCtx ? (d.code as ErrorCode) : 'PLINTH_ERR_STAGE_FAILED';
+        call.reject(new PlinthError(code, cap(`extension ${id}: ${lead}`, 4096), { extension: id, extensionStack: stack, ...(fromCtx && typeof d.hint === 'string' ? { hint: d.hint } : {}) }));
         return;
       }
       default:
@@ -282,48 +314,10 @@ function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string;
 
 // --- module loading -------------------------------------------------------------------------------------------
 
-function isInside(root: string, target: string): boolean {
-  return target === root || target.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
-}
-
-function refused(spec: SandboxSpec, from: string, what: string, hint: string): PlinthError {
-  return new PlinthError('PLINTH_ERR_IMPORT_REFUSED', `extension ${spec.id}: ${from} imports ${what}`, { extension: spec.id, file: from, hint });
-}
-
-// `import(` not preceded by an identifier character or a dot (so `x.import(` and `reimport(` pass). Dynamic
-// import also fails at run time in an isolate ("Not supported"); refusing at load names the file instead.
-const DYNAMIC_IMPORT = /(?<![\w$.])import\s*(?:\/\*[\s\S]*?\*\/\s*)*\(/;
-
-async function resolveImport(spec: SandboxSpec, root: string, from: string, specifier: string): Promise<string> {
-  const rel = path.relative(root, from);
-  const hint = 'an isolate extension may import only relative files inside its own folder ("./lib.js"); bundle any dependency into the package';
-  if (!specifier.startsWith('./') && !specifier.startsWith('../')) {
-    throw refused(spec, rel, `"${specifier}", which is not a relative path (Node built-ins, packages, absolute paths and URLs are not available in an isolate)`, hint);
-  }
-  const target = path.resolve(path.dirname(from), specifier);
-  if (!isInside(root, target)) throw refused(spec, rel, `"${specifier}", which is outside the extension's folder`, hint);
-  let real: string;
-  try {
-    real = await realpath(target);
-  } catch {
-    throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${rel} imports "${specifier}", which does not exist`, { extension: spec.id, file: target });
-  }
-  if (!isInside(root, real)) throw refused(spec, rel, `"${specifier}", which leads outside the extension's folder (a link)`, hint);
-  if (!(await stat(real)).isFile()) throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${rel} imports "${specifier}", which is not a file`, { extension: spec.id, file: real });
-  return real;
-}
-
 /** Compiles the main module and everything it imports, refusing anything outside the extension's folder. */
 async function compileGraph(g: Guest): Promise<{ main: ivm.Module; resolve: (specifier: string, referrer: ivm.Module) => ivm.Module }> {
   const spec = g.spec;
-  const root = await realpath(spec.dir);
-  let mainReal: string;
-  try {
-    mainReal = await realpath(spec.mainPath);
-  } catch {
-    throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its main module ${spec.mainPath} does not exist`, { extension: spec.id, file: spec.mainPath });
-  }
-  if (!isInside(root, mainReal)) throw refused(spec, 'package.json "main"', 'a file outside the extension\'s folder', 'point "main" at a file inside the package');
+  const { root, main: mainReal } = await packageRoots(spec.id, spec.dir, spec.mainPath);
   const byFile = new Map<string, ivm.Module>();
   const fileOf = new Map<ivm.Module, string>();
   const edges = new Map<string, Map<string, string>>();
@@ -333,7 +327,9 @@ async function compileGraph(g: Guest): Promise<{ main: ivm.Module; resolve: (spe
     if (byFile.has(file)) continue;
     const rel = path.relative(root, file);
     const source = await readFile(file, 'utf8');
-    if (DYNAMIC_IMPORT.test(source)) throw refused(spec, rel, 'with import(), which is not available in an isolate', 'use static relative imports only');
+    // Parsed, not pattern-matched: `import(` in a comment or a string is not an import (imports.ts).
+    const dynamic = moduleImports(spec.id, rel, source, file).dynamic[0];
+    if (dynamic) throw dynamicImportRefused(spec.id, rel, dynamic, file);
     let mod: ivm.Module;
     try {
       // The label in stack traces names the extension and its own relative path, never a host path.
@@ -345,7 +341,7 @@ async function compileGraph(g: Guest): Promise<{ main: ivm.Module; resolve: (spe
     fileOf.set(mod, file);
     const deps = new Map<string, string>();
     for (const specifier of mod.dependencySpecifiers) {
-      const target = await resolveImport(spec, root, file, specifier);
+      const target = await resolveImport(spec.id, root, file, specifier);
       deps.set(specifier, target);
       queue.push(target);
     }
@@ -387,7 +383,9 @@ async function load(params: LoadParams): Promise<LoadResult> {
   });
   const g: Guest = { spec, isolate, dispatch: undefined, calls: new Map(), maxResultBytes: params.maxResultBytes, dead: false };
   guests.set(spec.instanceId, g);
-  const timeoutMs = spec.limits.callTimeoutMs;
+  // Module evaluation, initialize() and start() share one budget: startTimeoutMs (wall clock and CPU).
+  const loadDeadline = Date.now() + (spec.limits.startTimeoutMs ?? spec.limits.callTimeoutMs);
+  const left = () => Math.max(1, loadDeadline - Date.now());
   const started = cpuNow(g);
   try {
     const context = await isolate.createContext();
@@ -408,19 +406,22 @@ async function load(params: LoadParams): Promise<LoadResult> {
     const { main, resolve } = await compileGraph(g);
     await main.instantiate(context, resolve);
     // Top-level code runs under the same watchdog as a call.
-    await track(g, nextInternalCallId--, 'load', timeoutMs, timeoutMs, (call) => {
-      main.evaluate({ timeout: timeoutMs }).then(
+    const evalMs = left();
+    await track(g, nextInternalCallId--, 'load', evalMs, evalMs, (call) => {
+      main.evaluate({ timeout: evalMs }).then(
         () => call.resolve({ value: null, absent: false, ...usage(g, call) }),
         (err: unknown) => {
-          if (/timed out|memory limit|disposed/i.test(messageOf(err))) onIvmError(g, err, call);
+          // The module's own exception (whatever its text says) fails the load; a disposal or the deadline is ours.
+          if (g.dead || ivmCause(g, call) !== 'crashed') onIvmError(g, err, call);
           else call.reject(new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its module threw while loading: ${cap(messageOf(err), 1000)}`, { extension: spec.id }));
         },
       );
     });
-    const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: timeoutMs });
+    const bound = await g.dispatch.apply(undefined, ['bind', main.namespace.derefInto()], { timeout: left() });
     if (typeof bound === 'string' && bound !== '') throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: ${bound}`, { extension: spec.id, file: spec.mainPath });
     for (const kind of ['initialize', 'start'] as const) {
-      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { inputJson: JSON.stringify(spec.config) } : {}), timeoutMs, cpuLimitMs: timeoutMs });
+      const ms = left();
+      await runCall(g, { callId: nextInternalCallId--, kind, ...(kind === 'initialize' ? { inputJson: JSON.stringify(spec.config) } : {}), timeoutMs: ms, cpuLimitMs: ms });
     }
     return { cpuMs: Number(cpuNow(g) - started) / 1e6 };
   } catch (err) {
@@ -478,6 +479,21 @@ peer.handle('dispose', (params) => {
   });
 });
 
+// Whether this process's own realm (where the host half of isolated-vm runs) is as it started: extension code
+// must never reach it. What a hostile extension would pollute first.
+const PRISTINE = { object: Object.getOwnPropertyNames(Object.prototype).sort().join(','), array: Object.getOwnPropertyNames(Array.prototype).sort().join(',') };
+peer.handle('integrity', () => ({
+  objectPrototype: Object.getOwnPropertyNames(Object.prototype).sort().join(',') === PRISTINE.object,
+  arrayPrototype: Object.getOwnPropertyNames(Array.prototype).sort().join(',') === PRISTINE.array,
+  polluted: ({} as Record<string, unknown>).polluted !== undefined || ([] as unknown as Record<string, unknown>).polluted !== undefined,
+  nativeJson: String(JSON.stringify).includes('[native code]') && String(JSON.parse).includes('[native code]'),
+  nativePromiseThen: Function.prototype.toString.call(Object.getOwnPropertyDescriptor(Promise.prototype, 'then')?.value).includes('[native code]'),
+}));
+
+// The RSS watchdog's question where the host has no procfs: answered at once, whatever the isolates are doing
+// ('stats' below reads heap statistics, which waits for a busy isolate's thread).
+peer.handle('rss', () => ({ rssBytes: process.memoryUsage.rss() }));
+
 peer.handle('stats', (): StatsResult => ({
   pid: process.pid,
   rssBytes: process.memoryUsage.rss(),
@@ -498,6 +514,12 @@ peer.handle('stats', (): StatsResult => ({
 // Backstops: one guest's trouble must not take the process down by accident. Logged, never rethrown.
 process.on('uncaughtException', (err) => process.stderr.write(`plinth isolate sandbox: uncaught exception: ${messageOf(err)}\n`));
 process.on('unhandledRejection', (err) => process.stderr.write(`plinth isolate sandbox: unhandled rejection: ${messageOf(err)}\n`));
+
+// Ctrl-C in a terminal sends SIGINT to the whole foreground process group, this process included (and a
+// supervisor may SIGTERM the group). Its lifecycle is the host's: the host stops every extension in it, then kills
+// it. Dying on the terminal's signal first would fail the very extensions the host is stopping gracefully.
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => undefined);
 
 // Without its host this process has no purpose. SIGKILL rather than exit(): a thread stuck in uninterruptible
 // isolate code can hang a normal exit (isolated-vm #260).

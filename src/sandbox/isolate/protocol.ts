@@ -71,7 +71,7 @@ export interface CtxParams {
 }
 
 /** A ctx op's outcome as plain data: the host never throws its own Error objects (or stacks) over the link. */
-export type CtxResult = { ok: true; value: Json | null; undefined?: boolean } | { ok: false; error: { code: string; name: string; message: string } };
+export type CtxResult = { ok: true; value: Json | null; undefined?: boolean } | { ok: false; error: { code: string; name: string; message: string; hint?: string } };
 
 export interface StatsResult {
   pid: number;

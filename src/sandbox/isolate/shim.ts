@@ -31,6 +31,12 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
   const StringCtor = String;
   const StringSlice = String.prototype.slice;
   const StringIndexOf = String.prototype.indexOf;
+  const WeakSetCtor = WeakSet;
+  const WeakSetAdd = WeakSet.prototype.add;
+  const WeakSetHas = WeakSet.prototype.has;
+  const StringCharAt = String.prototype.charAt;
+  const NumberCtor = Number;
+  const MAX_CONSOLE = 8192;
   const MAX_NAME = 128;
   const MAX_MESSAGE = 4096;
   const MAX_STACK = 16384;
@@ -40,6 +46,9 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
   const envValues = JSONParse(envJson);
   let extension;
   const pending = { __proto__: null };
+  // Errors rebuilt here from the host's ctx replies: only these may carry a PLINTH_ERR_* code (with its hint) out
+  // of a stage, as in a worker. An extension cannot add to this set, so it cannot forge a host error.
+  const ctxErrors = new WeakSetCtor();
   const calls = { __proto__: null };
 
   function cap(s, n) {
@@ -71,13 +80,14 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
   // Whatever was thrown, as JSON text of plain capped strings. Reads happen in try blocks: a throwing getter
   // loses that field, a looping one is stopped by the call's watchdogs.
   function describe(e) {
-    const out = { __proto__: null, name: 'Error', message: '', stack: '', code: '' };
+    const out = { __proto__: null, name: 'Error', message: '', stack: '', code: '', hint: '', ctx: false };
     if ((typeof e === 'object' && e !== null) || typeof e === 'function') {
       let v;
       try { v = e.name; if (typeof v === 'string') out.name = cap(v, MAX_NAME); } catch (x) { /* lost */ }
       try { v = e.message; if (typeof v === 'string') out.message = cap(v, MAX_MESSAGE); } catch (x) { /* lost */ }
       try { v = e.stack; if (typeof v === 'string') out.stack = cap(cleanStack(v), MAX_STACK); } catch (x) { /* lost */ }
       try { v = e.code; if (typeof v === 'string') out.code = cap(v, MAX_NAME); } catch (x) { /* lost */ }
+      try { if (ReflectApply(WeakSetHas, ctxErrors, [e])) { out.ctx = true; v = e.hint; if (typeof v === 'string') out.hint = cap(v, MAX_MESSAGE); } } catch (x) { /* lost */ }
       if (out.message === '' && out.stack === '') out.message = 'a value without message or stack was thrown';
     } else {
       out.name = 'NonError';
@@ -108,10 +118,18 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     }
   }
 
-  function codedError(code, name, message) {
+  function codedError(code, name, message, hint) {
     const err = new ErrorCtor(typeof message === 'string' ? message : 'ctx operation failed');
     if (typeof name === 'string' && name !== '' && name !== 'Error') ObjectDefineProperty(err, 'name', { value: name, writable: true, configurable: true, enumerable: false });
     if (typeof code === 'string' && code !== '') ObjectDefineProperty(err, 'code', { value: code, writable: true, configurable: true, enumerable: true });
+    if (typeof hint === 'string' && hint !== '') ObjectDefineProperty(err, 'hint', { value: hint, writable: true, configurable: true, enumerable: true });
+    return err;
+  }
+
+  // An error of the host's ctx handler (or the shim's own ctx.env check, which stands in for it).
+  function ctxError(code, name, message, hint) {
+    const err = codedError(code, name, message, hint);
+    ReflectApply(WeakSetAdd, ctxErrors, [err]);
     return err;
   }
 
@@ -167,7 +185,7 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     } catch (e) {
       info = { __proto__: null };
     }
-    p.reject(codedError(info.code, info.name, info.message));
+    p.reject(ctxError(info.code, info.name, info.message, info.hint));
   }
 
   function logText(message) {
@@ -218,7 +236,9 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
           const v = envValues[name];
           return v === null ? undefined : v;
         }
-        throw codedError('PLINTH_ERR_PERMISSION_DENIED', 'Error', 'extension ' + identity.id + ': environment variable ' + primitiveText(name) + ' is not granted (add it under permissions.env)');
+        // The same message and hint the host's handler gives a worker (grants): the name to add.
+        const shown = primitiveText(name);
+        throw ctxError('PLINTH_ERR_PERMISSION_DENIED', 'Error', 'extension ' + identity.id + ': environment variable ' + shown + ' is not granted', 'add "' + shown + '" under permissions.env to "plinth.permissions" in its package.json (and re-sign it)');
       }),
     };
     if (extra !== undefined) {
@@ -230,7 +250,68 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
     return ObjectFreeze(ctx);
   }
 
-  const baseCtx = makeCtx(0, undefined);
+
+  // console.* of the extension: lines of the host log under its id (level by method), never the host's stdout and
+  // never dropped. Formatted here, in the isolate: the host receives only a capped string.
+  function show(v) {
+    if (typeof v === 'string') return v;
+    if (v === null || (typeof v !== 'object' && typeof v !== 'function')) return primitiveText(v);
+    try {
+      const st = v.stack;
+      if (typeof st === 'string' && st !== '') return cleanStack(st);
+    } catch (e) { /* not an error after all */ }
+    if (typeof v === 'function') return '[Function]';
+    try {
+      const t = JSONStringify(v);
+      if (typeof t === 'string') return t;
+    } catch (e) { /* cyclic, BigInt, a throwing toJSON */ }
+    return '[object]';
+  }
+
+  // Node's console format: %s %d %i %f %j %o %O %c and %% in a leading string, then the rest joined by spaces.
+  function formatArgs(args) {
+    const n = args.length;
+    let i = 0;
+    let out = '';
+    if (n > 0 && typeof args[0] === 'string' && ReflectApply(StringIndexOf, args[0], ['%']) !== -1) {
+      const f = args[0];
+      i = 1;
+      let at = 0;
+      while (at < f.length && out.length < MAX_CONSOLE) {
+        const pc = ReflectApply(StringIndexOf, f, ['%', at]);
+        if (pc === -1 || pc === f.length - 1) { out += ReflectApply(StringSlice, f, [at]); break; }
+        out += ReflectApply(StringSlice, f, [at, pc]);
+        const k = ReflectApply(StringCharAt, f, [pc + 1]);
+        at = pc + 2;
+        if (k === '%') out += '%';
+        else if (k === 'c') i++;
+        else if (k === 's' || k === 'o' || k === 'O' || k === 'j') out += i < n ? show(args[i++]) : '%' + k;
+        else if (k === 'd' || k === 'i' || k === 'f') out += i < n ? primitiveText(typeof args[i] === 'bigint' ? args[i++] : NumberCtor(args[i++])) : '%' + k;
+        else out += '%' + k;
+      }
+    } else if (n > 0) {
+      out = show(args[0]);
+      i = 1;
+    }
+    for (; i < n && out.length < MAX_CONSOLE; i++) out += ' ' + show(args[i]);
+    return cap(out, MAX_CONSOLE);
+  }
+
+  const CONSOLE_LEVELS = { __proto__: null, log: 'info', info: 'info', dir: 'info', table: 'info', debug: 'debug', trace: 'debug', warn: 'warn', error: 'error' };
+  const guestConsole = { __proto__: null };
+  for (const method in CONSOLE_LEVELS) {
+    const level = CONSOLE_LEVELS[method];
+    guestConsole[method] = function () {
+      let message;
+      try {
+        message = formatArgs(arguments);
+      } catch (e) {
+        message = '[unprintable]';
+      }
+      request(0, { __proto__: null, op: 'log', level: level, message: message, fields: { __proto__: null, console: method } }, true);
+    };
+  }
+  ObjectDefineProperty(globalThis, 'console', { value: ObjectFreeze(guestConsole), writable: true, configurable: true, enumerable: false });
 
   // AbortSignal does not exist in a bare isolate: a frozen look-alike, aborted by dispatch('abort').
   function makeSignal() {
@@ -357,7 +438,9 @@ return (function (hostRequest, hostDone, identityJson, envJson, maxResultChars, 
           return;
         }
         if (typeof fn !== 'function') throw new TypeErrorCtor('the default export\'s ' + hook + ' is not a function');
-        result = kind === 'initialize' || kind === 'event' ? ReflectApply(fn, ext, [input, baseCtx]) : ReflectApply(fn, ext, [baseCtx]);
+        // A ctx of this call's own: its ops end with the call (a ctx kept from an earlier call no longer answers).
+        const hookCtx = makeCtx(callId, undefined);
+        result = kind === 'initialize' || kind === 'event' ? ReflectApply(fn, ext, [input, hookCtx]) : ReflectApply(fn, ext, [hookCtx]);
       }
     } catch (e) {
       failed(callId, kind, e);

@@ -85,7 +85,8 @@ export class Peer {
     const pending = this.#pending.get(m.id);
     if (!pending) return;
     this.#pending.delete(m.id);
-    if (m.error) pending.reject(m.error.data !== undefined ? PlinthError.fromJSON(m.error.data) : new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `remote error ${m.error.code}: ${m.error.message}`));
+    // An error without a PlinthError in `data` is the link's own (JSON-RPC §5.1: unknown method, invalid request).
+    if (m.error) pending.reject(m.error.data !== undefined ? PlinthError.fromJSON(m.error.data) : new PlinthError('PLINTH_ERR_LINK_PROTOCOL', `remote error ${String(m.error.code)}: ${String(m.error.message)}`));
     else pending.resolve(m.result);
   }
 

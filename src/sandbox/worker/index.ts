@@ -22,6 +22,7 @@ import type { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
+import { checkTimeout, startTimedOut } from '../options.ts';
 import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
 import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import { isCtxHello, MAX_RESULT_BYTES, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
@@ -110,6 +111,8 @@ class WorkerSandbox implements Sandbox {
   #nextCallId = 1;
   readonly #exitListeners: Array<(exit: SandboxExit) => void> = [];
   #exit: SandboxExit | undefined;
+  /** The health probe in flight, if any. */
+  #probe: Promise<HealthResult> | undefined;
 
   constructor(spec: SandboxSpec, context: ContextHandler, options: WorkerSandboxOptions) {
     this.spec = spec;
@@ -179,9 +182,9 @@ class WorkerSandbox implements Sandbox {
     for (const worker of pool.threads) this.#watch(worker);
 
     // One `ready` task per thread: the least-busy balancer hands each to a different idle thread.
-    const timeoutMs = spec.limits.callTimeoutMs;
+    const timeoutMs = spec.limits.startTimeoutMs ?? spec.limits.callTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    const deadlineError = new Error(`initialize()/start() did not finish within ${timeoutMs} ms (limits.callTimeoutMs)`);
+    const deadlineError = startTimedOut(spec.id, timeoutMs);
     const deadline = new Promise<never>((_, reject) => {
       timer = unrefTimer(() => reject(deadlineError), timeoutMs);
     });
@@ -205,7 +208,7 @@ class WorkerSandbox implements Sandbox {
       }
       this.#state = 'failed';
       await this.#destroy();
-      if (err instanceof PlinthError && err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED') throw err;
+      if (err instanceof PlinthError && (err.code === 'PLINTH_ERR_EXTENSION_LOAD_FAILED' || err === deadlineError)) throw err;
       // The thread died while loading (process.exit(), OOM, an uncaught exception in a timer) or never answered.
       const e = err as { message?: unknown; stack?: unknown; code?: unknown } | undefined;
       const message = typeof e?.message === 'string' ? e.message : String(err);
@@ -284,19 +287,48 @@ class WorkerSandbox implements Sandbox {
     await this.#enqueue({ type: 'event', callId, event }, `handleEvent(${event.topic})`, options);
   }
 
-  async health(timeoutMs: number): Promise<HealthResult> {
+  /**
+   * Runs healthCheck() in the thread's probe slot (piscina's one slot beyond `concurrency`). Probes never overlap: a
+   * probe asked for while one runs shares its answer. At `timeoutMs` the probe is cancelled in the thread (its task
+   * ends, the slot is free again); if the thread does not let go within KILL_GRACE_MS (healthCheck() blocks it),
+   * the sandbox is ended ('killed'), naming healthCheck() — never a stage call waiting behind it.
+   */
+  health(timeoutMs: number): Promise<HealthResult> {
+    this.#probe ??= this.#health(timeoutMs).finally(() => {
+      this.#probe = undefined;
+    });
+    return this.#probe;
+  }
+
+  async #health(timeoutMs: number): Promise<HealthResult> {
     const pool = this.#pool;
     if (this.#state !== 'running' || !pool) throw this.#unavailable();
+    checkTimeout(this.spec.id, timeoutMs);
+    const callId = this.#nextCallId++;
     let timer: NodeJS.Timeout | undefined;
-    const result = await Promise.race([
-      pool.run({ type: 'health', callId: this.#nextCallId++ }).catch((err: unknown) => {
+    let killTimer: NodeJS.Timeout | undefined;
+    const task = pool.run({ type: 'health', callId });
+    const taskDone = task.then(
+      () => clearTimeout(killTimer),
+      (err: unknown) => {
+        clearTimeout(killTimer);
         this.#threadFailed(err, undefined);
+      },
+    );
+    const result = await Promise.race([
+      task.catch(() => {
         throw this.#unavailable();
       }),
       new Promise<never>((_, reject) => {
-        timer = unrefTimer(() => reject(this.#error('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.spec.id}: healthCheck() did not answer within ${timeoutMs} ms`)), timeoutMs);
+        timer = unrefTimer(() => {
+          const message = `extension ${this.spec.id}: healthCheck() did not answer within ${timeoutMs} ms`;
+          reject(this.#error('PLINTH_ERR_STAGE_TIMEOUT', message, 'make healthCheck() answer faster, or raise health.timeoutMs'));
+          this.#abortCall(callId, 'PLINTH_ERR_STAGE_TIMEOUT', message);
+          killTimer = unrefTimer(() => this.#crash('killed', `healthCheck() of extension ${this.spec.id} did not return within ${timeoutMs} ms and ignored cancellation for ${KILL_GRACE_MS} ms; its thread was terminated`, undefined), KILL_GRACE_MS);
+        }, timeoutMs);
       }),
     ]).finally(() => clearTimeout(timer));
+    void taskDone;
     if (!result.ok) throw this.#fromWire(result.error);
     return JSON.parse(result.json) as HealthResult;
   }
@@ -304,7 +336,11 @@ class WorkerSandbox implements Sandbox {
   #enqueue(task: Pending['task'], label: string, options: CallOptions): Promise<Json> {
     if (this.#state !== 'running') return Promise.reject(this.#unavailable());
     const timeoutMs = options.timeoutMs;
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) return Promise.reject(new RangeError(`timeoutMs must be a positive number, got ${String(timeoutMs)}`));
+    try {
+      checkTimeout(this.spec.id, timeoutMs);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     return new Promise<Json>((resolve, reject) => {
       const p: Pending = { callId: task.callId, task, label, timeoutMs, resolve, reject, settled: false, dispatched: false, taskDone: false, timers: new Set(), cleanup: undefined };
       const signal = options.signal;
@@ -417,7 +453,11 @@ class WorkerSandbox implements Sandbox {
   }
 
   #abortInThread(p: Pending, code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN', message: string): void {
-    const msg: HostMessage = { kind: 'abort', callId: p.callId, code, message };
+    this.#abortCall(p.callId, code, message);
+  }
+
+  #abortCall(callId: number, code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN', message: string): void {
+    const msg: HostMessage = { kind: 'abort', callId, code, message };
     for (const link of this.#links) {
       try {
         link.port.postMessage(msg);

@@ -7,6 +7,7 @@
 // thread, about 11 MB of RSS each.
 import { MessageChannel, parentPort, receiveMessageOnPort, threadId, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
+import { format } from 'node:util';
 
 /** @typedef {import('./protocol.ts').CtxHello} CtxHello */
 /** @typedef {import('./protocol.ts').HostMessage} HostMessage */
@@ -243,6 +244,45 @@ const baseCtx = Object.freeze({
   env,
 });
 
+// --- console and standard output --------------------------------------------------------------------------
+
+// Whatever the extension prints is a line of the host's log under its id, never the host's stdout (a worker
+// thread's stdout is the host process's, where `plinth call --json` writes its result). console methods keep
+// their level; anything else written to process.stdout / process.stderr (console.dir, table, a raw write) is
+// `info` / `warn`. Formatting is util.format's, as in Node.
+/** @type {Record<string, 'debug' | 'info' | 'warn' | 'error'>} */
+const CONSOLE_LEVELS = { log: 'info', info: 'info', debug: 'debug', trace: 'debug', warn: 'warn', error: 'error' };
+for (const [method, level] of Object.entries(CONSOLE_LEVELS)) {
+  const line = log(level);
+  Object.defineProperty(console, method, {
+    value: (/** @type {unknown[]} */ ...args) => line(format(...args).slice(0, 8192), { console: method }),
+    writable: true,
+    configurable: true,
+  });
+}
+/**
+ * @param {'info' | 'warn'} level
+ * @param {string} stream
+ */
+function streamToLog(level, stream) {
+  const line = log(level);
+  /**
+   * @param {unknown} chunk
+   * @param {unknown} [encoding]
+   * @param {unknown} [callback]
+   */
+  return function write(chunk, encoding, callback) {
+    const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) || chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : String(chunk);
+    const trimmed = text.endsWith('\n') ? text.slice(0, -1) : text;
+    if (trimmed !== '') line(trimmed.slice(0, 8192), { console: stream });
+    const done = /** @type {(() => void) | undefined} */ (typeof encoding === 'function' ? encoding : typeof callback === 'function' ? callback : undefined);
+    if (done) process.nextTick(done);
+    return true;
+  };
+}
+process.stdout.write = /** @type {typeof process.stdout.write} */ (streamToLog('info', 'stdout'));
+process.stderr.write = /** @type {typeof process.stderr.write} */ (streamToLog('warn', 'stderr'));
+
 // --- loading the extension, once per thread ---------------------------------------------------------------
 
 /**
@@ -401,15 +441,22 @@ async function serve(task) {
     }
     case 'health': {
       if (typeof ext.healthCheck !== 'function') return { ok: true, json: 'true' };
-      /** @type {HealthResult} */
-      let result;
-      try {
-        result = normaliseHealth(await ext.healthCheck(baseCtx));
-      } catch (err) {
-        const e = wireError(err, 'PLINTH_ERR_STAGE_FAILED', 'healthCheck() threw');
-        result = { healthy: false, detail: e.message };
-      }
-      return { ok: true, json: JSON.stringify(result) };
+      // Cancelled by the host at the probe's timeout: the task ends then, so a hung healthCheck() never keeps
+      // holding the thread's probe slot (issue 8). Code that blocks the thread is ended with it by the host.
+      return withSignal(task.callId, async (signal) => {
+        /** @type {HealthResult} */
+        let result;
+        try {
+          /** @type {Promise<never>} */
+          const cancelled = new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason instanceof Error ? signal.reason : new Error('cancelled')), { once: true }));
+          result = normaliseHealth(await Promise.race([ext.healthCheck?.(Object.freeze({ ...baseCtx, signal })), cancelled]));
+        } catch (err) {
+          if (signal.aborted) return { ok: false, error: wireError(signal.reason, 'PLINTH_ERR_STAGE_TIMEOUT', 'healthCheck() was cancelled') };
+          const e = wireError(err, 'PLINTH_ERR_STAGE_FAILED', 'healthCheck() threw');
+          result = { healthy: false, detail: e.message };
+        }
+        return { ok: true, json: JSON.stringify(result) };
+      });
     }
     case 'stop':
       try {

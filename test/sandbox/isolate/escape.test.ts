@@ -46,10 +46,9 @@ describe('escape attempts', () => {
     assert.equal(seen.arrayProtoPolluted, 'undefined');
     assert.equal(seen.jsonStringifyNative, true);
     assert.ok(!seen.objectProtoKeys.includes('then'));
-    assert.equal(({} as Record<string, unknown>).polluted, undefined, 'host Object.prototype untouched');
-    assert.equal(([] as unknown as Record<string, unknown>).polluted, undefined, 'host Array.prototype untouched');
-    assert.equal(typeof Promise.prototype.then, 'function');
-    assert.equal(JSON.stringify({ a: 1 }), '{"a":1}');
+    // The realm that could be reached is the sandbox process's own (the test process never ran the polluting
+    // code, so checking its prototypes could not fail): it is asked, over the link.
+    assert.deepEqual(await sandbox.process.integrity(), { objectPrototype: true, arrayPrototype: true, polluted: false, nativeJson: true, nativePromiseThen: true }, 'the sandbox process realm is untouched');
   });
 
   it('thrown proxies, throwing getters and non-errors become plain STAGE_FAILED errors', async () => {

@@ -139,9 +139,30 @@ describe('the host wall', () => {
     const { sandbox } = await started(await fixture('hostile'), { process: proc });
     const exited = exitOf(sandbox);
     const pending = sandbox.call('never', {}, { timeoutMs: 5000, traceId: 't' });
-    setTimeout(() => process.kill(proc.pid!, 'SIGSEGV'), 100);
+    process.kill(proc.pid!, 'SIGSEGV');
     await rejectsWith(pending, 'PLINTH_ERR_SANDBOX_CRASHED');
-    assert.equal((await exited).reason, 'crashed');
+    const exit = await exited;
+    assert.equal(exit.reason, 'crashed');
+    assert.match(exit.detail, /SIGSEGV/);
     await proc.shutdown();
+  });
+});
+
+describe('no CPU outside a call', () => {
+  // Regression (issue 7 §4): a chain of ctx round trips restarted the per-call timer each time, so code kept running
+  // after its call returned (3.6 s of CPU after a 1 s call). The continuation of an ended call is cut off.
+  it('a chain of ctx round trips left behind by a returned call makes no progress afterwards', async () => {
+    const { sandbox, host } = await started(await fixture('hostile'));
+    const chained = () => host.ops.filter((op) => op.op === 'kv.get' && op.key === 'chain').length;
+    assert.equal(await call(sandbox, 'chain_after_return'), 'returned');
+    const atReturn = chained();
+    assert.ok(atReturn <= 1, `${atReturn} chained ops before the call returned`);
+    // Forty round trips of a later call through the same isolate: the old chain had as many chances to go on.
+    assert.equal(await call(sandbox, 'roundtrips', { n: 40 }), 40);
+    // At most one more: an answer that reached the isolate before the sandbox process had seen the call's result.
+    assert.ok(chained() <= 2, `${chained()} chained ctx ops ran after the call had returned`);
+    const before = sandbox.usage.cpuMs;
+    assert.equal(await call(sandbox, 'roundtrips', { n: 1 }), 1);
+    assert.ok(sandbox.usage.cpuMs - before < 200, 'the later call was not charged for the old chain either');
   });
 });

@@ -76,3 +76,27 @@ describe('memory', () => {
     await proc.shutdown();
   });
 });
+
+describe('memory watchdog without procfs', () => {
+  // Regression: where /proc is missing the RSS watchdog silently turned off. It says so, and asks the process.
+  it('warns once and still kills a sandbox process past its RSS limit, asking the process over the link', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const proc = new IsolateProcess({ procRoot: '/nonexistent-procfs', rssLimitMb: 384, rssIntervalMs: 50 });
+      const { sandbox } = await started(await fixture('hostile'), { process: proc });
+      const exited = exitOf(sandbox);
+      const err = await rejectsWith(sandbox.call('rab', { maxMb: 3072 }, { timeoutMs: 20_000, traceId: 't' }), 'PLINTH_ERR_OUT_OF_MEMORY');
+      assert.match(err.message, /RSS/);
+      assert.equal((await exited).reason, 'out-of-memory');
+      await new Promise((resolve) => setImmediate(resolve)); // 'warning' is emitted on a later tick
+      const ours = warnings.filter((w) => (w as Error & { code?: string }).code === 'PLINTH_NO_PROCFS');
+      assert.equal(ours.length, 1);
+      assert.match(ours[0]!.message, /no procfs at \/nonexistent-procfs/);
+      await proc.shutdown();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});

@@ -28,7 +28,7 @@ describe('worker runtime: loading', () => {
     });
   }
 
-  it('initialize() that never finishes: EXTENSION_LOAD_FAILED at limits.callTimeoutMs', async () => {
+  it('initialize() that never finishes: EXTENSION_LOAD_FAILED at limits.startTimeoutMs (callTimeoutMs when unset)', async () => {
     const h = await harness(fixture('load-fail'), { config: { failIn: 'hang' } }); // callTimeoutMs 1500
     const began = performance.now();
     const err = await within(rejectsWith(h.sandbox.start(), 'PLINTH_ERR_EXTENSION_LOAD_FAILED'), 5_000, 'start');
@@ -258,4 +258,50 @@ describe('worker runtime: health and stop', () => {
       assert.match(stdout, expected);
     });
   }
+});
+
+describe('health probes', () => {
+  // Regression (seen): a hung healthCheck() was never cancelled; two hung probes took the thread's slots and a stage
+  // call then waited behind them until it was killed with a message blaming the stage.
+  it('a hung healthCheck() is cancelled at its timeout and never takes a stage call\'s slot', async () => {
+    const h = await harness(fixture('healthy'), { config: { hangHealth: 'async' }, limits: { concurrency: 1 } });
+    await within(h.sandbox.start(), 10_000, 'start');
+    try {
+      for (let i = 0; i < 3; i++) {
+        const err = await rejectsWith(h.sandbox.health(100), 'PLINTH_ERR_STAGE_TIMEOUT');
+        assert.match(err.message, /healthCheck\(\) did not answer within 100 ms/);
+      }
+      const out = (await within(h.sandbox.call('echo', 'after probes', opts(3_000)), 3_000, 'echo after hung probes')) as { input: string };
+      assert.equal(out.input, 'after probes');
+      assert.deepEqual(h.exits, [], 'a probe that lets go of its thread ends nothing');
+    } finally {
+      await h.sandbox.stop(1_000);
+    }
+  });
+
+  it('probes never overlap: a probe asked for while one runs shares its answer', async () => {
+    const h = await harness(fixture('healthy'), { config: { hangHealth: 'async' }, limits: { concurrency: 1 } });
+    await within(h.sandbox.start(), 10_000, 'start');
+    try {
+      const a = h.sandbox.health(150);
+      const b = h.sandbox.health(150);
+      const [ea, eb] = await Promise.all([a.catch((e: unknown) => e), b.catch((e: unknown) => e)]);
+      assert.equal(ea, eb, 'one probe, one answer');
+    } finally {
+      await h.sandbox.stop(1_000);
+    }
+  });
+
+  it('a healthCheck() that blocks its thread ends the sandbox, naming healthCheck()', async () => {
+    const h = await harness(fixture('healthy'), { config: { hangHealth: 'sync' }, limits: { concurrency: 1 } });
+    await within(h.sandbox.start(), 10_000, 'start');
+    try {
+      await rejectsWith(h.sandbox.health(100), 'PLINTH_ERR_STAGE_TIMEOUT');
+      const exit = await within(h.exited, 5_000, 'exit');
+      assert.equal(exit.reason, 'killed');
+      assert.match(exit.detail, /healthCheck\(\)/);
+    } finally {
+      await h.sandbox.stop(1_000);
+    }
+  });
 });
