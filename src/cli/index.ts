@@ -72,7 +72,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .showHelpAfterError('(run `plinth help <command>` for its options)');
   // Every subcommand's --json applies to the errors it ends with too.
   program.hook('preAction', (_program, action) => {
-    command = action.name();
+    // A subcommand of a group (`dlq ls`) is named with its group.
+    const parent = action.parent;
+    command = parent && parent !== program ? `${parent.name()} ${action.name()}` : action.name();
     json = action.opts<{ json?: boolean }>().json ?? false;
   });
 

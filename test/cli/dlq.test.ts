@@ -11,7 +11,7 @@ describe('plinth dlq', () => {
     const root = await tempDir();
     const r = await runCli(['dlq', 'ls', '--data-dir', 'data', '--json'], { cwd: root });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { ok: true, deadLetters: [] });
+    assert.deepEqual(JSON.parse(r.stdout), { ok: true, command: 'dlq ls', data: { deadLetters: [] }, error: null });
     assert.equal(existsSync(storeFile(path.join(root, 'data'))), false);
   });
 
@@ -24,7 +24,7 @@ describe('plinth dlq', () => {
       store.deadLetter(sub, undefined, { id: `${topic}-1`, topic, time: now.toISOString(), payload: { topic } }, [attempt], now, durationMs('24h'));
     }
     store.close();
-    const ls = async (...args: string[]) => (JSON.parse((await runCli(['dlq', 'ls', '--data-dir', 'data', '--json', ...args], { cwd: root })).stdout) as { deadLetters: Array<{ id: number; event: { topic: string } }> }).deadLetters.map((d) => d.event.topic);
+    const ls = async (...args: string[]) => (JSON.parse((await runCli(['dlq', 'ls', '--data-dir', 'data', '--json', ...args], { cwd: root })).stdout) as { data: { deadLetters: Array<{ id: number; event: { topic: string } }> } }).data.deadLetters.map((d) => d.event.topic);
     assert.deepEqual(await ls('--topic', 'orders.*'), ['orders.created', 'orders.paid']);
     assert.deepEqual(await ls('--subscriber', 'a'), ['orders.created', 'users.joined']);
     assert.deepEqual(await ls('--since', '1h'), ['orders.created', 'orders.paid', 'users.joined']);
@@ -38,7 +38,7 @@ describe('plinth dlq', () => {
     assert.equal(bare.code, 2);
     assert.match(bare.stderr, /PLINTH_ERR_USAGE/);
     const purge = await runCli(['dlq', 'purge', '--topic', 'orders.#', '--data-dir', 'data', '--json'], { cwd: root });
-    assert.deepEqual(JSON.parse(purge.stdout), { ok: true, purged: 2 });
+    assert.deepEqual(JSON.parse(purge.stdout), { ok: true, command: 'dlq purge', data: { purged: 2 }, error: null });
     assert.deepEqual(await ls(), ['users.joined']);
   });
 });

@@ -181,7 +181,7 @@ describe('durability across SIGKILL', () => {
     // The dead letters are in the store the killed host left: `plinth dlq` reads them without a host.
     const ls = await runCli(['dlq', 'ls', '--json'], { cwd: root });
     assert.equal(ls.code, 0, ls.stderr);
-    const letters = (JSON.parse(ls.stdout) as { deadLetters: Array<{ id: number; subscriber: string; event: { id: string; payload: { n: number } }; attempts: unknown[] }> }).deadLetters;
+    const letters = (JSON.parse(ls.stdout) as { data: { deadLetters: Array<{ id: number; subscriber: string; event: { id: string; payload: { n: number } }; attempts: unknown[] }> } }).data.deadLetters;
     assert.deepEqual(letters.map((l) => l.event.payload.n).sort((a, b) => a - b), [...published.keys()].filter((n) => n % 2 === 1).sort((a, b) => a - b));
     assert.ok(letters.every((l) => l.subscriber === 'failing' && l.attempts.length === 1 && l.event.id === published.get(l.event.payload.n)));
     const show = await runCli(['dlq', 'show', String(letters[0]!.id)], { cwd: root });
@@ -190,7 +190,7 @@ describe('durability across SIGKILL', () => {
     // Replay them to `failing` (delivered at the next start), and purge none.
     const replay = await runCli(['dlq', 'replay', '--subscriber', 'failing', '--json'], { cwd: root });
     assert.equal(replay.code, 0, replay.stderr);
-    assert.equal((JSON.parse(replay.stdout) as { replayed: unknown[] }).replayed.length, 25);
+    assert.equal((JSON.parse(replay.stdout) as { data: { replayed: unknown[] } }).data.replayed.length, 25);
 
     // Restart on the same data dir: the same durable subscribers get what they had not acknowledged.
     const host = await hostIn(root);
