@@ -3,6 +3,7 @@
 import { cp, mkdtemp, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after } from 'node:test';
@@ -90,4 +91,16 @@ export async function rejectsWith<T = unknown>(promise: Promise<T>, code: string
     throw new Error(`expected a PlinthError ${code}, got ${err instanceof PlinthError ? err.code : String(err)}`, { cause: err });
   }
   throw new Error(`expected a PlinthError ${code}, but it resolved`);
+}
+
+/**
+ * Waits until `check` holds, polling every 20 ms, and fails after `ms`: for state that lives in another thread or
+ * process (or behind I/O), where there is no event to wait on.
+ */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await delay(20);
+  }
 }

@@ -4,23 +4,15 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import { loadHostConfig } from '../../src/config/index.ts';
 import { Host } from '../../src/host/index.ts';
 import { signExtension } from '../../src/trust/index.ts';
 import type { PlinthEvent } from '../../src/sdk/index.ts';
-import { ROOT, makePublisher, tempDir, writeTrustStore } from '../helpers.ts';
+import { ROOT, makePublisher, tempDir, waitFor, writeTrustStore } from '../helpers.ts';
 
 const publisher = makePublisher('tests');
 
-async function waitFor(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(20);
-  }
-}
 
 describe('host: routes and rules from host config', () => {
   let host: Host;

@@ -4,14 +4,13 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { cp, mkdir, writeFile, readFile } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
 import { pino } from 'pino';
 import { loadHostConfig } from '../../src/config/index.ts';
 import { Host } from '../../src/host/index.ts';
 import { signExtension } from '../../src/trust/index.ts';
 import type { Json, PlinthEvent } from '../../src/sdk/index.ts';
-import { ROOT, makePublisher, rejectsWith, tempDir, writeTrustStore } from '../helpers.ts';
+import { ROOT, makePublisher, rejectsWith, tempDir, waitFor, writeTrustStore } from '../helpers.ts';
 
 const publisher = makePublisher('tests');
 const silent = pino({ level: 'silent' });
@@ -40,13 +39,6 @@ async function setup(options: { config?: string; unsigned?: string[]; policy?: '
   return { host, events, root };
 }
 
-async function waitFor(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(20);
-  }
-}
 
 describe('host with the bundled extensions', () => {
   let ctx: Awaited<ReturnType<typeof setup>>;

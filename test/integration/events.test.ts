@@ -6,13 +6,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { cp, mkdir, writeFile, readFile } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import { loadHostConfig } from '../../src/config/index.ts';
 import { Host } from '../../src/host/index.ts';
 import { signExtension } from '../../src/trust/index.ts';
 import type { DeliveredEvent } from '../../src/sdk/index.ts';
-import { ROOT, makePublisher, runCli, tempDir, writeTrustStore } from '../helpers.ts';
+import { ROOT, makePublisher, runCli, tempDir, waitFor, writeTrustStore } from '../helpers.ts';
 
 const publisher = makePublisher('tests');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'events');
@@ -42,13 +41,6 @@ async function hostIn(root: string, env: NodeJS.ProcessEnv = {}): Promise<Host> 
   return new Host(await loadHostConfig({ cwd: root, env: {} }), { logger: pino({ level: 'silent' }), env, stopSandboxProcesses: false });
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await delay(20);
-  }
-}
 
 const seen = async (host: Host, id: string) => ((await host.call(id, "seen", {})) as unknown as { entries: Entry[] }).entries;
 

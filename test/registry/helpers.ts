@@ -1,7 +1,6 @@
 // Registry test helpers: signed copies of the lifecycle fixture under any id, version and dependencies.
 import path from 'node:path';
 import { cp, mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { pino } from 'pino';
 import { loadHostConfig } from '../../src/config/index.ts';
 import { Host, type HostOptions } from '../../src/host/index.ts';
@@ -72,13 +71,7 @@ export async function workspace(exts: ExtSpec[], options: { config?: string; hos
   return { root, plugins, host, events };
 }
 
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await delay(20);
-  }
-}
+export { waitFor } from '../helpers.ts';
 
 export function states(host: Host): Record<string, string> {
   return Object.fromEntries(host.list().map((e) => [e.id, e.state]));
