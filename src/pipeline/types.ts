@@ -138,3 +138,24 @@ export interface RunScope {
   stages: Record<string, { output?: Json; state: StageState }>;
   run: { id: string; pipeline: string };
 }
+
+/**
+ * The pipeline engine as the host's other parts see it (the CLI, the control channel's `pipelines.*` / `runs.*`
+ * methods, triggers). The engine implements it; callers code against this, not the engine's classes.
+ */
+export interface PipelineService {
+  /** Parses (when given a file or text) and checks against the loaded extensions; never runs anything. */
+  validate(source: { file: string } | { definition: unknown }): Promise<{ definition?: PipelineDefinition; issues: PipelineIssue[] }>;
+  /** Checks, journals the run, starts it and returns at once; PLINTH_ERR_PIPELINE_INVALID (with `issues`) if the check fails. */
+  start(source: { file: string } | { definition: unknown }, options?: { variables?: Record<string, Json>; trigger?: RunRecord['trigger'] }): Promise<{ runId: string }>;
+  /** Resolves with the final record once the run ends (or at once if it has). */
+  wait(runId: string, signal?: AbortSignal): Promise<RunRecord>;
+  get(runId: string): RunRecord | undefined;
+  list(filter?: { pipeline?: string; state?: RunState; limit?: number }): RunRecord[];
+  /** First cancel: cancel running stages and compensate; `{ force: true }`: stop now, no compensation. */
+  cancel(runId: string, options?: { force?: boolean }): Promise<void>;
+  /** Resumes an interrupted run from its journal: completed stages are not executed again. */
+  resume(runId: string): Promise<{ runId: string }>;
+  /** Every progress change of every run; returns an unsubscribe. */
+  onProgress(listener: (progress: RunProgress) => void): () => void;
+}
