@@ -1,13 +1,16 @@
-// One forked sandbox process, as the host holds it: the child, the Peer over its IPC channel, the sandboxes it
-// hosts, its memory watchdog, and the one place that decides why it ended. An IsolateProcess (registry.ts) forks a
-// new handle when the previous process has died.
+// One forked sandbox process, as the host holds it: the child, the framed link to it (a pipe: fd 4 of the child)
+// with the Peer over it, the sandboxes it hosts, its memory watchdog, and the one place that decides why it ended.
+// An IsolateProcess (registry.ts) forks a new handle when the previous process has died.
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
-import { Peer, childTransport } from '../link/index.ts';
+import { Peer } from '../link/index.ts';
+import { FrameLink } from '../link/frames.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
-import { MIN_MEMORY_MB, type CtxParams, type CtxResult, type ExitParams } from './protocol.ts';
+import type { Json } from '../../sdk/index.ts';
+import { INVOKE_METHOD, MIN_MEMORY_MB, frameCaps, type CtxParams, type CtxResult, type ExitParams, type InvokeParams, type InvokeReply, type InvokeResult } from './protocol.ts';
 import { MemoryWatchdog } from './watchdog.ts';
 
 const debug = debuglog('plinth:sandbox');
@@ -55,8 +58,14 @@ process.once('exit', () => {
   for (const child of liveChildren) child.kill('SIGKILL');
 });
 
+interface RawPending {
+  resolve: (result: InvokeResult) => void;
+  reject: (err: unknown) => void;
+}
+
 export class ProcessHandle {
   readonly child: ChildProcess;
+  readonly link: FrameLink;
   readonly peer: Peer;
   readonly sandboxes = new Map<string, HostedSandbox>();
   readonly ready: Promise<void>;
@@ -67,6 +76,8 @@ export class ProcessHandle {
   #end: ProcessEnd | undefined;
   #inflight = 0;
   #ready = false;
+  readonly #rawPending = new Map<string, RawPending>();
+  #nextRawId = 1;
 
   constructor(options: ResolvedProcessOptions, onExit: (handle: ProcessHandle) => void) {
     this.#options = options;
@@ -76,7 +87,9 @@ export class ProcessHandle {
       // nor is its environment: nothing of the host's secrets sits in the process that runs untrusted code.
       execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...STRIP_TYPES_ARGS],
       env: {},
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // fd 4: the framed link (a socketpair). The IPC channel (fd 3) carries nothing: it is the process's lifeline
+      // (it kills itself when the channel closes, i.e. when the host is gone).
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
       serialization: 'json',
       // Its own process group (and session): a terminal's Ctrl-C goes to the host's group only, even while this
       // process is still booting (before process.ts can ignore SIGINT). The host stops it; if the host dies, the
@@ -84,7 +97,17 @@ export class ProcessHandle {
       detached: true,
     });
     liveChildren.add(this.child);
-    this.peer = new Peer(childTransport(this.child));
+    this.child.channel?.unref();
+    this.link = new FrameLink(this.child.stdio[4] as Duplex, frameCaps(options.maxResultBytes));
+    // A malformed frame is a crash of the process that sent it: it is killed, its calls fail coded, the
+    // supervisor restarts its extensions.
+    this.link.onError((err) => this.kill({ reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: `the sandbox process broke the link protocol: ${err.message}` }));
+    this.link.onRaw((m, payload) => this.#rawReply(m, payload));
+    this.peer = new Peer(this.link);
+    this.peer.onClose((reason) => {
+      for (const p of this.#rawPending.values()) p.reject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `link closed during the call: ${reason}`));
+      this.#rawPending.clear();
+    });
     let readyResolve!: () => void;
     let readyReject!: (err: unknown) => void;
     this.ready = new Promise<void>((resolve, reject) => {
@@ -155,19 +178,80 @@ export class ProcessHandle {
     return this.#options.rssBaselineMb + this.#options.rssPerMemoryMb * sum;
   }
 
-  // The IPC channel is ref'd only while a request is in flight: idle sandbox processes never hold the host open.
+  // The link is ref'd only while a request is in flight: idle sandbox processes never hold the host open.
   #hold(): void {
     if (this.#inflight++ === 0) {
       this.child.ref();
-      this.child.channel?.ref();
+      this.link.ref();
     }
   }
 
   #release(): void {
     if (--this.#inflight === 0) {
       this.child.unref();
-      this.child.channel?.unref();
+      this.link.unref();
     }
+  }
+
+  /**
+   * A stage call (or hook) on the raw path: the params as the envelope, the input's JSON text as the payload; the
+   * result's JSON text comes back as the reply's payload and is parsed here, once.
+   */
+  async invoke(params: InvokeParams, inputJson: string | undefined): Promise<InvokeResult> {
+    if (this.peer.closed || this.link.closed) throw new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', 'link closed: the sandbox process is gone');
+    const id = `c${this.#nextRawId++}`;
+    this.#hold();
+    try {
+      return await new Promise<InvokeResult>((resolve, reject) => {
+        this.#rawPending.set(id, { resolve, reject });
+        this.link.sendRaw({ jsonrpc: '2.0', id, method: INVOKE_METHOD, params }, inputJson);
+      });
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** Takes the replies to raw invokes (string ids); everything else goes on to the Peer. */
+  #rawReply(m: Record<string, unknown>, payload: string | undefined): boolean {
+    if (typeof m.id !== 'string' || typeof m.method === 'string') {
+      if (payload !== undefined) this.#malformed('a raw payload on a message that is not an invoke reply');
+      return payload !== undefined;
+    }
+    const pending = this.#rawPending.get(m.id);
+    if (!pending) {
+      this.#malformed(`a reply to invoke ${m.id.slice(0, 32)}, which is not pending`);
+      return true;
+    }
+    this.#rawPending.delete(m.id);
+    const error = m.error as { data?: unknown } | undefined;
+    if (error !== undefined) {
+      if (payload !== undefined || typeof error !== 'object' || error === null) return this.#malformed('an invoke error with a payload'), true;
+      pending.reject(error.data !== undefined ? PlinthError.fromJSON(error.data) : new PlinthError('PLINTH_ERR_LINK_PROTOCOL', 'the sandbox process answered invoke with a protocol error'));
+      return true;
+    }
+    const r = m.result as Partial<InvokeReply> | undefined;
+    if (typeof r !== 'object' || r === null || typeof r.absent !== 'boolean' || typeof r.cpuMs !== 'number' || typeof r.wallMs !== 'number') {
+      this.#malformed('an invoke reply without absent/cpuMs/wallMs');
+      return true;
+    }
+    let value: Json = null;
+    if (payload !== undefined) {
+      // The isolate caps a result at maxResultBytes code units before it leaves; a longer one is a lie.
+      if (payload.length > this.#options.maxResultBytes) return this.#malformed(`a result of ${payload.length} characters, over maxResultBytes ${this.#options.maxResultBytes}`), true;
+      try {
+        value = JSON.parse(payload) as Json;
+      } catch {
+        this.#malformed('a result that is not JSON');
+        return true;
+      }
+    }
+    pending.resolve({ value, absent: r.absent, cpuMs: r.cpuMs, wallMs: r.wallMs });
+    return true;
+  }
+
+  /** The process broke the protocol: it is killed (its pending calls fail SANDBOX_CRASHED when it has gone). */
+  #malformed(what: string): void {
+    this.kill({ reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: `the sandbox process broke the link protocol: ${what}` });
   }
 
   async request(method: string, params: unknown): Promise<unknown> {

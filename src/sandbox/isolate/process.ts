@@ -1,5 +1,7 @@
 // The sandbox process (DESIGN.md §4 `isolate`): forked by the host with --no-node-snapshot, it holds one
-// isolated-vm Isolate per extension and answers the host over the JSON-RPC Peer of ../link (methods: protocol.ts).
+// isolated-vm Isolate per extension and answers the host over the JSON-RPC Peer of ../link, in frames over fd 4
+// (methods: protocol.ts). Stage inputs arrive as raw JSON text and go into the isolate as they are; results leave
+// as the raw JSON text the isolate produced: this process parses neither.
 // The host can SIGKILL it at any time; nothing here is persistent.
 //
 // Settle pattern (never `new ivm.Callback(fn, { async: true })`): the isolate gets two synchronous host functions.
@@ -15,23 +17,26 @@
 // the thread back, the host's own watchdog (deadline + grace, and RSS) kills this whole process.
 import ivm from 'isolated-vm';
 import { readFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import path from 'node:path';
-import { Peer, parentTransport } from '../link/index.ts';
+import { Peer } from '../link/index.ts';
+import { FrameLink } from '../link/frames.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
-import type { Json } from '../../sdk/index.ts';
 import { SHIM_FILENAME, SHIM_SOURCE } from './shim.ts';
 import { dynamicImportRefused, moduleImports, packageRoots, resolveImport } from './imports.ts';
 import {
+  INVOKE_METHOD,
   MAX_REQUEST_CHARS,
   MIN_MEMORY_MB,
+  frameCaps,
   type AbortParams,
   type CtxResult,
   type DisposeParams,
   type ExitParams,
   type InvokeKind,
   type InvokeParams,
-  type InvokeResult,
+  type InvokeReply,
   type LoadParams,
   type LoadResult,
   type StatsResult,
@@ -40,6 +45,11 @@ import {
 const WATCHDOG_TICK_MS = 20;
 const MAX_DETAIL = 2048;
 
+/** A call's outcome in this process: the result's JSON text as the isolate produced it (never parsed here). */
+interface Outcome extends InvokeReply {
+  json: string | undefined;
+}
+
 interface ActiveCall {
   callId: number;
   kind: InvokeKind | 'load';
@@ -47,7 +57,7 @@ interface ActiveCall {
   deadline: number;
   cpuStart: bigint;
   cpuLimit: bigint;
-  resolve(result: InvokeResult): void;
+  resolve(result: Outcome): void;
   reject(err: PlinthError): void;
 }
 
@@ -62,7 +72,10 @@ interface Guest {
   idleCpuFrom?: bigint;
 }
 
-const peer = new Peer(parentTransport());
+// The host's end of the link is fd 4 (a socketpair). Frames from the host are trusted as much as the host; the
+// caps only bound what a bug could make this process buffer.
+const link = new FrameLink(new Socket({ fd: 4, readable: true, writable: true }), frameCaps(MAX_REQUEST_CHARS));
+const peer = new Peer(link);
 const guests = new Map<string, Guest>();
 let nextRequestId = 1;
 let nextInternalCallId = -1;
@@ -170,8 +183,8 @@ function watchdog(): void {
 setInterval(watchdog, WATCHDOG_TICK_MS);
 
 /** Registers a call the watchdog bounds; `begin` starts it, hostDone or a watchdog ends it. */
-function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: number, cpuLimitMs: number, begin: (call: ActiveCall) => void): Promise<InvokeResult> {
-  return new Promise<InvokeResult>((resolve, reject) => {
+function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: number, cpuLimitMs: number, begin: (call: ActiveCall) => void): Promise<Outcome> {
+  return new Promise<Outcome>((resolve, reject) => {
     const startedAt = Date.now();
     const call: ActiveCall = {
       callId,
@@ -260,11 +273,12 @@ function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): vo
           call.reject(new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${id}: ${what} returned ${text.length} characters of JSON; at most ${g.maxResultBytes} may leave an isolate`, { extension: id }));
           return;
         }
-        call.resolve({ value: JSON.parse(text) as Json, absent: false, ...usage(g, call) });
+        // The text is the isolate's own JSON.stringify output (the shim's captured one): it goes on as it is.
+        call.resolve({ json: text, absent: false, ...usage(g, call) });
         return;
       }
       case 'absent':
-        call.resolve({ value: null, absent: true, ...usage(g, call) });
+        call.resolve({ json: undefined, absent: true, ...usage(g, call) });
         return;
       case 'unknown':
         call.reject(new PlinthError('PLINTH_ERR_STAGE_UNKNOWN', `extension ${id} does not export that stage in its default export's "stages"`, { extension: id }));
@@ -294,7 +308,7 @@ function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): vo
   }
 }
 
-function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string; inputJson?: string; timeoutMs: number; cpuLimitMs: number; runId?: string; traceId?: string }): Promise<InvokeResult> {
+function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string; inputJson?: string | undefined; timeoutMs: number; cpuLimitMs: number; runId?: string; traceId?: string }): Promise<Outcome> {
   const dispatch = g.dispatch;
   if (g.dead || !dispatch) return Promise.reject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `extension ${g.spec.id}: its isolate is gone`, { extension: g.spec.id }));
   const inputJson = p.inputJson ?? '';
@@ -409,7 +423,7 @@ async function load(params: LoadParams): Promise<LoadResult> {
     const evalMs = left();
     await track(g, nextInternalCallId--, 'load', evalMs, evalMs, (call) => {
       main.evaluate({ timeout: evalMs }).then(
-        () => call.resolve({ value: null, absent: false, ...usage(g, call) }),
+        () => call.resolve({ json: undefined, absent: false, ...usage(g, call) }),
         (err: unknown) => {
           // The module's own exception (whatever its text says) fails the load; a disposal or the deadline is ours.
           if (g.dead || ivmCause(g, call) !== 'crashed') onIvmError(g, err, call);
@@ -444,11 +458,23 @@ async function load(params: LoadParams): Promise<LoadResult> {
 
 peer.handle('load', (params) => load(params as LoadParams));
 
-peer.handle('invoke', (params) => {
-  const p = params as InvokeParams;
+// invoke is the raw path: its input arrives as the frame's payload and its result leaves as the reply's payload,
+// so it is served here, beside the Peer (its ids are strings; the Peer's are numbers).
+link.onRaw((m, payload) => {
+  if (m.method !== INVOKE_METHOD) return false;
+  const id = m.id;
+  const p = m.params as InvokeParams;
+  const fail = (err: unknown) => {
+    const data = err instanceof PlinthError ? err.toJSON() : { code: 'PLINTH_ERR_SANDBOX_CRASHED', message: messageOf(err) };
+    link.sendRaw({ jsonrpc: '2.0', id, error: { code: -32000, message: String(data.message), data } }, undefined);
+  };
   const g = guests.get(p.instanceId);
-  if (!g || g.dead) throw new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `instance ${p.instanceId} is not loaded in this sandbox process`);
-  return runCall(g, p);
+  if (!g || g.dead) {
+    fail(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `instance ${p.instanceId} is not loaded in this sandbox process`));
+    return true;
+  }
+  runCall(g, { ...p, inputJson: payload }).then((r) => link.sendRaw({ jsonrpc: '2.0', id, result: { absent: r.absent, cpuMs: r.cpuMs, wallMs: r.wallMs } }, r.json), fail);
+  return true;
 });
 
 peer.handle('abort', (params) => {
@@ -523,6 +549,8 @@ process.on('SIGTERM', () => undefined);
 
 // Without its host this process has no purpose. SIGKILL rather than exit(): a thread stuck in uninterruptible
 // isolate code can hang a normal exit (isolated-vm #260).
+// Its link and its IPC channel (which carries nothing else) are both lifelines.
 peer.onClose(() => process.kill(process.pid, 'SIGKILL'));
+process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
 
 peer.notify('ready', { pid: process.pid });

@@ -1,10 +1,20 @@
 // The isolate runtime's wire contract, one file for both sides (STYLE.md: VS Code keeps its RPC contract in one
 // protocol file). Host and sandbox process speak JSON-RPC 2.0 through the Peer of ../link (DESIGN.md §4: one
-// protocol for everything outside the host process), so a remote runner can later serve the same methods.
+// protocol for everything outside the host process), in length-prefixed frames (../link/frames.ts) over a pipe
+// of their own (fd 4 of the sandbox process; its IPC channel is only its lifeline), so a remote runner can later
+// serve the same methods over the same framing.
 //
-//   host → process  requests:      load, invoke, dispose            notifications: abort
+//   host → process  requests:      load, dispose, stats, rss, integrity
+//                   raw requests:  invoke (the InvokeParams envelope + the input's JSON text as the raw payload)
+//                   notifications: abort
 //   process → host  requests:      ctx (a ContextOp to check and perform)
+//                   raw responses: to invoke (InvokeReply + the result's JSON text as the raw payload)
 //                   notifications: ready, exit (an isolate died on its own: watchdog, memory limit)
+//
+// One channel keeps them in order: an isolate's exit notice arrives before the failed replies of its calls, and
+// a call's ctx ops before its result. A stage's input is serialised once by the host and parsed once, inside the
+// isolate; its result is serialised once inside the isolate and parsed once, by the host (which then checks it
+// against the output schema: nothing the sandbox says about its own output is trusted).
 //
 // Erasable TypeScript only: the sandbox process runs this file by Node's type stripping.
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
@@ -38,13 +48,26 @@ export interface InvokeParams {
   kind: InvokeKind;
   /** Stage name for kind 'stage'. */
   name?: string;
-  /** The input as JSON text: serialised once by the host, handed to the isolate as it is. */
-  inputJson?: string;
   timeoutMs: number;
   /** CPU time the isolate may use while this call is pending. */
   cpuLimitMs: number;
   runId?: string;
   traceId?: string;
+}
+
+/** Method name of the raw invoke request; its JSON-RPC id is a string (the Peer's own ids are numbers). */
+export const INVOKE_METHOD = 'invoke';
+
+/** The envelope of a successful raw invoke reply; the value's JSON text is the frame's payload (none: null). */
+export interface InvokeReply {
+  absent: boolean;
+  cpuMs: number;
+  wallMs: number;
+}
+
+/** Caps of the frames each side accepts (bytes; UTF-8 takes up to 3 bytes per UTF-16 code unit). */
+export function frameCaps(maxResultChars: number): { maxEnvelopeBytes: number; maxPayloadBytes: number } {
+  return { maxEnvelopeBytes: 3 * MAX_REQUEST_CHARS + 65536, maxPayloadBytes: 3 * maxResultChars };
 }
 
 export interface InvokeResult {

@@ -7,7 +7,7 @@ import { PlinthError, type ErrorCode } from '../../errors.ts';
 import { checkTimeout, startTimedOut } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
-import type { CtxResult, ExitParams, InvokeKind, InvokeResult, LoadParams, LoadResult } from './protocol.ts';
+import type { CtxResult, ExitParams, InvokeKind, InvokeParams, InvokeResult, LoadParams, LoadResult } from './protocol.ts';
 import type { HostedSandbox, ProcessEnd, ProcessHandle } from './handle.ts';
 import { IsolateProcess } from './registry.ts';
 
@@ -197,18 +197,19 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
     if (!gen || gen.exited) throw this.#error('PLINTH_ERR_SANDBOX_CRASHED', 'its sandbox process is gone');
     checkTimeout(this.spec.id, timeoutMs);
     const callId = this.#nextCallId++;
-    const params = {
+    const params: InvokeParams = {
       instanceId: this.spec.instanceId,
       callId,
       kind,
       ...(name === undefined ? {} : { name }),
-      ...(input === undefined ? {} : { inputJson: JSON.stringify(input) }),
       timeoutMs,
       cpuLimitMs: this.#cpuLimitMs ?? timeoutMs,
       ...(options.runId === undefined ? {} : { runId: options.runId }),
       ...(options.traceId === undefined ? {} : { traceId: options.traceId }),
     };
-    const result = await this.#track(gen, callId, timeoutMs, () => gen.request('invoke', params), options.signal);
+    // Serialised once, here; it travels as the frame's raw payload and is parsed once, inside the isolate.
+    const inputJson = input === undefined ? undefined : JSON.stringify(input);
+    const result = await this.#track(gen, callId, timeoutMs, () => gen.invoke(params, inputJson), options.signal);
     this.#usage.calls++;
     this.#usage.cpuMs += result.cpuMs;
     return result;
