@@ -31,6 +31,8 @@ export interface ResolvedProcessOptions {
   maxResultBytes: number;
   spawnTimeoutMs: number;
   procRoot: string;
+  /** Entry module of the sandbox process (default process.ts). */
+  entry: string | undefined;
 }
 
 /** Why a sandbox process ended, decided by whoever killed it (or 'crashed' if nobody did). */
@@ -82,7 +84,7 @@ export class ProcessHandle {
   constructor(options: ResolvedProcessOptions, onExit: (handle: ProcessHandle) => void) {
     this.#options = options;
     this.#onExit = onExit;
-    this.child = fork(PROCESS_ENTRY, [], {
+    this.child = fork(options.entry ?? PROCESS_ENTRY, [], {
       // isolated-vm needs --no-node-snapshot on Node >= 20. The host's own flags (e.g. --test) are not inherited,
       // nor is its environment: nothing of the host's secrets sits in the process that runs untrusted code.
       execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...STRIP_TYPES_ARGS],

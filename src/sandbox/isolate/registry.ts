@@ -23,6 +23,11 @@ export interface IsolateProcessOptions {
   spawnTimeoutMs?: number;
   /** Where procfs is mounted (default /proc). Without it the RSS is asked of the process over the link, with a warning. */
   procRoot?: string;
+  /**
+   * The sandbox process's entry module (default: process.ts). Tests put a stand-in for a compromised sandbox
+   * process here, one that breaks the link protocol on purpose; it gets the same fork, fds, caps and walls.
+   */
+  entry?: string;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -66,6 +71,7 @@ export class IsolateProcess {
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes, DEFAULT_MAX_RESULT_BYTES),
       spawnTimeoutMs: positive('spawnTimeoutMs', options.spawnTimeoutMs, 20_000),
       procRoot: options.procRoot ?? '/proc',
+      entry: options.entry,
     };
     if (typeof this.#options.procRoot !== 'string' || this.#options.procRoot === '') throw new PlinthError('PLINTH_ERR_CONFIG_INVALID', 'IsolateProcess option procRoot must be a non-empty path');
   }
