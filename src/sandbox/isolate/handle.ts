@@ -10,7 +10,7 @@ import { FrameLink } from '../link/frames.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
 import type { Json } from '../../sdk/index.ts';
-import { INVOKE_METHOD, MIN_MEMORY_MB, frameCaps, type CtxParams, type CtxResult, type ExitParams, type InvokeParams, type InvokeReply, type InvokeResult } from './protocol.ts';
+import { INVOKE_METHOD, PROCESS_ENV, PROCESS_EXEC_ARGV, frameCaps, isolateHeapLimitMb, type CtxParams, type CtxResult, type ExitParams, type InvokeParams, type InvokeReply, type InvokeResult } from './protocol.ts';
 import { MemoryWatchdog } from './watchdog.ts';
 
 const debug = debuglog('plinth:sandbox');
@@ -85,10 +85,11 @@ export class ProcessHandle {
     this.#options = options;
     this.#onExit = onExit;
     this.child = fork(options.entry ?? PROCESS_ENTRY, [], {
-      // isolated-vm needs --no-node-snapshot on Node >= 20. The host's own flags (e.g. --test) are not inherited,
-      // nor is its environment: nothing of the host's secrets sits in the process that runs untrusted code.
-      execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...STRIP_TYPES_ARGS],
-      env: {},
+      // isolated-vm needs --no-node-snapshot on Node >= 20; the heap and allocator settings keep its RSS flat under
+      // load (protocol.ts). The host's own flags (e.g. --test) are not inherited, nor is its environment: nothing
+      // of the host's secrets sits in the process that runs untrusted code.
+      execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...PROCESS_EXEC_ARGV, ...STRIP_TYPES_ARGS],
+      env: { ...PROCESS_ENV },
       // fd 4: the framed link (a socketpair). The IPC channel (fd 3) carries nothing: it is the process's lifeline
       // (it kills itself when the channel closes, i.e. when the host is gone).
       stdio: ['ignore', 'ignore', 'inherit', 'ipc', 'pipe'],
@@ -173,10 +174,15 @@ export class ProcessHandle {
     });
   }
 
+  /**
+   * The RSS wall: what the process needs itself (rssBaselineMb) plus, per hosted isolate, rssPerMemoryMb × the heap
+   * limit isolated-vm enforces for it (its declared memoryMb plus the argument headroom): the heap, and as much
+   * again for what an isolate legitimately holds outside it (external strings of in-flight calls, ArrayBuffers).
+   */
   get rssLimitMb(): number {
     if (this.#options.rssLimitMb !== undefined) return this.#options.rssLimitMb;
     let sum = 0;
-    for (const s of this.sandboxes.values()) sum += Math.max(MIN_MEMORY_MB, s.spec.limits.memoryMb);
+    for (const s of this.sandboxes.values()) sum += isolateHeapLimitMb(s.spec.limits.memoryMb);
     return this.#options.rssBaselineMb + this.#options.rssPerMemoryMb * sum;
   }
 

@@ -19,6 +19,8 @@ import ivm from 'isolated-vm';
 import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { Peer } from '../link/index.ts';
 import { FrameLink } from '../link/frames.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
@@ -26,10 +28,12 @@ import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
 import { SHIM_FILENAME, SHIM_SOURCE } from './shim.ts';
 import { dynamicImportRefused, moduleImports, packageRoots, resolveImport } from './imports.ts';
 import {
+  EXTERNAL_CHECK_MS,
+  EXTERNAL_GC_MB,
   INVOKE_METHOD,
   MAX_REQUEST_CHARS,
-  MIN_MEMORY_MB,
   frameCaps,
+  isolateHeapLimitMb,
   type AbortParams,
   type CtxResult,
   type DisposeParams,
@@ -68,7 +72,11 @@ interface Guest {
   calls: Map<number, ActiveCall>;
   maxResultBytes: number;
   dead: boolean;
-  /** isolate.cpuTime when it last had no call in flight (undefined while calls run). */
+  /**
+   * isolate.cpuTime when its last call ended (undefined while calls run): the idle CPU budget counts from there.
+   * Set by the calls themselves, not by the watchdog's tick: calls that come and go between two ticks (as they
+   * do in bursts at 64 in flight) would otherwise have their CPU counted as idle.
+   */
   idleCpuFrom?: bigint;
 }
 
@@ -182,6 +190,21 @@ function watchdog(): void {
 }
 setInterval(watchdog, WATCHDOG_TICK_MS);
 
+// The strings isolated-vm hands this process for results are external: their bytes live outside the V8 heap and
+// go only when the string is collected. Promoted to the old generation (a call in flight across two scavenges),
+// one waits for a full collection, which a small, slowly growing old generation rarely gets: measured at 64 calls
+// in flight, external memory grew by the size of every result (171 MB after 100 000 calls, heap steady at 24 MB)
+// until the RSS wall killed the process. So the process collects in full when external memory passes a bound.
+// `gc` is taken from a throwaway context created while --expose-gc is on, and the flag is off again before any
+// isolate exists: with the flag on the command line, V8 would install `gc` in every isolate's context too.
+const EXTERNAL_GC_BYTES = EXTERNAL_GC_MB * 1024 * 1024;
+v8.setFlagsFromString('--expose-gc');
+const collect = vm.runInNewContext('gc') as () => void;
+v8.setFlagsFromString('--no-expose-gc');
+setInterval(() => {
+  if (process.memoryUsage().external > EXTERNAL_GC_BYTES) collect();
+}, EXTERNAL_CHECK_MS).unref();
+
 /** Registers a call the watchdog bounds; `begin` starts it, hostDone or a watchdog ends it. */
 function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: number, cpuLimitMs: number, begin: (call: ActiveCall) => void): Promise<Outcome> {
   return new Promise<Outcome>((resolve, reject) => {
@@ -194,14 +217,18 @@ function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: nu
       cpuStart: cpuNow(g),
       cpuLimit: BigInt(Math.max(1, Math.round(cpuLimitMs))) * 1_000_000n,
       resolve: (r) => {
-        g.calls.delete(callId);
+        ended();
         resolve(r);
       },
       reject: (e) => {
-        g.calls.delete(callId);
+        ended();
         reject(e);
       },
     };
+    const ended = () => {
+      if (g.calls.delete(callId) && g.calls.size === 0) g.idleCpuFrom = cpuNow(g);
+    };
+    g.idleCpuFrom = undefined;
     g.calls.set(callId, call);
     begin(call);
   });
@@ -378,17 +405,11 @@ function loadFailed(spec: SandboxSpec, err: unknown): PlinthError {
   return new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id} could not be started: ${why}`, options);
 }
 
-// isolated-vm counts the external strings it creates for call arguments and results against memoryLimit, and
-// under load they pile up until the isolate's next GC: an echo stage at 64 calls in flight with a 1.7 KB payload
-// showed 13 MB of heap but 22 MB of external strings, and was killed at a 32 MB limit. The declared memoryMb is
-// for the extension's own data; this headroom is for those transient copies. The RSS watchdog stays the hard wall.
-const ARGUMENT_HEADROOM_MB = 32;
-
 async function load(params: LoadParams): Promise<LoadResult> {
   const spec = params.spec;
   if (guests.has(spec.instanceId)) throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: instance ${spec.instanceId} is already loaded`, { extension: spec.id });
   const isolate = new ivm.Isolate({
-    memoryLimit: Math.max(MIN_MEMORY_MB, Math.round(spec.limits.memoryMb)) + ARGUMENT_HEADROOM_MB,
+    memoryLimit: isolateHeapLimitMb(spec.limits.memoryMb),
     // isolated-vm: V8 lost control of an isolate; this process must not go on serving.
     onCatastrophicError: (message) => {
       process.stderr.write(`plinth isolate sandbox: catastrophic isolated-vm error: ${message}\n`);
@@ -520,9 +541,15 @@ peer.handle('integrity', () => ({
 // ('stats' below reads heap statistics, which waits for a busy isolate's thread).
 peer.handle('rss', () => ({ rssBytes: process.memoryUsage.rss() }));
 
+function ownHeap(): Pick<StatsResult, 'heapTotalBytes' | 'heapUsedBytes' | 'externalBytes'> {
+  const m = process.memoryUsage();
+  return { heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed, externalBytes: m.external };
+}
+
 peer.handle('stats', (): StatsResult => ({
   pid: process.pid,
   rssBytes: process.memoryUsage.rss(),
+  ...ownHeap(),
   isolates: [...guests.values()].map((g) => {
     let heapBytes = 0;
     let externalBytes = 0;

@@ -28,6 +28,32 @@ export const MAX_REQUEST_CHARS = 17 * 1024 * 1024;
 /** ivm refuses memory limits below 8 MB. */
 export const MIN_MEMORY_MB = 8;
 
+// isolated-vm counts the external strings it creates for call arguments and results against memoryLimit, and
+// under load they pile up until the isolate's next GC: an echo stage at 64 calls in flight with a 1.7 KB payload
+// showed 13 MB of heap but 22 MB of external strings, and was killed at a 32 MB limit. The declared memoryMb is
+// for the extension's own data; this headroom is for those transient copies. The RSS watchdog stays the hard wall.
+export const ARGUMENT_HEADROOM_MB = 32;
+
+/** The heap limit isolated-vm enforces for an isolate declaring `memoryMb`: what it may legitimately use. */
+export function isolateHeapLimitMb(memoryMb: number): number {
+  return Math.max(MIN_MEMORY_MB, Math.round(memoryMb)) + ARGUMENT_HEADROOM_MB;
+}
+
+// The sandbox process's own V8 and allocator settings. Measured at 64 calls in flight (echo isolate, 1.7 KB
+// payload, 200 000 calls): with Node's defaults its RSS crept to 310 MB and past the default wall while the
+// isolate's heap stayed under 12 MB. Two causes: V8 sized the process's young generation to its default (heap
+// total 137 MB for 15-50 MB in use), and the external strings isolated-vm makes for every argument and result
+// (freed only when the process's heap is collected) piled up between the rare collections (external memory up to
+// 173 MB); glibc gave each isolate thread an allocator arena of its own. A 4 MB semi-space (a scavenge every few
+// hundred calls frees the strings of finished calls) and two malloc arenas keep it flat at 165-180 MB; strings
+// that were promoted anyway are freed by a full collection once external memory passes EXTERNAL_GC_MB
+// (process.ts; never --expose-gc here: V8 would put `gc` in every isolate's global scope too).
+export const PROCESS_EXEC_ARGV = ['--max-semi-space-size=4'];
+/** External memory (mostly result strings) past which the sandbox process collects in full; checked that often. */
+export const EXTERNAL_GC_MB = 48;
+export const EXTERNAL_CHECK_MS = 250;
+export const PROCESS_ENV = { MALLOC_ARENA_MAX: '2' };
+
 export interface LoadParams {
   spec: SandboxSpec;
   maxResultBytes: number;
@@ -99,6 +125,10 @@ export type CtxResult = { ok: true; value: Json | null; undefined?: boolean } | 
 export interface StatsResult {
   pid: number;
   rssBytes: number;
+  /** The process's own V8 heap (not the isolates'), and the external memory (strings, buffers) it holds. */
+  heapTotalBytes: number;
+  heapUsedBytes: number;
+  externalBytes: number;
   isolates: Array<{ instanceId: string; id: string; heapBytes: number; externalBytes: number; cpuMs: number }>;
 }
 

@@ -7,11 +7,17 @@ import { DEFAULT_MAX_RESULT_BYTES, type StatsResult } from './protocol.ts';
 import { ProcessHandle, type HostedSandbox, type ResolvedProcessOptions } from './handle.ts';
 
 export interface IsolateProcessOptions {
-  /** Fixed RSS limit of the sandbox process in MB. Default: rssBaselineMb + rssPerMemoryMb × Σ hosted memoryMb. */
+  /**
+   * Fixed RSS limit of the sandbox process in MB. Default: rssBaselineMb + rssPerMemoryMb × Σ over hosted isolates
+   * of their heap limit (memoryMb + 32 MB argument headroom, protocol.ts).
+   */
   rssLimitMb?: number;
-  /** RSS of the process itself with no isolate (measured ≈ 84 MB RSS on Node 24) plus headroom. Default 192. */
+  /**
+   * What the process needs itself, in MB. Default 192: measured ≈ 80 MB idle with one isolate (Node 24 and
+   * isolated-vm), ≈ 165-180 MB at 64 calls in flight with one 32 MB isolate, of which ≈ 60 MB is the isolate's.
+   */
   rssBaselineMb?: number;
-  /** Factor on each hosted isolate's memoryMb (isolated-vm: a hostile isolate may reach 2-3× its limit). Default 3. */
+  /** Factor on each hosted isolate's heap limit: the heap, and as much again outside it. Default 2. */
   rssPerMemoryMb?: number;
   /** How often the RSS is read. Default 100 ms. */
   rssIntervalMs?: number;
@@ -65,7 +71,7 @@ export class IsolateProcess {
     this.#options = {
       rssLimitMb: options.rssLimitMb === undefined ? undefined : positive('rssLimitMb', options.rssLimitMb, 0),
       rssBaselineMb: positive('rssBaselineMb', options.rssBaselineMb, 192),
-      rssPerMemoryMb: positive('rssPerMemoryMb', options.rssPerMemoryMb, 3),
+      rssPerMemoryMb: positive('rssPerMemoryMb', options.rssPerMemoryMb, 2),
       rssIntervalMs: positive('rssIntervalMs', options.rssIntervalMs, 100),
       graceMs: positive('graceMs', options.graceMs, 2000),
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes, DEFAULT_MAX_RESULT_BYTES),
