@@ -6,7 +6,8 @@
 //
 //   frame  = header envelope payload
 //   header = u32 BE envelope byte length, u32 BE payload byte length (0: no payload)
-//   envelope: a JSON-RPC message as UTF-8 JSON text (an object); payload: UTF-8 JSON text, any JSON value
+//   envelope: a JSON-RPC message (an object) or batch (an array, JSON-RPC §6) as UTF-8 JSON text;
+//   payload: UTF-8 JSON text, any JSON value, only beside a message object
 //
 // Frames are untrusted input (the process at the other end may be compromised): both lengths are checked against
 // caps before anything is buffered, the envelope is decoded with JSON.parse (the only decoder: no structured
@@ -43,8 +44,8 @@ export function encodeFrame(envelope: string, payload?: string): Buffer {
 }
 
 export interface Frame {
-  /** The envelope, parsed: a JSON-RPC message object. */
-  message: Record<string, unknown>;
+  /** The envelope, parsed: a JSON-RPC message object, or a batch (an array). */
+  message: Record<string, unknown> | unknown[];
   /** The raw payload text, if the frame has one (not parsed here). */
   payload: string | undefined;
 }
@@ -96,8 +97,9 @@ export class FrameDecoder {
       } catch (err) {
         throw new FrameError(`a frame envelope that is not JSON (${(err as Error).message.slice(0, 200)})`);
       }
-      if (typeof message !== 'object' || message === null || Array.isArray(message)) throw new FrameError('a frame envelope that is not a JSON object');
-      onFrame({ message: message as Record<string, unknown>, payload });
+      if (typeof message !== 'object' || message === null) throw new FrameError('a frame envelope that is neither a JSON object nor an array');
+      if (Array.isArray(message) && payload !== undefined) throw new FrameError('a raw payload beside a batch');
+      onFrame({ message: message as Record<string, unknown> | unknown[], payload });
     }
   }
 
@@ -162,7 +164,7 @@ export class FrameLink implements Transport {
 
   #dispatch(frame: Frame): void {
     if (this.#closed) return;
-    for (const l of this.#rawListeners) if (l(frame.message, frame.payload)) return;
+    if (!Array.isArray(frame.message)) for (const l of this.#rawListeners) if (l(frame.message, frame.payload)) return;
     if (frame.payload !== undefined) throw new FrameError('a frame with a payload nobody asked for');
     for (const l of this.#messageListeners) l(frame.message);
   }

@@ -34,16 +34,21 @@ describe('frames', () => {
   ];
   const stream = Buffer.concat(frames);
 
+  it('a batch (JSON-RPC §6) is an envelope too', () => {
+    const out = decodeAll(encodeFrame(JSON.stringify([{ jsonrpc: '2.0', id: 1, result: 1 }])), 5);
+    assert.deepEqual(out, [{ message: [{ jsonrpc: '2.0', id: 1, result: 1 }], payload: undefined }]);
+  });
+
   for (const cut of [1, 3, 7, 64, stream.length]) {
     it(`decodes frames cut every ${cut} byte(s), multi-byte UTF-8 split included`, () => {
       const out = decodeAll(stream, cut);
       assert.deepEqual(
-        out.map((f) => f.message.id ?? f.message.method),
+        out.map((f) => (Array.isArray(f.message) ? 'batch' : (f.message.id ?? f.message.method))),
         [1, 'c2', 'n'],
       );
       assert.equal(out[0]!.payload, undefined);
       assert.equal(out[1]!.payload, '{"é":"ü€😀","n":[1,2,3]}', 'the payload is the raw text, not parsed');
-      assert.equal((out[2]!.message.params as { s: string }).s.length, 300);
+      assert.equal(((out[2]!.message as { params: { s: string } }).params.s).length, 300);
     });
   }
 
@@ -52,8 +57,9 @@ describe('frames', () => {
     ['a payload length over the cap', header(2, caps.maxPayloadBytes + 1), /payload of 4097 bytes, over the cap/],
     ['a frame with no envelope', header(0, 0), /without an envelope/],
     ['an envelope that is not JSON', Buffer.concat([header(5, 0), Buffer.from('{nope')]), /not JSON/],
-    ['an envelope that is an array', Buffer.concat([header(2, 0), Buffer.from('[]')]), /not a JSON object/],
-    ['an envelope that is null', Buffer.concat([header(4, 0), Buffer.from('null')]), /not a JSON object/],
+    ['an envelope that is null', Buffer.concat([header(4, 0), Buffer.from('null')]), /neither a JSON object nor an array/],
+    ['an envelope that is a number', Buffer.concat([header(1, 0), Buffer.from('7')]), /neither a JSON object nor an array/],
+    ['a raw payload beside a batch', Buffer.concat([header(2, 2), Buffer.from('[]{}')]), /payload beside a batch/],
   ];
   for (const [what, bytes, message] of refused) {
     it(`refuses ${what}: FrameError`, () => {
