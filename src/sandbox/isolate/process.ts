@@ -32,7 +32,7 @@ import {
   EXTERNAL_GC_MB,
   INVOKE_METHOD,
   MAX_REQUEST_CHARS,
-  frameCaps,
+  PROCESS_FRAME_CAPS,
   isolateHeapLimitMb,
   type AbortParams,
   type CtxResult,
@@ -82,7 +82,7 @@ interface Guest {
 
 // The host's end of the link is fd 4 (a socketpair). Frames from the host are trusted as much as the host; the
 // caps only bound what a bug could make this process buffer.
-const link = new FrameLink(new Socket({ fd: 4, readable: true, writable: true }), frameCaps(MAX_REQUEST_CHARS));
+const link = new FrameLink(new Socket({ fd: 4, readable: true, writable: true }), PROCESS_FRAME_CAPS);
 const peer = new Peer(link);
 const guests = new Map<string, Guest>();
 let nextRequestId = 1;

@@ -91,10 +91,22 @@ export interface InvokeReply {
   wallMs: number;
 }
 
-/** Caps of the frames each side accepts (bytes; UTF-8 takes up to 3 bytes per UTF-16 code unit). */
+/**
+ * Caps of the frames the host accepts from the sandbox process (bytes; UTF-8 takes up to 3 bytes per UTF-16 code
+ * unit): envelopes carry ctx ops (at most MAX_REQUEST_CHARS of JSON text each), payloads results (maxResultBytes).
+ */
 export function frameCaps(maxResultChars: number): { maxEnvelopeBytes: number; maxPayloadBytes: number } {
   return { maxEnvelopeBytes: 3 * MAX_REQUEST_CHARS + 65536, maxPayloadBytes: 3 * maxResultChars };
 }
+
+/** Largest stage input (JSON text, code units) the host sends into a sandbox process; a larger one is refused. */
+export const MAX_INPUT_CHARS = MAX_REQUEST_CHARS;
+
+/**
+ * Caps of the frames the sandbox process accepts from the host: ctx replies (a text read of up to the policy's
+ * limit, whose JSON escapes take up to 6 characters per character) and stage inputs (MAX_INPUT_CHARS).
+ */
+export const PROCESS_FRAME_CAPS = { maxEnvelopeBytes: 6 * MAX_REQUEST_CHARS + 65536, maxPayloadBytes: 3 * MAX_INPUT_CHARS };
 
 export interface InvokeResult {
   /** The value, parsed from the JSON text the isolate produced (undefined became null). */

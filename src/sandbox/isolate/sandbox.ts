@@ -7,7 +7,7 @@ import { PlinthError, type ErrorCode } from '../../errors.ts';
 import { checkTimeout, startTimedOut } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
-import type { CtxResult, ExitParams, InvokeKind, InvokeParams, InvokeResult, LoadParams, LoadResult } from './protocol.ts';
+import { MAX_INPUT_CHARS, type CtxResult, type ExitParams, type InvokeKind, type InvokeParams, type InvokeResult, type LoadParams, type LoadResult } from './protocol.ts';
 import type { HostedSandbox, ProcessEnd, ProcessHandle } from './handle.ts';
 import { IsolateProcess } from './registry.ts';
 
@@ -209,6 +209,12 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
     };
     // Serialised once, here; it travels as the frame's raw payload and is parsed once, inside the isolate.
     const inputJson = input === undefined ? undefined : JSON.stringify(input);
+    if (inputJson !== undefined && inputJson.length > MAX_INPUT_CHARS) {
+      throw new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${this.spec.id}: the input is ${inputJson.length} characters of JSON; at most ${MAX_INPUT_CHARS} are sent into a sandbox process`, {
+        extension: this.spec.id,
+        hint: 'pass a smaller input (write large data to a file the extension may read, and pass its path)',
+      });
+    }
     const result = await this.#track(gen, callId, timeoutMs, () => gen.invoke(params, inputJson), options.signal);
     this.#usage.calls++;
     this.#usage.cpuMs += result.cpuMs;
