@@ -2,8 +2,7 @@
 // of the plugin directories, without running anything. Exit 0 valid, 3 invalid (each issue with its line and what
 // to fix), 2 for a usage or configuration problem.
 import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
-import { describeLocation, loadStageCatalog, PipelineInvalidError, readPipelineFile, upstreamOf, validatePipeline } from '../../pipeline/definition/index.ts';
-import type { PipelineDefinition } from '../../pipeline/types.ts';
+import { describeLocation, loadStageCatalog, PipelineInvalidError, readPipelineFile, stageLevels, validatePipeline } from '../../pipeline/definition/index.ts';
 import type { Json } from '../../sdk/index.ts';
 import { EXIT, shownPath, usageError, type Io, type Outcome } from '../output.ts';
 import { checkPluginDirs } from '../plugins.ts';
@@ -23,23 +22,6 @@ export function parseVarFlags(pairs: string[]): Record<string, Json> {
     Object.defineProperty(out, pair.slice(0, eq), { value: pair.slice(eq + 1), enumerable: true, writable: true, configurable: true });
   }
   return out;
-}
-
-/** Stages by how soon they can run: each level needs only earlier ones (what runs in parallel, side by side). */
-export function stageLevels(def: PipelineDefinition): string[][] {
-  const upstream = upstreamOf(def);
-  const depth = new Map<string, number>();
-  const level = (id: string): number => {
-    const known = depth.get(id);
-    if (known !== undefined) return known;
-    const ups = [...(upstream.get(id) ?? [])];
-    const d = ups.length === 0 ? 0 : 1 + Math.max(...ups.map(level));
-    depth.set(id, d);
-    return d;
-  };
-  const levels: string[][] = [];
-  for (const s of def.stages) (levels[level(s.id)] ??= []).push(s.id);
-  return levels.filter(Boolean);
 }
 
 export async function validate(io: Io, file: string, flags: ValidateFlags): Promise<Outcome> {

@@ -8,7 +8,7 @@ import type { Json } from '../../sdk/index.ts';
 import type { PipelineDefinition, PipelineIssue, StageCatalog, StageDefinition } from '../types.ts';
 import { compareSchemas, stepInto, schemaAt } from './contracts.ts';
 import { didYouMean, issue, PipelineInvalidError } from './issues.ts';
-import { locatorOf, upstreamOf, type Locate } from './parse.ts';
+import { locatorOf, upstreamFinder, type Locate, type Upstream } from './parse.ts';
 import { joinPointer } from './source.ts';
 import { findReferences, pipelineExpression } from './template.ts';
 
@@ -81,7 +81,7 @@ function schemaWhere(label: string, path: string): string {
 }
 
 /** What a whole-value reference produces, by declaration; undefined when this check cannot tell. */
-function producerOf(expr: string, allowed: Set<string>, ctx: Context, at: string): Producer | undefined {
+function producerOf(expr: string, allowed: Upstream, ctx: Context, at: string): Producer | undefined {
   let selection: ReadonlyArray<string | number>;
   try {
     const compiledExpr = pipelineExpression(expr, at);
@@ -140,7 +140,7 @@ function producerOf(expr: string, allowed: Set<string>, ctx: Context, at: string
 }
 
 /** Literal `with` against the input schema, then every reference's type against the schema where it sits. */
-function checkTemplate(template: Json, input: Json, base: string, consumerLabel: string, allowed: Set<string>, ctx: Context): void {
+function checkTemplate(template: Json, input: Json, base: string, consumerLabel: string, allowed: Upstream, ctx: Context): void {
   const broken: string[] = [];
   const refs = findReferences(template, (pointer) => broken.push(pointer));
   // Unterminated references are BAD_EXPRESSION already: not checked again as literal text.
@@ -205,7 +205,7 @@ function producerPathJoin(where: string, inner: string): string {
  */
 export function checkPipeline(def: PipelineDefinition, catalog: StageCatalog, variables?: Record<string, Json>): PipelineIssue[] {
   const ctx: Context = { def, catalog, locate: locatorOf(def), byId: new Map(def.stages.map((s) => [s.id, s])), out: [] };
-  const upstream = upstreamOf(def);
+  const upstream = upstreamFinder(def);
   const ids = catalog.ids();
   const declaration = (extension: string, stage: string, at: string) => {
     const ext = catalog.extension(extension);
@@ -227,7 +227,7 @@ export function checkPipeline(def: PipelineDefinition, catalog: StageCatalog, va
   };
   def.stages.forEach((s, i) => {
     const at = `/stages/${i}`;
-    const allowed = upstream.get(s.id) ?? new Set<string>();
+    const allowed = upstream(s.id);
     const decl = declaration(s.extension, s.stage, at);
     if (decl) checkTemplate(s.with, decl.input, `${at}/with`, `${s.extension} ${s.stage} input`, allowed, ctx);
     if (s.if !== undefined) {
@@ -240,7 +240,7 @@ export function checkPipeline(def: PipelineDefinition, catalog: StageCatalog, va
     }
     if (s.compensate) {
       const cdecl = declaration(s.compensate.extension, s.compensate.stage, `${at}/compensate`);
-      if (cdecl) checkTemplate(s.compensate.with, cdecl.input, `${at}/compensate/with`, `${s.compensate.extension} ${s.compensate.stage} input`, new Set([...allowed, s.id]), ctx);
+      if (cdecl) checkTemplate(s.compensate.with, cdecl.input, `${at}/compensate/with`, `${s.compensate.extension} ${s.compensate.stage} input`, upstream(s.id, s.id), ctx);
     }
   });
   if (variables !== undefined) ctx.out.push(...variableIssues(def, variables).issues);

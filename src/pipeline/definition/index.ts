@@ -7,7 +7,7 @@ import type { PipelineIssue, PipelineDefinition, StageCatalog } from '../types.t
 import { checkPipeline } from './check.ts';
 import { readPipeline, readPipelineFile, type ParseResult } from './parse.ts';
 
-export { parsePipeline, loadPipelineFile, normalisePipeline, readPipeline, readPipelineFile, locatorOf, upstreamOf, findCycles, NEVER_RETRIED, type ParseResult } from './parse.ts';
+export { parsePipeline, loadPipelineFile, normalisePipeline, readPipeline, readPipelineFile, locatorOf, upstreamFinder, stageLevels, findCycles, type Upstream, NEVER_RETRIED, type ParseResult } from './parse.ts';
 export { checkPipeline, applyVariableDefaults } from './check.ts';
 export { resolveTemplate, evaluateCondition, parseTemplateString, findReferences, conditionSource, SCOPE_VARIABLES } from './template.ts';
 export { compareSchemas, type Mismatch } from './contracts.ts';

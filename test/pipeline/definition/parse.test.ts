@@ -135,3 +135,14 @@ describe('pipeline definition: parse and normalise', () => {
     await assert.rejects(loadPipelineFile(fixture('nope.yaml')), (err: { code: string; message: string }) => err.code === 'PLINTH_ERR_USAGE' && err.message.includes('nope.yaml'));
   });
 });
+
+describe('pipeline definition: size', () => {
+  it('a 10 000-stage chain with fan-in parses and checks its references (no n² sets, no deep recursion)', () => {
+    const stages: unknown[] = [{ id: 's0', extension: 'x', stage: 'y' }];
+    for (let i = 1; i < 10_000; i++) stages.push({ id: `s${i}`, extension: 'x', stage: 'y', needs: [`s${i - 1}`, ...(i > 5 ? [`s${i - 5}`] : [])], with: { v: '${{ stages.s0.output.v }}' } });
+    stages.push({ id: 'late', extension: 'x', stage: 'y', needs: ['s10'], with: { v: '${{ stages.s9999.output.v }}' } });
+    const { issues } = readPipeline(JSON.stringify({ name: 'big', stages }, null, 1));
+    assert.deepEqual(issues.map((i) => [i.code, i.location.path]), [['NOT_UPSTREAM', '/stages/10000/with/v']]);
+    assert.ok(issues[0]!.location.line! > 10_000, 'lines come from the JSON parser too');
+  });
+});
