@@ -72,6 +72,12 @@ export class ProcessHandle {
   readonly sandboxes = new Map<string, HostedSandbox>();
   readonly ready: Promise<void>;
   exited = false;
+  /**
+   * Set when a terminal's or supervisor's signal (SIGINT, SIGTERM, SIGHUP) killed the process before it was ready
+   * and the host had not asked for it: it was forked in the instant before it left the host's process group, so
+   * a Ctrl-C meant for the host reached it too. Nothing ran in it yet; the registry forks it again once.
+   */
+  signalledWhileForking: NodeJS.Signals | undefined;
   readonly #options: ResolvedProcessOptions;
   readonly #onExit: (handle: ProcessHandle) => void;
   readonly #watchdog: MemoryWatchdog;
@@ -163,11 +169,15 @@ export class ProcessHandle {
       readyReject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `the isolate sandbox process ended while starting: ${detail}`));
       const end = this.#end ?? { reason: 'crashed', code: 'PLINTH_ERR_SANDBOX_CRASHED', detail: `the sandbox process ${detail}` };
       debug('isolate sandbox process %d ended: %s (%s)', this.child.pid, end.reason, end.detail);
-      for (const sandbox of [...this.sandboxes.values()]) sandbox._processDied(end);
+      // Before ready the sandboxes are only waiting for it (registry._acquire): they hear of it there.
+      if (this.signalledWhileForking === undefined) for (const sandbox of [...this.sandboxes.values()]) sandbox._processDied(end);
       this.sandboxes.clear();
       this.#onExit(this);
     };
-    this.child.once('exit', (code, signal) => onGone(signal ? `was killed by ${signal}` : `exited with code ${code}`));
+    this.child.once('exit', (code, signal) => {
+      if (!this.#ready && !this.#end && (signal === 'SIGINT' || signal === 'SIGTERM' || signal === 'SIGHUP')) this.signalledWhileForking = signal;
+      onGone(signal ? `was killed by ${signal}` : `exited with code ${code}`);
+    });
     this.child.once('error', (err) => {
       onGone(`could not run: ${err.message}`);
       this.child.kill('SIGKILL');

@@ -2,9 +2,12 @@
 // handle.ts) and forks a fresh one when a sandbox starts after the last one died. By default every isolate sandbox
 // shares one (IsolateProcess.shared()); the set of all of them lists only those with a live process, so it
 // never grows with dead ones and shutdownAll() reaches every process the host forked.
+import { debuglog } from 'node:util';
 import { PlinthError } from '../../errors.ts';
 import { DEFAULT_MAX_RESULT_BYTES, type StatsResult } from './protocol.ts';
 import { ProcessHandle, type HostedSandbox, type ResolvedProcessOptions } from './handle.ts';
+
+const debug = debuglog('plinth:sandbox');
 
 export interface IsolateProcessOptions {
   /**
@@ -130,7 +133,7 @@ export class IsolateProcess {
   }
 
   /** @internal The live process, forked if there is none (or the last one died). */
-  async _acquire(sandbox: HostedSandbox): Promise<ProcessHandle> {
+  async _acquire(sandbox: HostedSandbox, forkAgain = true): Promise<ProcessHandle> {
     let gen = this.#gen;
     if (!gen || gen.exited) {
       gen = new ProcessHandle(this.#options, (g) => {
@@ -148,6 +151,10 @@ export class IsolateProcess {
       await gen.ready;
     } catch (err) {
       gen.sandboxes.delete(sandbox.spec.instanceId);
+      if (forkAgain && gen.signalledWhileForking !== undefined) {
+        debug('isolate sandbox process %d got %s while forking; forking it again', gen.child.pid, gen.signalledWhileForking);
+        return this._acquire(sandbox, false);
+      }
       throw err;
     }
     return gen;

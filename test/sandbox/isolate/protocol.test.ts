@@ -6,6 +6,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { IsolateProcess } from '../../../src/sandbox/isolate/index.ts';
 import type { SandboxExit } from '../../../src/sandbox/types.ts';
 import { rejectsWith, waitFor } from '../../helpers.ts';
@@ -61,4 +65,24 @@ describe('framed link: a sandbox process that breaks the protocol is a crash', (
       await proc.shutdown();
     });
   }
+});
+
+describe('a sandbox process signalled while it is being forked', () => {
+  it('SIGINT before ready (a Ctrl-C meant for the host, in the instant before setsid) forks it again once; the extension starts', async () => {
+    const marker = path.join(os.tmpdir(), `plinth-sigint-while-forking-${process.pid}`);
+    await rm(marker, { force: true });
+    try {
+      const proc = new IsolateProcess({ entry: fileURLToPath(new URL('../../fixtures/sandbox-process/sigint-while-forking.ts', import.meta.url)) });
+      const exits: SandboxExit[] = [];
+      const { sandbox } = await started(await fixture('echo'), { process: proc });
+      sandbox.onExit((e) => exits.push(e));
+      assert.equal(proc.spawnCount, 2, 'forked twice');
+      assert.ok(existsSync(marker), 'the first fork was signalled');
+      assert.deepEqual(await call(sandbox, 'echo', { fine: true }), { fine: true });
+      assert.deepEqual(exits, []);
+      await proc.shutdown();
+    } finally {
+      await rm(marker, { force: true });
+    }
+  });
 });
