@@ -67,6 +67,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_PERMISSION_DENIED: "The extension used something its manifest's permissions do not grant.",
   PLINTH_ERR_PERMISSION_NOT_APPROVED: "An untrusted extension asks for permissions beyond the host's policy.untrusted ceiling that extensions.<id>.allow does not approve.",
   PLINTH_ERR_FETCH_REDIRECT_LIMIT: 'A ctx.fetch was redirected more times than `quotas.fetch.maxRedirects` allows; it was not followed further.',
+  PLINTH_ERR_FETCH_CIRCUIT_OPEN: 'Requests from this extension to this origin kept failing, so ctx.fetch fails at once until `policy.fetchBreaker.recoveryTimeoutMs` has passed.',
   PLINTH_ERR_QUOTA_EXCEEDED: 'The extension went past one of its host quotas (quotas.* in the host config: fetch, kv, fs, log).',
   PLINTH_ERR_TOPIC_RESERVED: 'An extension tried to publish on a topic only the host publishes on (extension.*, pipeline.*, host.*).',
   PLINTH_ERR_EXTENSION_ID_RESERVED: 'The extension id is one the host uses itself (the event source "host").',

@@ -32,7 +32,7 @@ export interface HostConfig {
   extensionSchemas: SchemaLimits;
   /** What one extension may use of the host through its ctx: default and ceiling (README "Host configuration"). */
   quotas: Quotas;
-  policy: { untrusted: PermissionCeiling };
+  policy: { untrusted: PermissionCeiling; fetchBreaker: FetchBreakerSettings };
   /** Ceilings on what a manifest may declare (limits and stage timeouts). */
   ceilings: { memoryMb: number; callTimeoutMs: number; concurrency: number; startTimeoutMs: number };
   defaults: {
@@ -97,6 +97,18 @@ export interface Quotas {
 
 /** Quotas with every value optional: a manifest's `limits` or a host's `extensions.<id>.quotas`. */
 export type QuotaOverrides = { [G in keyof Quotas]?: Partial<Quotas[G]> };
+
+/** The breaker per extension and origin around ctx.fetch (`policy.fetchBreaker`, src/policy/fetch-breaker.ts). */
+export interface FetchBreakerSettings {
+  enabled: boolean;
+  /** Percent of failed requests in the window that opens the breaker. */
+  failureRateThreshold: number;
+  /** Requests in the window before the rate counts. */
+  minimumCalls: number;
+  windowMs: number;
+  /** How long it stays open before one request is let through. */
+  recoveryTimeoutMs: number;
+}
 
 /** What an untrusted extension may be granted without an approval (`policy.untrusted`). */
 export interface PermissionCeiling {

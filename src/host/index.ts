@@ -7,7 +7,7 @@ import { durationMs, type HostConfig } from '../config/index.ts';
 import { DurableBus, attachRoutesAndRules, type AttachedEvents, type BusClock, type Clock as CepClock } from '../events/index.ts';
 import { openStoreLazily, type Store } from '../store/index.ts';
 import type { Json } from '../sdk/index.ts';
-import { KvStore, type Resolver } from '../policy/index.ts';
+import { FetchBreakers, KvStore, type Resolver } from '../policy/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
 import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../discovery/index.ts';
 import { createRegistry, loadTrustStoreFor, type Registry, type RegistryEntry } from '../registry/index.ts';
@@ -46,6 +46,7 @@ export class Host {
   readonly log: Logger;
   readonly #options: HostOptions;
   readonly #kv = new Map<string, KvStore>();
+  readonly #fetchBreakers: FetchBreakers;
   #registry: Registry | undefined;
   #events: AttachedEvents | undefined;
   #watcher: PluginWatcher | undefined;
@@ -58,6 +59,7 @@ export class Host {
   constructor(config: HostConfig, options: HostOptions = {}) {
     this.config = config;
     this.#options = options;
+    this.#fetchBreakers = new FetchBreakers(config.policy?.fetchBreaker);
     this.log = options.logger ?? pino({ level: config.log.level, base: undefined }, pino.destination(2));
     // Durable subscribers attached before start() open it; otherwise start() does (a refused file throws there).
     this.store = openStoreLazily(config.dataDir);
@@ -116,6 +118,7 @@ export class Host {
       ...(this.#options.frozenLockfile ? { frozenLockfile: this.#options.frozenLockfile } : {}),
       ...(this.#options.drainMs !== undefined ? { drainMs: this.#options.drainMs } : {}),
       ...(this.#options.resolve ? { resolve: this.#options.resolve } : {}),
+      fetchBreakers: this.#fetchBreakers,
     });
     await this.#registry.load(options);
   }
@@ -213,6 +216,7 @@ export class Host {
     }
     await this.#registry?.stopAll(Math.max(1, deadline - Date.now()));
     this.#events?.detach();
+    this.#fetchBreakers.close();
     await this.bus.close();
     this.store.close();
     if (this.#options.stopSandboxProcesses !== false) await IsolateProcess.shutdownAll();

@@ -13,6 +13,7 @@ import { PlinthError } from '../errors.ts';
 import type { Json } from '../sdk/index.ts';
 import { literalAddress, type NetworkPolicy, type ResolvedAddress, type Resolver } from './network.ts';
 import { quotaExceeded, type Quotas } from './quotas.ts';
+import type { FetchBreakers } from './fetch-breaker.ts';
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
@@ -29,6 +30,8 @@ export interface FetchContext {
   resolve: Resolver;
   /** Builds the PERMISSION_DENIED error naming the grant to add. */
   denied(what: string, permission: string): PlinthError;
+  /** The host's breakers per extension and origin (policy.fetchBreaker); none: every request goes out. */
+  breakers?: FetchBreakers;
 }
 
 /** An error the extension can handle like Node's own (`err.code === 'ECONNREFUSED'`). */
@@ -162,6 +165,25 @@ function refused(ctx: FetchContext, what: string, hint: string): PlinthError {
   return new PlinthError('PLINTH_ERR_PERMISSION_DENIED', `extension ${ctx.extension}: ${what}`, { extension: ctx.extension, hint });
 }
 
+/**
+ * Runs one hop through the origin's breaker. Only what is the origin's doing counts against it — it refused, reset,
+ * did not resolve or did not answer in time; a refused grant or a response over its size quota is the extension's,
+ * so it passes the breaker as a value and is thrown after it.
+ */
+async function throughBreaker(ctx: FetchContext, url: URL, signal: AbortSignal, hop: () => Promise<Hop>): Promise<Hop> {
+  if (!ctx.breakers) return hop();
+  const outcome = await ctx.breakers.run<{ hop: Hop } | { notTheOrigins: PlinthError }>(ctx.extension, `${url.protocol}//${url.host}`, async () => {
+    try {
+      return { hop: await hop() };
+    } catch (err) {
+      if (err instanceof PlinthError && !signal.aborted) return { notTheOrigins: err };
+      throw err;
+    }
+  });
+  if ('notTheOrigins' in outcome) throw outcome.notTheOrigins;
+  return outcome.hop;
+}
+
 export async function pinnedFetch(ctx: FetchContext, url: string, init: FetchInit = {}): Promise<Json> {
   const parse = (u: string, base?: URL): URL => {
     let parsed: URL;
@@ -185,8 +207,9 @@ export async function pinnedFetch(ctx: FetchContext, url: string, init: FetchIni
   let hopInit: FetchInit = init;
   const maxRedirects = ctx.quotas.maxRedirects;
   for (let hop = 0; hop <= maxRedirects; hop++) {
-    const target = await checkedTarget(ctx, current, signal);
-    const res = await requestOnce(ctx, current, target, hopInit, signal);
+    const at = current;
+    const sent = hopInit;
+    const res = await throughBreaker(ctx, at, signal, async () => requestOnce(ctx, at, await checkedTarget(ctx, at, signal), sent, signal));
     if (res.location !== undefined) {
       // Fetch's rule: 303 (and 301/302 after a POST) continue as GET without a body.
       if (res.status === 303 || ((res.status === 301 || res.status === 302) && (hopInit.method ?? 'GET').toUpperCase() === 'POST')) {

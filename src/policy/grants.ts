@@ -14,6 +14,7 @@ import { KvStore } from './kv.ts';
 import { boundLine, LogRate, type BoundedLine } from './log.ts';
 import { NetworkPolicy, systemResolver, type Resolver } from './network.ts';
 import { pinnedFetch } from './fetch.ts';
+import type { FetchBreakers } from './fetch-breaker.ts';
 import { DEFAULT_QUOTAS, quotaExceeded, type Quotas } from './quotas.ts';
 
 /** Longest kv key, in characters. */
@@ -41,6 +42,8 @@ export interface ContextHost {
   quotas?: Quotas;
   /** How host names are resolved for ctx.fetch (tests inject a rebinding name server). */
   resolve?: Resolver;
+  /** The host's ctx.fetch breakers per extension and origin (policy.fetchBreaker); none: no breaker. */
+  fetchBreakers?: FetchBreakers;
   /** Clock of the log rate limit (tests move it by hand). */
   now?: () => number;
 }
@@ -239,7 +242,7 @@ export function createContextHandler(host: ContextHost): ContextHandler {
     if (fetchesInFlight >= quotas.fetch.maxConcurrent) throw exceeded('fetch', 'maxConcurrent', `fetch number ${fetchesInFlight + 1} in flight`);
     fetchesInFlight++;
     try {
-      return await pinnedFetch({ extension: host.extension, network, quotas: quotas.fetch, resolve: host.resolve ?? systemResolver, denied }, url, init);
+      return await pinnedFetch({ extension: host.extension, network, quotas: quotas.fetch, resolve: host.resolve ?? systemResolver, denied, ...(host.fetchBreakers ? { breakers: host.fetchBreakers } : {}) }, url, init);
     } finally {
       fetchesInFlight--;
     }

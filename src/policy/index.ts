@@ -4,6 +4,7 @@
 // granted at all.
 export { createContextHandler, MAX_KV_KEY_CHARS, type ContextHost, type LogLevel } from './grants.ts';
 export { KvStore, type KvPersistence } from './kv.ts';
+export { FetchBreakers, DEFAULT_FETCH_BREAKER, type FetchBreakerSettings } from './fetch-breaker.ts';
 export { DEFAULT_QUOTAS, effectiveQuotas, quotaExceeded, type Quotas, type QuotaOverrides } from './quotas.ts';
 export { NetworkPolicy, parseNetworkGrant, specialRange, systemResolver, type NetworkGrant, type Resolver, type ResolvedAddress } from './network.ts';
 export { boundLine, LogRate, type BoundedLine } from './log.ts';

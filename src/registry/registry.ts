@@ -21,7 +21,7 @@ import { readPackageJson, isExtensionPackage, validateExtensionPackage, type Ext
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
 import { checkIsolateModules, createSandbox } from '../sandbox/index.ts';
-import { createContextHandler, effectiveQuotas, type KvStore, type Resolver } from '../policy/index.ts';
+import { createContextHandler, effectiveQuotas, type FetchBreakers, type KvStore, type Resolver } from '../policy/index.ts';
 import { checkStartable } from './preflight.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import { resolveLimits, type Limits } from './limits.ts';
@@ -78,6 +78,8 @@ export interface RegistryOptions {
   drainMs?: number;
   /** How ctx.fetch resolves host names (the system resolver unless a test injects one). */
   resolve?: Resolver;
+  /** The host's ctx.fetch breakers per extension and origin. */
+  fetchBreakers?: FetchBreakers;
 }
 
 function entry(found: { id: string; dir: string; version?: string; runtime?: string }, state: 'failed' | 'stopped', reason: PlinthError | undefined): RegistryEntry {
@@ -691,6 +693,7 @@ export class Registry {
       env: this.#o.env,
       quotas: effectiveQuotas(config.quotas, settings?.quotas, pkg.manifest.limits),
       ...(this.#o.resolve ? { resolve: this.#o.resolve } : {}),
+      ...(this.#o.fetchBreakers ? { fetchBreakers: this.#o.fetchBreakers } : {}),
     });
     const managed = new ManagedExtension({
       pkg,

@@ -8,7 +8,8 @@
 //     closed at 100 % failure rate, and a late CANCELLED closed it from half-open);
 //   - N half-open probes (opossum admits one) and a slow-call rate next to the failure rate.
 //
-// Decision on opossum (issue 8 and 14): it is no longer used anywhere, so it left package.json. Its rolling window
+// Decision on opossum (issue 8 and 14): not here. It serves where it fits cleanly, the breaker per extension and origin
+// around ctx.fetch (src/policy/fetch-breaker.ts), where every rejection is a failure and no call crosses states. Its rolling window
 // (lib/status.js `Status`) was the candidate part, and it can be driven by an injected clock (a
 // `rotateBucketController` emitter, snapshots off, so no timers), but it does not fit cleanly where the window
 // lives, on the per-call path: `increment('successes' | 'failures')` pushes every call's latency into an array of
