@@ -14,7 +14,7 @@ import { PipelineEngine, type EngineProgress } from './engine/index.ts';
 import type { PipelineDefinition, PipelineIssue, PipelineService, RunProgress, RunRecord, RunState, StageCatalog, TriggerDefinition } from './types.ts';
 
 export type * from './types.ts';
-export { PipelineEngine, type EngineProgress, type EngineOptions } from './engine/index.ts';
+export { PipelineEngine, RunJournal, listRuns, readRun, type EngineProgress, type EngineOptions, type RunFilter } from './engine/index.ts';
 
 /** What the service needs of the host (an interface: the pipeline part never imports the host). */
 export interface PipelineHost {

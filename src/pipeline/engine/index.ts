@@ -16,6 +16,7 @@ import { StageScheduler } from './scheduler.ts';
 export { NEVER_RETRIED, isRetryable, maxAttempts, retryDelayMs } from './retry.ts';
 export { StageScheduler } from './scheduler.ts';
 export { RunJournal, ownerAlive, TERMINAL_RUN_STATES } from './journal.ts';
+export { LIVE_RUNS } from './journal.ts';
 export type { StageCall } from './run.ts';
 
 /** A progress change, with the wait before the next attempt when an attempt failed and will be retried. */
@@ -170,30 +171,11 @@ export class PipelineEngine {
   get(runId: string): RunRecord | undefined {
     const live = this.#live.get(runId);
     if (live) return structuredClone(live.record);
-    const found = this.#journal.load(runId);
-    if (!found) return undefined;
-    return this.#asSeen(found.record, found.owner);
+    return readRun(this.#journal, runId);
   }
 
-  #asSeen(record: RunRecord, owner: string): RunRecord {
-    if (!TERMINAL_RUN_STATES.has(record.state) && record.state !== 'interrupted' && !ownerAlive(owner, record.id)) record.state = 'interrupted';
-    return record;
-  }
-
-  list(filter: { pipeline?: string; state?: RunState; limit?: number } = {}): RunRecord[] {
-    const wanted = filter.state;
-    // `interrupted` is mostly seen, not journaled: look among every unfinished state for it.
-    const states: RunState[] | undefined = wanted === undefined ? undefined : wanted === 'interrupted' ? ['pending', 'running', 'compensating', 'interrupted'] : [wanted];
-    const rows = this.#journal.list({ ...(filter.pipeline !== undefined ? { pipeline: filter.pipeline } : {}), ...(states ? { states } : {}), ...(wanted === undefined && filter.limit !== undefined ? { limit: filter.limit } : {}) });
-    const out: RunRecord[] = [];
-    for (const row of rows) {
-      const record = this.get(row.record.id);
-      if (!record) continue;
-      if (wanted !== undefined && record.state !== wanted) continue;
-      out.push(record);
-      if (filter.limit !== undefined && out.length >= filter.limit) break;
-    }
-    return out;
+  list(filter: RunFilter = {}): RunRecord[] {
+    return listRuns(this.#journal, filter, (id) => this.get(id));
   }
 
   /** Runs a dead process left unfinished; each is journaled as `interrupted` (what `plinth serve` lists at start). */
@@ -269,6 +251,39 @@ export class PipelineEngine {
     this.#closed = true;
     for (const run of [...this.#live.values()]) run.detach();
   }
+}
+
+export interface RunFilter {
+  pipeline?: string;
+  state?: RunState;
+  limit?: number;
+}
+
+function asSeen(record: RunRecord, owner: string): RunRecord {
+  if (!TERMINAL_RUN_STATES.has(record.state) && record.state !== 'interrupted' && !ownerAlive(owner, record.id)) record.state = 'interrupted';
+  return record;
+}
+
+/** A run from the journal alone (no engine needed: `plinth runs show`). */
+export function readRun(journal: RunJournal, runId: string): RunRecord | undefined {
+  const found = journal.load(runId);
+  return found ? asSeen(found.record, found.owner) : undefined;
+}
+
+/** Runs from the journal, newest first, each with its stages. */
+export function listRuns(journal: RunJournal, filter: RunFilter = {}, get: (id: string) => RunRecord | undefined = (id) => readRun(journal, id)): RunRecord[] {
+  const wanted = filter.state;
+  // `interrupted` is mostly seen, not journaled: look among every unfinished state for it.
+  const states: RunState[] | undefined = wanted === undefined ? undefined : wanted === 'interrupted' ? ['pending', 'running', 'compensating', 'interrupted'] : [wanted];
+  const rows = journal.list({ ...(filter.pipeline !== undefined ? { pipeline: filter.pipeline } : {}), ...(states ? { states } : {}), ...(wanted === undefined && filter.limit !== undefined ? { limit: filter.limit } : {}) });
+  const out: RunRecord[] = [];
+  for (const row of rows) {
+    const record = get(row.record.id);
+    if (!record || (wanted !== undefined && record.state !== wanted)) continue;
+    out.push(record);
+    if (filter.limit !== undefined && out.length >= filter.limit) break;
+  }
+  return out;
 }
 
 function notFound(runId: string): PlinthError {
