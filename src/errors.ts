@@ -72,6 +72,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_CANCELLED: 'The caller cancelled the call (e.g. its pipeline run was cancelled).',
   PLINTH_ERR_EVENT_REJECTED: 'A middleware around publish rejected the event (or produced an invalid topic); it was not published.',
   PLINTH_ERR_EXPRESSION_INVALID: 'An expression (route filter or transform, rule condition or key) does not parse, is too large, or uses an unknown variable.',
+  PLINTH_ERR_PIPELINE_INVALID: 'A pipeline definition was refused before anything ran: its `issues` give each problem with its path, line and what to fix.',
   PLINTH_ERR_EXPRESSION_FAILED: 'Evaluating an expression failed on an event (a missing field, a type mismatch); the event did not pass it.',
   PLINTH_ERR_ROUTE_FAILED: "A route's filter or transform failed on an event, so the event was not routed (the original event is unaffected).",
   PLINTH_ERR_ROUTE_HOPS_EXCEEDED: 'An event passed through more routes and rules than events.maxHops allows (a loop of routes or rules); it was not forwarded.',
