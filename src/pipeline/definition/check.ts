@@ -296,7 +296,8 @@ function variableIssues(def: PipelineDefinition, variables: Record<string, Json>
         return issue('VARIABLES_INVALID', `variable "${name}" is not declared by the pipeline`, locate('/variables'), didYouMean(name, declared));
       }
       const where = name === undefined ? '/variables' : joinPointer('/variables', name);
-      return issue('VARIABLES_INVALID', `variable ${p.path.slice(1) || '(all)'}: ${p.message}`, locate(where), p.hint ?? `give a value that matches the schema at ${where} (e.g. --var ${name ?? 'name'}=…)`);
+      const given = name !== undefined && Object.hasOwn(values, name) ? ` (given: ${JSON.stringify(values[name])})` : '';
+      return issue('VARIABLES_INVALID', `variable ${p.path.slice(1) || '(all)'}: ${p.message}${given}`, locate(where), p.hint ?? `give a value that matches the schema at ${where} (e.g. --var ${name ?? 'name'}=…)`);
     }),
   };
 }

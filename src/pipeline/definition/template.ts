@@ -35,9 +35,11 @@ export function parseTemplateString(s: string): TemplateString | undefined {
   let text = '';
   let i = 0;
   let refs = 0;
+  let escaped = false;
   while (i < s.length) {
     if (s.startsWith('$${{', i)) {
       text += '${{';
+      escaped = true;
       i += 4;
       continue;
     }
@@ -71,8 +73,8 @@ export function parseTemplateString(s: string): TemplateString | undefined {
     refs++;
     i = end + 2;
   }
-  if (refs === 0) return undefined;
   if (text !== '') segments.push({ text });
+  if (refs === 0) return escaped ? { segments, whole: false } : undefined;
   const meaningful = segments.filter((seg) => !('text' in seg) || seg.text.trim() !== '');
   return { segments, whole: refs === 1 && meaningful.length === 1 };
 }
