@@ -141,8 +141,10 @@ function producerOf(expr: string, allowed: Set<string>, ctx: Context, at: string
 
 /** Literal `with` against the input schema, then every reference's type against the schema where it sits. */
 function checkTemplate(template: Json, input: Json, base: string, consumerLabel: string, allowed: Set<string>, ctx: Context): void {
-  const refs = findReferences(template, () => undefined);
-  const refPointers = new Set(refs.map((r) => r.pointer));
+  const broken: string[] = [];
+  const refs = findReferences(template, (pointer) => broken.push(pointer));
+  // Unterminated references are BAD_EXPRESSION already: not checked again as literal text.
+  const refPointers = new Set([...refs.map((r) => r.pointer), ...broken]);
   const validate = validatorFor(input, consumerLabel);
   if (validate) {
     const value = withPlaceholders(template, refPointers);

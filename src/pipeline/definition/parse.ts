@@ -9,7 +9,7 @@ import { compileAuthoredSchema, toProblems, validators } from '../../schema/inde
 import type { Json } from '../../sdk/index.ts';
 import type { PipelineDefinition, PipelineIssue, RetryPolicy, SourceLocation, StageDefinition, TriggerDefinition } from '../types.ts';
 import { didYouMean, issue } from './issues.ts';
-import { parseSource } from './source.ts';
+import { joinPointer, parseSource } from './source.ts';
 import { conditionSource, findReferences, pipelineExpression } from './template.ts';
 
 export interface ParseResult {
@@ -226,7 +226,7 @@ export function expressionIssues(
     selections = pipelineExpression(source, at.path).selections;
   } catch (err) {
     const p = err instanceof PlinthError ? err.problems[0] : undefined;
-    return [issue('BAD_EXPRESSION', `${context.what} \`${source}\` is not valid CEL: ${p?.message ?? (err as Error).message}`, at, 'expressions are CEL over vars, stages and run, e.g. `stages.ingest.output.records` or `vars.region == "eu"` (docs/pipelines.md)')];
+    return [issue('BAD_EXPRESSION', `${context.what.includes('${{') ? context.what : `${context.what} \`${source}\``} is not valid CEL: ${p?.message ?? (err as Error).message}`, at, 'expressions are CEL over vars, stages and run, e.g. `stages.ingest.output.records` or `vars.region == "eu"` (docs/pipelines.md)')];
   }
   const ids = context.def.stages.map((s) => s.id);
   const declared = Object.keys((context.def.variablesSchema as { properties?: object } | undefined)?.properties ?? {});
@@ -304,14 +304,16 @@ export function structuralIssues(def: PipelineDefinition, locate: Locate): Pipel
     }
   });
 
-  if (def.variablesSchema !== undefined) {
+  // Each variable's schema compiled on its own, so a mistake is reported at its variable.
+  const declaredVars = ((def.variablesSchema as { properties?: Record<string, Json> } | undefined)?.properties ?? {});
+  for (const [name, schema] of Object.entries(declaredVars)) {
     try {
-      compileAuthoredSchema(def.variablesSchema, { extension: `pipeline ${def.name}`, file: def.file ?? '(pipeline)' });
+      compileAuthoredSchema(schema, { extension: `pipeline ${def.name}`, file: def.file ?? '(pipeline)' });
     } catch (err) {
       const problems = err instanceof PlinthError ? err.problems : [];
       for (const p of problems.length > 0 ? problems : [{ path: '', message: (err as Error).message }]) {
-        const pointer = `/variables${p.path.replace(/^\/properties/, '')}`;
-        out.push(issue('VARIABLES_INVALID', `the schema of a variable is not valid: ${p.message}`, locate(pointer), p.hint ?? 'each variable is a JSON Schema (2020-12), e.g. { type: string, default: "eu" }'));
+        const message = p.message.replace(/schema\//g, '');
+        out.push(issue('VARIABLES_INVALID', `the schema of variable "${name}" is not valid: ${message}`, locate(joinPointer('/variables', name)), p.hint ?? 'each variable is a JSON Schema (2020-12), e.g. { type: string, default: "eu" }'));
       }
     }
   }
