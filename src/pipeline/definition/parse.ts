@@ -20,7 +20,7 @@ export interface ParseResult {
 export type Locate = (pointer: string) => SourceLocation;
 
 /** Error codes that are the caller's mistake: retrying cannot help, so no policy retries them. */
-export const NEVER_RETRIED = ['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_EXTENSION_NOT_FOUND', 'PLINTH_ERR_EXPRESSION_FAILED', 'PLINTH_ERR_PIPELINE_INVALID'] as const;
+export const NEVER_RETRIED = ['PLINTH_ERR_STAGE_INPUT_INVALID', 'PLINTH_ERR_STAGE_UNKNOWN', 'PLINTH_ERR_EXTENSION_NOT_FOUND', 'PLINTH_ERR_EXPRESSION_FAILED', 'PLINTH_ERR_EXPRESSION_INVALID', 'PLINTH_ERR_PIPELINE_INVALID'] as const;
 
 // `needs: ingest` (one id, not a list): issues point at /needs, not /needs/0.
 const needsWrittenAsOne = new WeakSet<StageDefinition>();

@@ -192,7 +192,8 @@ export function resolveTemplate(template: Json, scope: RunScope, base = ''): Jso
 
 /**
  * Evaluates an `if` condition (bare CEL or wrapped in `${{ }}`). True or false; anything but a boolean, or an
- * evaluation error, is PLINTH_ERR_EXPRESSION_FAILED (a condition that cannot be decided never silently skips).
+ * evaluation error, is PLINTH_ERR_EXPRESSION_FAILED (a condition that cannot be decided never silently skips);
+ * text that is not CEL at all is PLINTH_ERR_EXPRESSION_INVALID.
  */
 export function evaluateCondition(expr: string, scope: RunScope, path?: string): boolean {
   const source = conditionSource(expr);
@@ -200,6 +201,7 @@ export function evaluateCondition(expr: string, scope: RunScope, path?: string):
   try {
     value = pipelineExpression(source, path).evaluate(scopeVars(scope));
   } catch (err) {
+    if (err instanceof PlinthError && err.code === 'PLINTH_ERR_EXPRESSION_INVALID') throw err; // refused before the run too
     throw failed(path ?? '', source, err);
   }
   if (typeof value !== 'boolean') {
