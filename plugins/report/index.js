@@ -6,6 +6,7 @@ function cell(value) {
   return text.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
 }
 
+/** @param {{ title: string, records: object[], columns?: string[], maxRows?: number, facts?: object }} input */
 export function renderReport({ title, records, columns, maxRows = 20, facts = {} }) {
   const cols = columns ?? (records.length > 0 ? Object.keys(records[0]) : []);
   const lines = [`# ${cell(title)}`, ''];

@@ -3,7 +3,8 @@
 // run variables — each refusal with its path, line and hint; and what must never be refused.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyVariableDefaults, checkPipeline, compareSchemas, parsePipeline, validatePipeline, PipelineInvalidError } from '../../../src/pipeline/definition/index.ts';
+import type { PipelineInvalidError } from '../../../src/pipeline/definition/index.ts';
+import { applyVariableDefaults, checkPipeline, compareSchemas, parsePipeline, validatePipeline } from '../../../src/pipeline/definition/index.ts';
 import type { StageCatalog } from '../../../src/pipeline/types.ts';
 import { fixtureCatalog, issueAt, readFixture } from './helpers.ts';
 
@@ -135,12 +136,12 @@ describe('pipeline check: variables', () => {
       err = e as PipelineInvalidError;
     }
     assert.equal(err?.code, 'PLINTH_ERR_PIPELINE_INVALID');
-    const issues = err!.issues;
+    const issues = err.issues;
     assert.ok(issues.every((i) => i.code === 'VARIABLES_INVALID'));
     assert.equal(issues.find((i) => /"regoin" is not declared/.test(i.message))?.hint, 'did you mean "region"?');
     assert.ok(issues.some((i) => i.location.path === '/variables/region' && i.location.line === 3 && /required/.test(i.message)), JSON.stringify(issues));
     assert.ok(issues.some((i) => i.location.path === '/variables/count' && /given: 0/.test(i.message)), JSON.stringify(issues));
-    assert.deepEqual((err!.toJSON() as { issues: unknown[] }).issues, issues, '`issues` in the error data');
+    assert.deepEqual((err.toJSON() as { issues: unknown[] }).issues, issues, '`issues` in the error data');
     assert.throws(() => applyVariableDefaults(def, { region: 'mars' }), (e: PipelineInvalidError) => /not allowed/.test(e.issues[0]!.message));
   });
 
