@@ -10,6 +10,7 @@ import { LOG_FORMATS } from './log.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
+import { validate } from './commands/validate.ts';
 import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
 import { run as runPipeline, resume as resumeRun, runsLs, runsShow, type RunFlags, type RunsFlags } from './commands/run.ts';
 
@@ -62,7 +63,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const run = (fn: () => Promise<Outcome>) => async () => {
     const outcome = await fn();
     code = outcome.code;
-    if (json) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: null });
+    if (json) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: outcome.error ?? null });
   };
 
   const program = new Command('plinth')
@@ -172,6 +173,17 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   ).action(function (this: Command) {
     const o = this.opts<HostOptions & { lockfile?: string }>();
     return run(() => lock(io, serveFlags(o)))();
+  });
+
+  withHostOptions(
+    program
+      .command('validate')
+      .description('check a pipeline file (YAML or JSON) against the extensions of the plugin directories; runs nothing. Exit 3 if invalid')
+      .argument('<file>', 'pipeline file, e.g. pipelines/quick-start.yaml')
+      .option('--var <name=value>', 'also check a run variable against its schema (repeatable)', (v: string, prev: string[] = []) => [...prev, v]),
+  ).action(function (this: Command, file: string) {
+    const o = this.opts<HostOptions & { var?: string[] }>();
+    return run(() => validate(io, file, { ...hostFlags(o), ...(o.var ? { vars: o.var } : {}) }))();
   });
 
   // `plinth dlq …`: dead letters in the data dir's store (no host running).

@@ -2,10 +2,11 @@
 import path from 'node:path';
 import { PlinthError, isPlinthError, type ErrorCode } from '../errors.ts';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/** 3: what was checked (a pipeline) is invalid — distinct from a usage error and from a failure while running. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, invalid: 3 } as const;
 
-/** Errors in how Plinth was invoked or configured (a pipeline refused before running included), rather than in what it found: exit 2. */
-const USAGE_CODES = new Set<ErrorCode>(['PLINTH_ERR_USAGE', 'PLINTH_ERR_CONFIG_INVALID', 'PLINTH_ERR_CONFIG_UNREADABLE', 'PLINTH_ERR_PLUGIN_DIR_MISSING', 'PLINTH_ERR_PIPELINE_INVALID']);
+/** Errors in how Plinth was invoked or configured, rather than in what it found: exit 2. */
+const USAGE_CODES = new Set<ErrorCode>(['PLINTH_ERR_USAGE', 'PLINTH_ERR_CONFIG_INVALID', 'PLINTH_ERR_CONFIG_UNREADABLE', 'PLINTH_ERR_PLUGIN_DIR_MISSING']);
 
 export interface Io {
   out: (text: string) => void;
@@ -21,6 +22,8 @@ export const processIo: Io = {
 export interface Outcome {
   code: number;
   data: unknown;
+  /** The envelope's `error` when the command ends with a coded problem but still has a result to give. */
+  error?: Record<string, unknown>;
 }
 
 /**
@@ -41,7 +44,7 @@ export function printEnvelope(io: Io, envelope: Envelope): void {
 /** Prints an error for people on stderr (and the envelope on stdout with --json); returns the exit code. */
 export function reportError(io: Io, err: unknown, json: boolean, command = 'plinth'): number {
   const error = isPlinthError(err) ? err : undefined;
-  const code = error ? (USAGE_CODES.has(error.code) ? EXIT.usage : EXIT.failed) : EXIT.failed;
+  const code = error ? (USAGE_CODES.has(error.code) ? EXIT.usage : error.code === 'PLINTH_ERR_PIPELINE_INVALID' ? EXIT.invalid : EXIT.failed) : EXIT.failed;
   if (json) printEnvelope(io, { ok: false, command, data: null, error: error ? error.toJSON() : { message: String((err as Error)?.message ?? err) } });
   if (error) io.err(error.describe() + (error.file && !error.describe().includes(error.file) ? `\n  file: ${error.file}` : ''));
   else io.err(`plinth: internal error: ${(err as Error)?.stack ?? String(err)}`);

@@ -38,6 +38,61 @@ export interface Expression {
   evaluate(vars: Record<string, unknown>): Json;
   /** Evaluates a condition: true only for the boolean true; an error is PLINTH_ERR_EXPRESSION_FAILED. */
   test(vars: Record<string, unknown>): boolean;
+  /**
+   * Every member selection from a variable the expression makes, as its steps: `stages.a.output["x"][0]` is
+   * ['stages', 'a', 'output', 'x', 0]; a computed step (`m[k]`) ends the chain. What the pipeline check reads to
+   * know which stages an expression depends on, and whether it is one plain reference.
+   */
+  readonly selections: ReadonlyArray<ReadonlyArray<string | number>>;
+  /** True when the whole expression is one such selection (nothing computed): `stages.a.output.records`. */
+  readonly isSelection: boolean;
+}
+
+interface AstNode {
+  op?: unknown;
+  args?: unknown;
+}
+
+/** The selection chain a node is, when it is one (a variable followed by literal field or index steps). */
+function selectionOf(node: unknown): Array<string | number> | undefined {
+  if (typeof node !== 'object' || node === null) return undefined;
+  const { op, args } = node as AstNode;
+  if (op === 'id' && typeof args === 'string') return [args];
+  if (!Array.isArray(args) || args.length !== 2) return undefined;
+  if (op === '.' && typeof args[1] === 'string') {
+    const base = selectionOf(args[0]);
+    return base ? [...base, args[1]] : undefined;
+  }
+  if (op === '[]') {
+    const base = selectionOf(args[0]);
+    const index = args[1] as AstNode;
+    if (!base || index?.op !== 'value') return undefined;
+    if (typeof index.args === 'string') return [...base, index.args];
+    if (typeof index.args === 'bigint' || typeof index.args === 'number') return [...base, Number(index.args)];
+  }
+  return undefined;
+}
+
+/** The longest selection chains anywhere in the AST (a chain's own prefixes are not listed again). */
+function selectionsOf(node: unknown, out: Array<Array<string | number>>, depth = 0): void {
+  if (depth > 256 || typeof node !== 'object' || node === null) return;
+  if (Array.isArray(node)) {
+    for (const n of node) selectionsOf(n, out, depth + 1);
+    return;
+  }
+  const chain = selectionOf(node);
+  if (chain) {
+    out.push(chain);
+    return;
+  }
+  const { op, args } = node as AstNode;
+  // A selection whose base is computed (`stages[k].output`): the base may still hold chains.
+  if ((op === '.' || op === '[]') && Array.isArray(args)) {
+    selectionsOf(args[0], out, depth + 1);
+    if (op === '[]') selectionsOf(args[1], out, depth + 1);
+    return;
+  }
+  selectionsOf(args, out, depth + 1);
 }
 
 const environments = new Map<string, Environment>();
@@ -145,8 +200,13 @@ export function compileExpression(source: string, options: CompileOptions): Expr
     }
     return result;
   };
+  const ast = (run as unknown as { ast?: unknown }).ast;
+  const selections: Array<Array<string | number>> = [];
+  selectionsOf(ast, selections);
   return {
     source,
+    selections,
+    isSelection: selectionOf(ast) !== undefined,
     evaluate: (vars) => toJson(call(vars)),
     test: (vars) => call(vars) === true,
   };

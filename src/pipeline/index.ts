@@ -9,7 +9,7 @@ import type { Json, PlinthEvent } from '../sdk/index.ts';
 import type { Clock } from '../events/clock.ts';
 import { isValidPattern } from '../events/topics.ts';
 import type { RunJournalBacking } from '../store/index.ts';
-import { applyVariableDefaults, checkPipeline, evaluateCondition, loadPipelineFile, parsePipeline, resolveTemplate } from './definition/index.ts';
+import { PipelineInvalidError, applyVariableDefaults, checkPipeline, evaluateCondition, loadPipelineFile, parsePipeline, resolveTemplate } from './definition/index.ts';
 import { PipelineEngine, type EngineProgress } from './engine/index.ts';
 import type { PipelineDefinition, PipelineIssue, PipelineService, RunProgress, RunRecord, RunState, StageCatalog, TriggerDefinition } from './types.ts';
 
@@ -58,16 +58,6 @@ export interface PipelineServiceHandle extends PipelineService {
   close(): void;
 }
 
-/** Refused before anything ran: every issue with its path (and line) in `problems`, and as `issues`. */
-export function pipelineInvalid(issues: PipelineIssue[], file?: string): PlinthError & { issues: PipelineIssue[] } {
-  const err = new PlinthError('PLINTH_ERR_PIPELINE_INVALID', `pipeline${file ? ` ${file}` : ''} was refused: ${issues.length} problem(s)`, {
-    ...(file ? { file } : {}),
-    problems: issues.map((i) => ({ path: `${i.location.path || '/'}${i.location.line !== undefined ? ` (line ${i.location.line}${i.location.column !== undefined ? `, column ${i.location.column}` : ''})` : ''}`, message: i.message, ...(i.hint ? { hint: i.hint } : {}) })),
-    hint: '`plinth validate <file>` checks a pipeline without running it',
-  });
-  return Object.assign(err, { issues });
-}
-
 export function createPipelineService(host: PipelineHost, options: PipelineServiceOptions = {}): PipelineServiceHandle {
   const engine = new PipelineEngine({
     call: (extension, stage, input, request) => host.call(extension, stage, input, request),
@@ -85,10 +75,10 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
   const stopTriggers: Array<() => void> = [];
   const webhooks = new Map<string, { definition: PipelineDefinition; trigger: Extract<TriggerDefinition, { type: 'webhook' }> }>();
 
-  async function load(source: { file: string } | { definition: unknown }): Promise<{ definition?: PipelineDefinition; issues: PipelineIssue[] }> {
+  async function load(source: { file: string } | { definition: unknown }, variables?: Record<string, Json>): Promise<{ definition?: PipelineDefinition; issues: PipelineIssue[] }> {
     const parsed = 'file' in source ? await loadPipelineFile(source.file) : parsePipeline(JSON.stringify(source.definition));
     if (!parsed.definition || parsed.issues.length > 0) return parsed;
-    return { definition: parsed.definition, issues: checkPipeline(parsed.definition, host.stageCatalog()) };
+    return { definition: parsed.definition, issues: checkPipeline(parsed.definition, host.stageCatalog(), variables) };
   }
 
   function startChecked(definition: PipelineDefinition, variables: Record<string, Json>, trigger: RunRecord['trigger']): { runId: string } {
@@ -97,9 +87,15 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
   }
 
   async function start(source: { file: string } | { definition: unknown }, opts: { variables?: Record<string, Json>; trigger?: RunRecord['trigger'] } = {}): Promise<{ runId: string }> {
-    const { definition, issues } = await load(source);
-    if (!definition || issues.length > 0) throw pipelineInvalid(issues, 'file' in source ? source.file : undefined);
+    const { definition, issues } = await load(source, opts.variables ?? {});
+    if (!definition || issues.length > 0) throw new PipelineInvalidError(issues, 'file' in source ? source.file : undefined);
     return startChecked(definition, opts.variables ?? {}, opts.trigger ?? { type: 'manual' });
+  }
+
+  /** The event as the run variable `event` — when the pipeline declares one (its variables are strict). */
+  function eventVariables(definition: PipelineDefinition, event: Json): Record<string, Json> {
+    const declared = (definition.variablesSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+    return Object.hasOwn(declared, 'event') ? { event } : {};
   }
 
   function fromTrigger(definition: PipelineDefinition, variables: Record<string, Json>, trigger: RunRecord['trigger']): void {
@@ -126,7 +122,7 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
   }
 
   const service: PipelineServiceHandle = {
-    validate: load,
+    validate: (source) => load(source),
     start,
     wait: (runId, signal) => engine.wait(runId, signal),
     get: (runId) => engine.get(runId),
@@ -137,7 +133,7 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
     interrupted: () => engine.interrupted(),
     startDefinition(definition, opts = {}) {
       const issues = checkPipeline(definition, host.stageCatalog());
-      if (issues.length > 0) throw pipelineInvalid(issues, definition.file);
+      if (issues.length > 0) throw new PipelineInvalidError(issues, definition.file, definition.name);
       return startChecked(definition, opts.variables ?? {}, opts.trigger ?? { type: 'manual' });
     },
 
@@ -170,7 +166,7 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
                 }
                 if (!pass) return;
               }
-              fromTrigger(definition, { event: eventVar }, { type: 'event', detail: { topic: event.topic, eventId: event.id } });
+              fromTrigger(definition, eventVariables(definition, eventVar), { type: 'event', detail: { topic: event.topic, eventId: event.id } });
             });
             stopTriggers.push(unsubscribe);
           } else if (trigger.type === 'schedule') {
@@ -223,7 +219,7 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
       } else parsed = body;
       const plainHeaders: Record<string, Json> = {};
       for (const [k, v] of Object.entries(headers)) if (v !== undefined && k.toLowerCase() !== 'authorization') plainHeaders[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
-      return startChecked(hook.definition, { event: { webhook: name, body: parsed, headers: plainHeaders } }, { type: 'webhook', detail: { name } });
+      return startChecked(hook.definition, eventVariables(hook.definition, { webhook: name, body: parsed, headers: plainHeaders }), { type: 'webhook', detail: { name } });
     },
 
     close() {

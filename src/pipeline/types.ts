@@ -129,6 +129,8 @@ export interface StageCatalog {
   extension(id: string): { version: string; stages: Record<string, { input: Json; output: Json }> } | undefined;
   /** Every extension id, for "did you mean" hints. */
   ids(): string[];
+  /** Why an installed extension cannot be used (failed, disabled, untrusted), for a better message than "unknown". */
+  unavailable?(id: string): string | undefined;
 }
 
 /** What `${{ }}` references and `if` conditions read during a run. */

@@ -9,6 +9,7 @@ import signatureSchema from '../../schemas/signature.schema.json' with { type: '
 import trustStoreSchema from '../../schemas/trust-store.schema.json' with { type: 'json' };
 import hostConfigSchema from '../../schemas/host-config.schema.json' with { type: 'json' };
 import lockfileSchema from '../../schemas/lockfile.schema.json' with { type: 'json' };
+import pipelineSchema from '../../schemas/pipeline.schema.json' with { type: 'json' };
 import type { Problem } from '../errors.ts';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -23,7 +24,7 @@ function addPlinthFormats(ajv: Ajv2020): Ajv2020 {
 
 /** Validates Plinth's own documents; `useDefaults` fills in the defaults the schemas declare. */
 const own = addPlinthFormats(new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true, verbose: true }));
-for (const s of [manifestSchema, packageSchema, signatureSchema, trustStoreSchema, hostConfigSchema, lockfileSchema]) own.addSchema(s);
+for (const s of [manifestSchema, packageSchema, signatureSchema, trustStoreSchema, hostConfigSchema, lockfileSchema, pipelineSchema]) own.addSchema(s);
 
 function validatorFor(id: string): ValidateFunction {
   const fn = own.getSchema(id);
@@ -37,6 +38,7 @@ export const validators = {
   trustStore: validatorFor('https://plinth.dev/schemas/trust-store.schema.json'),
   hostConfig: validatorFor('https://plinth.dev/schemas/host-config.schema.json'),
   lockfile: validatorFor('https://plinth.dev/schemas/lockfile.schema.json'),
+  pipeline: validatorFor('https://plinth.dev/schemas/pipeline.schema.json'),
 } as const;
 
 // Schemas written by extension authors compile in a scope per package, with bounded cost: see authored.ts.
@@ -50,6 +52,9 @@ const PATTERN_HINTS: Record<string, string> = {
   topicPattern: 'use dot-separated words; "*" matches exactly one word, "#" zero or more (e.g. "audit.#")',
   publisherId: 'use lower-case letters, digits, ".", "_" or "-"',
   keyId: 'use the 32-hex-digit key id printed by `plinth keygen`',
+  duration: 'write milliseconds, or a whole number and a unit: 500ms, 30s, 5m, 2h, 1d',
+  stageId: 'start with a letter or _, then letters, digits, _ or - (at most 64), e.g. "ingest"',
+  variableName: 'use letters, digits and _ (a CEL identifier), e.g. "region"',
 };
 
 const FORMAT_HINTS: Record<string, string> = {

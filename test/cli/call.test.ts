@@ -13,6 +13,10 @@ describe('plinth call', () => {
       ['redact-fields', 'redact', { records: [{ note: 'write to jane@example.com' }] }, (o) => assert.deepEqual(o, { records: [{ note: 'write to ***' }], redactedCount: 1 })],
       ['record-validate', 'validate', { records: [{ id: 1 }] }, (o) => assert.equal((o as { validCount: number }).validCount, 1)],
       ['audit-log', 'record', { action: 'cli-test' }, (o) => assert.equal((o as { seq: number }).seq, 1)],
+      ['policy-check', 'evaluate', { records: [{ r: 'eu' }, { r: 'us' }], rules: [{ id: 'eu', field: 'r', oneOf: ['eu'] }] }, (o) => assert.deepEqual([(o as { allowedCount: number }).allowedCount, (o as { deniedCount: number }).deniedCount], [1, 1])],
+      ['analytics', 'summarize', { records: [{ n: 1, g: 'a' }, { n: 3, g: 'a' }], groupBy: 'g' }, (o) => assert.deepEqual(o, { count: 2, fields: { n: { count: 2, sum: 4, min: 1, max: 3, mean: 2 } }, groups: { a: 2 } })],
+      ['report', 'render', { title: 'T', records: [{ a: 1 }] }, (o) => assert.deepEqual(o, { markdown: '# T\n\n| a |\n| --- |\n| 1 |\n', rowCount: 1, truncated: false })],
+      ['storage-writer', 'write', { dataset: 'cli-test', records: [{ a: 'é' }] }, (o) => assert.deepEqual(o, { path: 'warehouse/cli-test.jsonl', written: 1, bytes: 11 })],
     ];
     for (const [ext, stage, input, check] of cases) {
       const r = await runCli(['call', ext, stage, '--plugins', 'plugins', '--data-dir', data, '--input', JSON.stringify(input)]);

@@ -6,7 +6,7 @@ import { cp, readFile, stat, writeFile } from 'node:fs/promises';
 import { listPackageFiles, readPrivateKey, signExtension } from '../../src/trust/index.ts';
 import { ROOT, runCli, tempDir, pluginDir } from '../helpers.ts';
 
-const BUNDLED = ['audit-log', 'csv-ingest', 'record-validate', 'redact-fields'];
+const BUNDLED = ['analytics', 'audit-log', 'csv-ingest', 'policy-check', 'record-validate', 'redact-fields', 'report', 'storage-writer'];
 
 describe('plinth ls', () => {
   it('--json lists every bundled extension as verified (repository config supplies the trust store)', async () => {

@@ -24,6 +24,6 @@ describe('installing the CLI', () => {
     const ls = await run(bin, ['ls', '--plugins', path.join(ROOT, 'plugins'), '--trust', path.join(ROOT, 'keys', 'dev-trust.json'), '--json'], { cwd: elsewhere });
     const envelope = JSON.parse(ls.stdout) as { ok: boolean; data: { extensions: Array<{ state: string }> } };
     assert.equal(envelope.ok, true);
-    assert.equal(envelope.data.extensions.length, 4);
+    assert.equal(envelope.data.extensions.length, 8);
   });
 });

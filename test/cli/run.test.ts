@@ -39,14 +39,14 @@ describe('plinth run / resume / runs', () => {
     assert.deepEqual(doc.data.stages[0]!.output, { value: 'hello' }, 'the variable default');
   });
 
-  it('a failed run exits 1; a pipeline refused before running exits 2 with its issues; a missing file is a usage error', async () => {
+  it('a failed run exits 1; a pipeline refused before running exits 3 with its issues; a missing file is a usage error', async () => {
     const failed = await runCli(['run', path.join(PIPELINES, 'fails.yaml')], { cwd: root, env });
     assert.equal(failed.code, 1, failed.stderr);
     assert.match(failed.stdout, /run [0-9a-f-]{36} failed: PLINTH_ERR_STAGE_FAILED/);
     const bad = path.join(root, 'bad.yaml');
     await writeFile(bad, 'name: bad\nversion: 1.0.0\nstages:\n  - { id: x, extension: nowhere, stage: nothing }\n');
     const refused = await runCli(['run', bad, '--json'], { cwd: root, env });
-    assert.equal(refused.code, 2);
+    assert.equal(refused.code, 3);
     const doc = JSON.parse(refused.stdout) as { ok: boolean; error: { code: string; problems: Array<{ path: string }> } };
     assert.equal(doc.error.code, 'PLINTH_ERR_PIPELINE_INVALID');
     assert.ok(doc.error.problems.length > 0);

@@ -29,7 +29,7 @@ describe('plinth serve: Ctrl-C, SIGTERM, --no-watch', () => {
       assert.equal(code, 0, log);
       assert.doesNotMatch(log, /unsettled top-level await/);
       const recs = records(log);
-      const ids = ['audit-log', 'csv-ingest', 'record-validate', 'redact-fields', 'chain-base', 'chain-mid', 'chain-top'];
+      const ids = ['analytics', 'audit-log', 'csv-ingest', 'policy-check', 'record-validate', 'redact-fields', 'report', 'storage-writer', 'chain-base', 'chain-mid', 'chain-top'];
       for (const id of ids) {
         assert.ok(at(recs, { extension: id, state: 'stopped' }) >= 0, `${id} stopped\n${log}`);
         assert.equal(at(recs, { extension: id, state: 'failed' }), -1, `${id} never failed\n${log}`);
@@ -58,7 +58,7 @@ describe('plinth serve: Ctrl-C, SIGTERM, --no-watch', () => {
       assert.equal(code, 0, serve.log());
       const recs = records(serve.log());
       assert.equal(recs.filter((r) => r.state === 'failed').length, 0, serve.log());
-      for (const id of ['talk-worker', 'talk-isolate', 'audit-log', 'csv-ingest', 'record-validate', 'redact-fields']) {
+      for (const id of ['talk-worker', 'talk-isolate', 'analytics', 'audit-log', 'csv-ingest', 'policy-check', 'record-validate', 'redact-fields', 'report', 'storage-writer']) {
         assert.ok(at(recs, { extension: id, state: 'stopped' }) >= 0, `${id} stopped\n${serve.log()}`);
       }
       assert.doesNotMatch(serve.log(), /watching the plugin directories for changes/);

@@ -2,8 +2,9 @@
 // embedded host and show live progress on stderr — one line per stage (state, attempt, duration) redrawn in place
 // on a terminal with log-update, plain lines when stderr is not a terminal or CI=true — then print the run id, the
 // final state and the outputs of the final stages on stdout (`--json`: the run record in the envelope).
-// Exit codes: 0 the run succeeded; 1 it failed, was compensated or cancelled; 2 usage, configuration or a
-// pipeline refused before running; 130/143 cancelled by Ctrl-C / SIGTERM.
+// Exit codes: 0 the run succeeded; 1 it failed, was compensated or cancelled (or the host could not start); 2 usage
+// or configuration error; 3 the pipeline was refused before anything ran (as `plinth validate`); 130/143
+// cancelled by Ctrl-C / SIGTERM.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';

@@ -54,7 +54,7 @@ describe('pipeline engine: execution', () => {
     const def = pipeline('refs', [
       stage('first', { stage: 'text', with: { value: '${{ vars.greeting }}' } }),
       stage('second', { stage: 'echo', with: { got: '${{ stages.first.output.value }}', run: '${{ run.pipeline }}' }, needs: ['first'] }),
-    ]);
+    ], { variablesSchema: { type: 'object', properties: { greeting: { type: 'string' } } } });
     const { runId } = host.pipelines.startDefinition(def, { variables: { greeting: 'hello' } });
     const run = await host.pipelines.wait(runId);
     assert.deepEqual(stageOf(run, 'second').output, { got: 'hello', run: 'refs' });
@@ -74,7 +74,7 @@ describe('pipeline engine: execution', () => {
     const def = pipeline('cond', [
       stage('maybe', { stage: 'echo', with: { x: 1 }, if: 'vars.enabled == true' }),
       stage('after', { stage: 'echo', with: { state: '${{ stages.maybe.state }}' }, needs: ['maybe'] }),
-    ]);
+    ], { variablesSchema: { type: 'object', properties: { enabled: { type: 'boolean' } } } });
     const run = await host.pipelines.wait(host.pipelines.startDefinition(def, { variables: { enabled: false } }).runId);
     assert.equal(run.state, 'succeeded');
     assert.equal(stageOf(run, 'maybe').state, 'skipped');
