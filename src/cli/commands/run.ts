@@ -120,7 +120,8 @@ class ProgressView {
 
   #line(id: string, s: { state: string; attempt?: number; durationMs?: number; startedAt?: number; note?: string }): string {
     const width = Math.max(...[...this.#stages.keys()].map((k) => k.length), 5);
-    const took = s.durationMs ?? (s.state === 'running' && s.startedAt ? Date.now() - s.startedAt : undefined);
+    // A running stage's time so far is worth showing only where the line is redrawn.
+    const took = s.durationMs ?? (this.#live && s.state === 'running' && s.startedAt ? Date.now() - s.startedAt : undefined);
     return `  ${SYMBOL[s.state] ?? ' '} ${id.padEnd(width)}  ${s.state.padEnd(12)} ${s.attempt !== undefined ? `attempt ${s.attempt}`.padEnd(10) : ''.padEnd(10)} ${seconds(took).padStart(8)}${s.note ? `  ${s.note}` : ''}`;
   }
 
