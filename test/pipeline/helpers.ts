@@ -24,7 +24,9 @@ export async function pipelineRoot(options: { bundled?: string[]; config?: strin
     await signExtension(path.join(plugins, name), publisher.privateKey, publisher.id);
   }
   await writeTrustStore(path.join(root, 'trust.json'), [publisher]);
-  await writeFile(path.join(root, 'plinth.config.yaml'), `plugins: [plugins]\ntrust: { store: trust.json, policy: required }\ndataDir: data\n${options.config ?? ''}`);
+  await writeFile(path.join(root, 'plinth.config.yaml'), `plugins: [plugins]\ntrust: { store: trust.json, policy: required }\ndataDir: data\n` +
+    // Tests fail stages on purpose, many times: the breaker must not open and turn them into CIRCUIT_OPEN.
+    `defaults:\n  breaker: { minimumCalls: 1000000 }\n${options.config ?? ''}`);
   return root;
 }
 
