@@ -250,6 +250,11 @@ export class PipelineEngine {
   close(): void {
     this.#closed = true;
     for (const run of [...this.#live.values()]) run.detach();
+    try {
+      this.#journal.flushNow();
+    } catch (err) {
+      this.#options.onError?.('the run journal could not be written at stop', { err });
+    }
   }
 }
 

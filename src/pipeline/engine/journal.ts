@@ -3,7 +3,7 @@
 // A run row carries the definition it executes and which process owns it, so a resume (in this process or a later
 // one) runs what was started, and a run whose owner is gone is told from a live one.
 import { hostname } from 'node:os';
-import type { RunJournalBacking, StageRow } from '../../store/index.ts';
+import type { RunJournalBacking, RunRow, StageRow } from '../../store/index.ts';
 import type { PipelineDefinition, RunRecord, RunState, StageRecord } from '../types.ts';
 
 /** This process, as journaled in a run's `owner`. */
@@ -42,6 +42,13 @@ export interface JournaledRun {
 export class RunJournal {
   readonly #backing: () => RunJournalBacking;
   readonly #positions = new Map<string, Map<string, number>>();
+  /**
+   * Group commit: stage changes queued within one turn of the event loop go in one transaction (a commit costs
+   * ~40 µs on these machines, more than the engine's own work per stage). The engine awaits `committed()` before
+   * any step that depends on a change, so the journal is never behind what it acts on.
+   */
+  #queued = new Map<string, { record: RunRecord; stages: Map<string, StageRecord> }>();
+  #flush: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
 
   constructor(backing: () => RunJournalBacking) {
     this.#backing = backing;
@@ -60,20 +67,64 @@ export class RunJournal {
     return { runId, stageId: stage.id, position: this.#position(runId, stage.id, record), state: stage.state, record: JSON.stringify(stage) };
   }
 
-  /** The run row (and, with `stages`, those stage rows) in one commit. */
+  /** The run row, those stage rows and every queued one, in one commit now. */
   saveRun(record: RunRecord, definition: string, owner: string, stages: readonly StageRecord[] = []): void {
-    const { stages: _all, ...rest } = record;
+    const { stages: _omitted, ...rest } = record;
+    void _omitted;
     this.#position(record.id, '', record);
-    this.#backing().save(
-      { id: record.id, pipeline: record.pipeline, state: record.state, createdAt: record.createdAt, record: JSON.stringify(rest), definition, owner },
-      stages.map((s) => this.#stageRow(record.id, s, record)),
-    );
+    this.queue(record, stages);
+    this.flushNow({ id: record.id, pipeline: record.pipeline, state: record.state, createdAt: record.createdAt, record: JSON.stringify(rest), definition, owner });
   }
 
-  /** Stage rows of one run in one commit. */
-  saveStages(record: RunRecord, stages: readonly StageRecord[]): void {
+  /** Stage changes for the next group commit (serialised then: the latest state of each stage is written). */
+  queue(record: RunRecord, stages: readonly StageRecord[]): void {
     if (stages.length === 0) return;
-    this.#backing().save(undefined, stages.map((s) => this.#stageRow(record.id, s, record)));
+    let entry = this.#queued.get(record.id);
+    if (!entry) this.#queued.set(record.id, (entry = { record, stages: new Map() }));
+    for (const s of stages) entry.stages.set(s.id, s);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#flush) return;
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Callers that queue but never wait must not see an unhandled rejection; waiters get it through committed().
+    promise.catch(() => undefined);
+    this.#flush = { promise, resolve, reject };
+    setImmediate(() => {
+      try {
+        this.flushNow();
+      } catch {
+        // flushNow rejected the waiters
+      }
+    });
+  }
+
+  /** Resolves once everything queued so far is committed (rejects if the commit failed). */
+  committed(): Promise<void> {
+    if (!this.#flush) return Promise.resolve();
+    return this.#flush.promise;
+  }
+
+  /** Commits what is queued (and `run`, when given) in one transaction, now. */
+  flushNow(run?: RunRow): void {
+    const flush = this.#flush;
+    this.#flush = undefined;
+    const rows: StageRow[] = [];
+    for (const { record, stages } of this.#queued.values()) for (const s of stages.values()) rows.push(this.#stageRow(record.id, s, record));
+    this.#queued.clear();
+    try {
+      if (run || rows.length > 0) this.#backing().save(run, rows);
+    } catch (err) {
+      flush?.reject(err);
+      throw err;
+    }
+    flush?.resolve();
   }
 
   load(runId: string): JournaledRun | undefined {

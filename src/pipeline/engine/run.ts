@@ -99,12 +99,22 @@ export class RunExecution implements SchedulableRun {
     return this.#phase;
   }
 
+  /** The phase now (a method, so checks after an await are not narrowed away by the checks before it). */
+  #is(phase: Phase): boolean {
+    return this.#phase === phase;
+  }
+
   #now(): string {
     return new Date(this.#env.clock.now()).toISOString();
   }
 
+  /** Queues the stage rows for the journal's next group commit; `#committed()` waits for it. */
   #saveStages(...nodes: Node[]): void {
-    this.#env.journal.saveStages(this.record, nodes.map((n) => n.rec));
+    this.#env.journal.queue(this.record, nodes.map((n) => n.rec));
+  }
+
+  #committed(): Promise<void> {
+    return this.#env.journal.committed();
   }
 
   #saveRun(...nodes: Node[]): void {
@@ -249,7 +259,7 @@ export class RunExecution implements SchedulableRun {
       try {
         run = this.#env.evaluateCondition(def.if, this.scope);
       } catch (err) {
-        this.#failStage(node, errorOf(err), this.#now());
+        await this.#failStage(node, errorOf(err), this.#now());
         return;
       }
       if (!run) {
@@ -257,6 +267,7 @@ export class RunExecution implements SchedulableRun {
         rec.endedAt = this.#now();
         this.scope.stages[rec.id] = { state: 'skipped' };
         this.#saveStages(node);
+        await this.#committed();
         this.#reportStage(node);
         this.#finish(node);
         return;
@@ -266,7 +277,7 @@ export class RunExecution implements SchedulableRun {
     try {
       input = this.#env.resolveTemplate(def.with, this.scope);
     } catch (err) {
-      this.#failStage(node, errorOf(err), this.#now());
+      await this.#failStage(node, errorOf(err), this.#now());
       return;
     }
     const attempt = { attempt: rec.attempts.length + 1, startedAt: this.#now() } as StageRecord['attempts'][number];
@@ -275,6 +286,17 @@ export class RunExecution implements SchedulableRun {
     rec.startedAt ??= attempt.startedAt;
     delete rec.error;
     this.#saveStages(node);
+    // `running` is in the journal before the call starts (a resume then knows it may have run).
+    await this.#committed();
+    if (this.#is('done')) return;
+    if (!this.#is('running')) {
+      // Stopped while the commit was under way: never called.
+      rec.state = 'cancelled';
+      rec.endedAt = this.#now();
+      this.#unfinished--;
+      this.#saveStages(node);
+      return;
+    }
     this.#reportStage(node);
 
     const controller = new AbortController();
@@ -287,7 +309,7 @@ export class RunExecution implements SchedulableRun {
       failure = errorOf(err);
     }
     node.controller = undefined;
-    if (this.#phase === 'done') return; // stopped at once (force): the journal already says cancelled
+    if (this.#is('done')) return; // stopped at once (force): the journal already says cancelled
     const endedAt = this.#now();
     attempt.endedAt = endedAt;
     if (!failure) {
@@ -297,6 +319,8 @@ export class RunExecution implements SchedulableRun {
       rec.durationMs = Date.parse(endedAt) - Date.parse(rec.startedAt!);
       // Committed before any dependent can read it.
       this.#saveStages(node);
+      await this.#committed();
+      if (this.#is('done')) return;
       this.#completed.push(node);
       this.scope.stages[rec.id] = { output: rec.output, state: 'succeeded' };
       this.#reportStage(node);
@@ -329,23 +353,27 @@ export class RunExecution implements SchedulableRun {
       else node.retryTimer = this.#env.clock.setTimeout(again, delay);
       return;
     }
-    this.#failStage(node, failure, endedAt);
+    await this.#failStage(node, failure, endedAt);
   }
 
-  #failStage(node: Node, failure: PlinthError, endedAt: string): void {
+  async #failStage(node: Node, failure: PlinthError, endedAt: string): Promise<void> {
     const rec = node.rec;
     rec.state = 'failed';
     rec.error = { code: failure.code, message: failure.message, ...(failure.hint ? { hint: failure.hint } : {}) };
     rec.endedAt = endedAt;
     if (rec.startedAt) rec.durationMs = Date.parse(endedAt) - Date.parse(rec.startedAt);
     this.#saveStages(node);
-    this.#reportStage(node);
     if (node.def.continueOnError) {
+      await this.#committed();
+      if (this.#phase === 'done') return;
+      this.#reportStage(node);
       this.scope.stages[rec.id] = { state: 'failed' };
       this.#finish(node);
       return;
     }
     this.#unfinished--;
+    this.#reportStage(node);
+    // #stop commits this row with the run's reason, in one transaction.
     this.#stop('failed', this.#stageFailure(node));
   }
 
@@ -437,6 +465,8 @@ export class RunExecution implements SchedulableRun {
       const comp = node.def.compensate!;
       node.rec.state = 'compensating';
       this.#saveStages(node);
+      await this.#committed();
+      if (!this.#is('compensating')) return;
       this.#reportStage(node);
       const controller = (this.#compensation = new AbortController());
       try {
