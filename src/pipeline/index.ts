@@ -10,7 +10,7 @@ import type { Clock } from '../events/clock.ts';
 import { isValidPattern } from '../events/topics.ts';
 import type { RunJournalBacking } from '../store/index.ts';
 import { PipelineInvalidError, applyVariableDefaults, checkPipeline, evaluateCondition, loadPipelineFile, parsePipeline, resolveTemplate } from './definition/index.ts';
-import { PipelineEngine, type EngineProgress } from './engine/index.ts';
+import { PipelineEngine } from './engine/index.ts';
 import type { PipelineDefinition, PipelineIssue, PipelineService, RunProgress, RunRecord, RunState, StageCatalog, TriggerDefinition } from './types.ts';
 
 export type * from './types.ts';
@@ -121,6 +121,34 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
     }
   }
 
+  function webhook(name: string, body: string | Json, headers: WebhookRequest['headers'] = {}): { runId: string } {
+    const hook = webhooks.get(name);
+    if (!hook) throw new PlinthError('PLINTH_ERR_TRIGGER_NOT_FOUND', `no pipeline served here has a webhook trigger named ${JSON.stringify(name)}`, { hint: `webhooks served: ${[...webhooks.keys()].join(', ') || '(none)'}` });
+    const raw = typeof body === 'string' ? body : JSON.stringify(body);
+    if (hook.trigger.secretEnv !== undefined) {
+      const secret = env[hook.trigger.secretEnv];
+      const header = Object.entries(headers).find(([k]) => k.toLowerCase() === 'x-plinth-signature')?.[1];
+      const given = Array.isArray(header) ? header[0] : header;
+      const expected = secret ? `sha256=${createHmac('sha256', secret).update(raw).digest('hex')}` : undefined;
+      if (!expected || !given || given.length !== expected.length || !timingSafeEqual(Buffer.from(given), Buffer.from(expected))) {
+        throw new PlinthError('PLINTH_ERR_WEBHOOK_UNAUTHORIZED', `webhook ${name}: the request is not signed with the secret in $${hook.trigger.secretEnv}`, {
+          hint: 'send X-Plinth-Signature: sha256=<HMAC-SHA256 of the raw body, hex>',
+        });
+      }
+    }
+    let parsed: Json;
+    if (typeof body === 'string') {
+      try {
+        parsed = JSON.parse(body) as Json;
+      } catch {
+        parsed = body;
+      }
+    } else parsed = body;
+    const plainHeaders: Record<string, Json> = {};
+    for (const [k, v] of Object.entries(headers)) if (v !== undefined && k.toLowerCase() !== 'authorization') plainHeaders[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+    return startChecked(hook.definition, eventVariables(hook.definition, { webhook: name, body: parsed, headers: plainHeaders }), { type: 'webhook', detail: { name } });
+  }
+
   const service: PipelineServiceHandle = {
     validate: (source) => load(source),
     start,
@@ -128,8 +156,8 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
     get: (runId) => engine.get(runId),
     list: (filter?: { pipeline?: string; state?: RunState; limit?: number }) => engine.list(filter),
     cancel: (runId, opts) => engine.cancel(runId, opts),
-    resume: async (runId) => engine.resume(runId),
-    onProgress: (listener: (p: RunProgress) => void) => engine.onProgress(listener as (p: EngineProgress) => void),
+    resume: (runId) => Promise.resolve().then(() => engine.resume(runId)),
+    onProgress: (listener: (p: RunProgress) => void) => engine.onProgress(listener),
     interrupted: () => engine.interrupted(),
     startDefinition(definition, opts = {}) {
       const issues = checkPipeline(definition, host.stageCatalog());
@@ -194,32 +222,8 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
       for (const stop of stopTriggers.splice(0)) stop();
     },
 
-    async triggerWebhook(name, body, headers = {}) {
-      const hook = webhooks.get(name);
-      if (!hook) throw new PlinthError('PLINTH_ERR_TRIGGER_NOT_FOUND', `no pipeline served here has a webhook trigger named ${JSON.stringify(name)}`, { hint: `webhooks served: ${[...webhooks.keys()].join(', ') || '(none)'}` });
-      const raw = typeof body === 'string' ? body : JSON.stringify(body);
-      if (hook.trigger.secretEnv !== undefined) {
-        const secret = env[hook.trigger.secretEnv];
-        const header = headers['x-plinth-signature'];
-        const given = Array.isArray(header) ? header[0] : header;
-        const expected = secret ? `sha256=${createHmac('sha256', secret).update(raw).digest('hex')}` : undefined;
-        if (!expected || !given || given.length !== expected.length || !timingSafeEqual(Buffer.from(given), Buffer.from(expected))) {
-          throw new PlinthError('PLINTH_ERR_WEBHOOK_UNAUTHORIZED', `webhook ${name}: the request is not signed with the secret in $${hook.trigger.secretEnv}`, {
-            hint: 'send X-Plinth-Signature: sha256=<HMAC-SHA256 of the raw body, hex>',
-          });
-        }
-      }
-      let parsed: Json = raw;
-      if (typeof body === 'string') {
-        try {
-          parsed = JSON.parse(body) as Json;
-        } catch {
-          parsed = body;
-        }
-      } else parsed = body;
-      const plainHeaders: Record<string, Json> = {};
-      for (const [k, v] of Object.entries(headers)) if (v !== undefined && k.toLowerCase() !== 'authorization') plainHeaders[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
-      return startChecked(hook.definition, eventVariables(hook.definition, { webhook: name, body: parsed, headers: plainHeaders }), { type: 'webhook', detail: { name } });
+    triggerWebhook(name, body, headers = {}) {
+      return Promise.resolve().then(() => webhook(name, body, headers));
     },
 
     close() {

@@ -128,7 +128,7 @@ export class PipelineEngine {
       version: definition.version,
       ...(definition.file ? { file: definition.file } : {}),
       state: 'pending',
-      variables: (options.variables ?? {}) as Json,
+      variables: options.variables ?? {},
       trigger: options.trigger ?? { type: 'manual' },
       createdAt: new Date(this.#clock.now()).toISOString(),
       stages: [],
@@ -210,16 +210,17 @@ export class PipelineEngine {
     });
   }
 
-  async cancel(runId: string, options: { force?: boolean } = {}): Promise<void> {
+  cancel(runId: string, options: { force?: boolean } = {}): Promise<void> {
     const live = this.#live.get(runId);
     if (!live) {
-      if (!this.#journal.load(runId)) throw notFound(runId);
-      return; // ended already, or not ours to cancel
+      if (!this.#journal.load(runId)) return Promise.reject(notFound(runId));
+      return Promise.resolve(); // ended already, or not ours to cancel
     }
     const gate = this.#gate(live.definition.name);
     const queuedAt = gate.queue.indexOf(live);
     // A queued run never started: it ends cancelled at once.
     live.cancel(options.force === true || queuedAt >= 0);
+    return Promise.resolve();
   }
 
   /** Resumes an interrupted run from the journal: completed stages keep their outputs; running ones run again. */

@@ -316,7 +316,7 @@ export class RunExecution implements SchedulableRun {
       rec.output = output!;
       rec.state = 'succeeded';
       rec.endedAt = endedAt;
-      rec.durationMs = Date.parse(endedAt) - Date.parse(rec.startedAt!);
+      rec.durationMs = Date.parse(endedAt) - Date.parse(rec.startedAt);
       // Committed before any dependent can read it.
       this.#saveStages(node);
       await this.#committed();
@@ -332,7 +332,7 @@ export class RunExecution implements SchedulableRun {
       rec.state = 'cancelled';
       rec.error = { code: 'PLINTH_ERR_CANCELLED', message: `stage ${rec.id} was cancelled: ${this.#ending?.error.message ?? 'the run was cancelled'}` };
       rec.endedAt = endedAt;
-      rec.durationMs = Date.parse(endedAt) - Date.parse(rec.startedAt!);
+      rec.durationMs = Date.parse(endedAt) - Date.parse(rec.startedAt);
       this.#unfinished--;
       this.#saveStages(node);
       this.#reportStage(node);

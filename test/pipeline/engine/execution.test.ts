@@ -64,7 +64,7 @@ describe('pipeline engine: execution', () => {
       const row = store.runs.get(runId)!;
       assert.equal(row.run.state, 'succeeded');
       assert.deepEqual(row.stages.map((s) => [s.stageId, s.state]), [['first', 'succeeded'], ['second', 'succeeded']]);
-      assert.deepEqual(JSON.parse(row.stages[1]!.record).output, { got: 'hello', run: 'refs' });
+      assert.deepEqual((JSON.parse(row.stages[1]!.record) as { output: unknown }).output, { got: 'hello', run: 'refs' });
     } finally {
       store.close();
     }
