@@ -22,6 +22,14 @@ export default tseslint.config(
     languageOptions: { globals: { structuredClone: 'readonly', Buffer: 'readonly', AbortController: 'readonly', SharedArrayBuffer: 'readonly', Atomics: 'readonly' } },
   },
   {
+    // The isolate shim (src/sandbox/isolate/shim.js) runs inside isolated-vm isolates, not on Node: a script that
+    // may use the language's own globals only ('off' removes the Node globals set above).
+    files: ['src/sandbox/isolate/shim.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { parserOptions: { project: false, projectService: false, program: null }, sourceType: 'script', globals: { process: 'off', console: 'off', URL: 'off', structuredClone: 'off', Buffer: 'off', AbortController: 'off', SharedArrayBuffer: 'off', Atomics: 'off' } },
+    rules: { ...tseslint.configs.disableTypeChecked.rules },
+  },
+  {
     // Extensions are plain ES modules that run inside the host's sandboxes: linted as JavaScript, not type-checked.
     files: ['plugins/**/*.js', 'test/fixtures/**/*.js', 'bench/**/*.js'],
     ...tseslint.configs.disableTypeChecked,

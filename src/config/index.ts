@@ -99,7 +99,7 @@ export function durationMs(value: number | string): number {
 
 /** Host quotas per extension (schemas/host-config.schema.json `quotas`). */
 export interface Quotas {
-  fetch: { maxResponseBytes: number; maxConcurrent: number; timeoutMs: number };
+  fetch: { maxResponseBytes: number; maxConcurrent: number; timeoutMs: number; maxRedirects: number };
   kv: { maxKeys: number; maxBytes: number; maxValueBytes: number };
   fs: { maxBytes: number; maxFileBytes: number; maxFiles: number };
   log: { maxLineBytes: number; linesPerSecond: number; burst: number };

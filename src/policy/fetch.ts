@@ -14,7 +14,6 @@ import type { Json } from '../sdk/index.ts';
 import { literalAddress, type NetworkPolicy, type ResolvedAddress, type Resolver } from './network.ts';
 import { quotaExceeded, type Quotas } from './quotas.ts';
 
-export const MAX_REDIRECTS = 5;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 export interface FetchInit {
@@ -184,7 +183,8 @@ export async function pinnedFetch(ctx: FetchContext, url: string, init: FetchIni
   const signal = AbortSignal.timeout(ctx.quotas.timeoutMs);
   let current = parse(url);
   let hopInit: FetchInit = init;
-  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+  const maxRedirects = ctx.quotas.maxRedirects;
+  for (let hop = 0; hop <= maxRedirects; hop++) {
     const target = await checkedTarget(ctx, current, signal);
     const res = await requestOnce(ctx, current, target, hopInit, signal);
     if (res.location !== undefined) {
@@ -197,5 +197,8 @@ export async function pinnedFetch(ctx: FetchContext, url: string, init: FetchIni
     }
     return { status: res.status, headers: res.headers, text: (res.body ?? Buffer.alloc(0)).toString('utf8') };
   }
-  throw new PlinthError('PLINTH_ERR_STAGE_FAILED', `extension ${ctx.extension}: more than ${MAX_REDIRECTS} redirects from ${url}`, { extension: ctx.extension });
+  throw new PlinthError('PLINTH_ERR_FETCH_REDIRECT_LIMIT', `extension ${ctx.extension}: ${url} redirected more than quotas.fetch.maxRedirects = ${maxRedirects} times`, {
+    extension: ctx.extension,
+    hint: `raise quotas.fetch.maxRedirects in the host config (or extensions.${ctx.extension}.quotas.fetch.maxRedirects for this extension alone), or fetch the final URL directly`,
+  });
 }

@@ -6,6 +6,5 @@ export { createContextHandler, MAX_KV_KEY_CHARS, type ContextHost, type LogLevel
 export { KvStore, type KvPersistence } from './kv.ts';
 export { DEFAULT_QUOTAS, effectiveQuotas, quotaExceeded, type Quotas, type QuotaOverrides } from './quotas.ts';
 export { NetworkPolicy, parseNetworkGrant, specialRange, systemResolver, type NetworkGrant, type Resolver, type ResolvedAddress } from './network.ts';
-export { MAX_REDIRECTS } from './fetch.ts';
 export { boundLine, LogRate, type BoundedLine } from './log.ts';
 export { checkApprovals, checkExtensionId, checkNetworkGrants, type ApprovalInput } from './approvals.ts';

@@ -7,10 +7,18 @@
 //     at all (opossum's errorFilter counts a filtered error as a success: 10 bad inputs then 6 failures left it
 //     closed at 100 % failure rate, and a late CANCELLED closed it from half-open);
 //   - N half-open probes (opossum admits one) and a slow-call rate next to the failure rate.
-// opossum's rolling window would have fitted, but it runs on its own interval timer and wall clock: time here comes
-// from an injected clock and nothing runs on a timer at all — open → half-open happens when the recovery timeout
-// has passed and the breaker is next asked (a call or a read of `state`), so there is nothing to clear on dispose.
-// States are named constants; `state` events fire only on a real change (STYLE.md "State machines, named").
+//
+// Decision on opossum (issue 8 and 14): it is no longer used anywhere, so it left package.json. Its rolling window
+// (lib/status.js `Status`) was the candidate part, and it can be driven by an injected clock (a
+// `rotateBucketController` emitter, snapshots off, so no timers), but it does not fit cleanly where the window
+// lives, on the per-call path: `increment('successes' | 'failures')` pushes every call's latency into an array of
+// the bucket even with percentiles off (memory grows with the calls in the window: 300 000 numbers per extension at
+// 30 000 calls/s over the default 10 s), reading `stats` allocates and walks every key of every bucket (too dear to
+// do on each outcome, which is when the design decides to open), and it has no slow-call count. The window below is
+// three Int32Array bucket counters and two integer sums: no allocation per call, time from the injected clock, no
+// timer at all (open → half-open happens when the recovery timeout has passed and the breaker is next asked, so
+// there is nothing to clear on dispose). States are named constants; `state` events fire only on a real change
+// (STYLE.md "State machines, named", the convention taken from opossum).
 import { EventEmitter } from 'node:events';
 import { PlinthError } from '../errors.ts';
 
@@ -145,10 +153,11 @@ export class Breaker extends EventEmitter<BreakerEvents> {
 
   #recordClosed(outcome: BreakerOutcome, durationMs: number): void {
     if (outcome === 'ignored') return;
-    this.#window.record(this.#now(), outcome === 'failure', this.#slow(durationMs));
-    const { total, failures, slow } = this.#window.totals(this.#now());
+    const w = this.#window;
+    w.record(this.#now(), outcome === 'failure', this.#slow(durationMs));
+    const total = w.total;
     if (total < this.#settings.minimumCalls) return;
-    if ((failures / total) * 100 >= this.#settings.failureRateThreshold || (slow / total) * 100 >= this.#settings.slowCallRateThreshold) this.#transition(BREAKER_STATES.open);
+    if ((w.failures / total) * 100 >= this.#settings.failureRateThreshold || (w.slow / total) * 100 >= this.#settings.slowCallRateThreshold) this.#transition(BREAKER_STATES.open);
   }
 
   #recordProbe(outcome: BreakerOutcome, durationMs: number): void {
@@ -183,12 +192,18 @@ export class Breaker extends EventEmitter<BreakerEvents> {
   }
 }
 
-/** Call, failure and slow-call counts in `buckets` time slices covering `windowMs`; stale slices are cleared. */
+/**
+ * Call, failure and slow-call counts in `buckets` time slices covering `windowMs`, with running sums: recording and
+ * reading are O(1) apart from clearing the slices that fell out of the window (at most `buckets`, once per slice).
+ */
 class RollingWindow {
   readonly #bucketMs: number;
   readonly #total: Int32Array;
   readonly #failures: Int32Array;
   readonly #slow: Int32Array;
+  #sumTotal = 0;
+  #sumFailures = 0;
+  #sumSlow = 0;
   /** Index (time / bucketMs) of the newest slice written; slices older than `buckets` behind it are stale. */
   #current = Number.NEGATIVE_INFINITY;
 
@@ -204,11 +219,17 @@ class RollingWindow {
     const slot = Math.floor(now / this.#bucketMs);
     const n = this.#total.length;
     if (slot > this.#current) {
-      for (let s = Math.max(this.#current + 1, slot - n + 1); s <= slot; s++) {
-        const i = s % n;
-        this.#total[i] = 0;
-        this.#failures[i] = 0;
-        this.#slow[i] = 0;
+      if (slot - this.#current >= n) this.clear();
+      else {
+        for (let s = this.#current + 1; s <= slot; s++) {
+          const i = s % n;
+          this.#sumTotal -= this.#total[i]!;
+          this.#sumFailures -= this.#failures[i]!;
+          this.#sumSlow -= this.#slow[i]!;
+          this.#total[i] = 0;
+          this.#failures[i] = 0;
+          this.#slow[i] = 0;
+        }
       }
       this.#current = slot;
     }
@@ -218,26 +239,36 @@ class RollingWindow {
   record(now: number, failure: boolean, slow: boolean): void {
     const i = this.#advance(now);
     this.#total[i]!++;
-    if (failure) this.#failures[i]!++;
-    if (slow) this.#slow[i]!++;
+    this.#sumTotal++;
+    if (failure) {
+      this.#failures[i]!++;
+      this.#sumFailures++;
+    }
+    if (slow) {
+      this.#slow[i]!++;
+      this.#sumSlow++;
+    }
   }
 
-  totals(now: number): { total: number; failures: number; slow: number } {
-    this.#advance(now);
-    let total = 0;
-    let failures = 0;
-    let slow = 0;
-    for (let i = 0; i < this.#total.length; i++) {
-      total += this.#total[i]!;
-      failures += this.#failures[i]!;
-      slow += this.#slow[i]!;
-    }
-    return { total, failures, slow };
+  /** Sums as of the last record(): calls, failures and slow calls in the window. */
+  get total(): number {
+    return this.#sumTotal;
+  }
+
+  get failures(): number {
+    return this.#sumFailures;
+  }
+
+  get slow(): number {
+    return this.#sumSlow;
   }
 
   clear(): void {
     this.#total.fill(0);
     this.#failures.fill(0);
     this.#slow.fill(0);
+    this.#sumTotal = 0;
+    this.#sumFailures = 0;
+    this.#sumSlow = 0;
   }
 }

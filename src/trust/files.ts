@@ -74,8 +74,19 @@ function tooLarge(what: string, key: string, reportDir: string, extension: strin
   });
 }
 
-function refuse(code: 'PLINTH_ERR_SIG_SYMLINK' | 'PLINTH_ERR_PACKAGE_EMPTY_FOLDER' | 'PLINTH_ERR_PACKAGE_FILE_NAME_INVALID' | 'PLINTH_ERR_PACKAGE_NAME_CONFLICT' | 'PLINTH_ERR_PACKAGE_CHANGED', message: string, file: string, extension: string | undefined, hint: string): PlinthError {
+function refuse(code: 'PLINTH_ERR_SIG_SYMLINK' | 'PLINTH_ERR_PACKAGE_SPECIAL_FILE' | 'PLINTH_ERR_PACKAGE_UNREADABLE' | 'PLINTH_ERR_PACKAGE_EMPTY_FOLDER' | 'PLINTH_ERR_PACKAGE_FILE_NAME_INVALID' | 'PLINTH_ERR_PACKAGE_NAME_CONFLICT' | 'PLINTH_ERR_PACKAGE_CHANGED', message: string, file: string, extension: string | undefined, hint: string): PlinthError {
   return new PlinthError(code, `${who(extension)}${message}`, { ...(extension ? { extension } : {}), file, hint });
+}
+
+/** PACKAGE_UNREADABLE: the OS refused to read a file or folder of the package (permissions, an I/O error). */
+export function unreadable(rel: string, shown: string, extension: string | undefined, err: unknown): PlinthError {
+  const e = err as NodeJS.ErrnoException;
+  return new PlinthError('PLINTH_ERR_PACKAGE_UNREADABLE', `${who(extension)}cannot read ${rel === '' ? 'the package folder' : rel}: ${e.code ?? 'error'} ${e.message}`, {
+    ...(extension ? { extension } : {}),
+    file: shown,
+    cause: err,
+    hint: 'make the package readable by the user the host runs as (check permissions and the disk), then retry',
+  });
 }
 
 export interface PackageTree {
@@ -109,7 +120,14 @@ export async function walkPackage(dir: string, extension?: string, reportDir = d
   const seen = new Map<string, string>();
   const shown = (rel: string) => path.join(reportDir, ...rel.split('/'));
   const walk = async (rel: string): Promise<void> => {
-    const entries: Dirent[] = await readdir(rel === '' ? root : path.join(root, ...rel.split('/')), { withFileTypes: true });
+    let entries: Dirent[];
+    try {
+      entries = await readdir(rel === '' ? root : path.join(root, ...rel.split('/')), { withFileTypes: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (rel === '' || code === 'ENOENT' || code === 'ENOTDIR') throw err; // the folder itself, or a swap: reported by the caller
+      throw unreadable(rel, shown(rel), extension, err);
+    }
     if (rel !== '' && entries.length === 0) emptyFolders.push(rel);
     for (const e of entries) {
       if (limits && files.length + folders.length >= limits.maxFiles) throw tooLarge(`more than ${limits.maxFiles} files and folders`, 'packages.maxFiles', reportDir, extension);
@@ -130,7 +148,7 @@ export async function walkPackage(dir: string, extension?: string, reportDir = d
         folders.push(relPath);
         await walk(relPath);
       } else if (e.isFile()) files.push(relPath);
-      else throw refuse('PLINTH_ERR_SIG_SYMLINK', `${relPath} is not a regular file`, shown(relPath), extension, 'a package may hold only regular files and folders');
+      else throw refuse('PLINTH_ERR_PACKAGE_SPECIAL_FILE', `${relPath} is not a regular file (a FIFO, socket or device)`, shown(relPath), extension, 'a package may hold only regular files and folders: remove it, then sign again');
     }
   };
   await walk('');
@@ -152,10 +170,10 @@ async function openPackageFile(tree: PackageTree, rel: string, extension: string
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') throw refuse('PLINTH_ERR_SIG_SYMLINK', `${rel} is a symbolic link`, shown, extension, 'replace the link with a copy of the file it points to, then sign again');
     if (code === 'ENOENT' || code === 'ENOTDIR') throw changed('disappeared');
-    throw err;
+    throw unreadable(rel, shown, extension, err);
   }
   try {
-    if (!(await fh.stat()).isFile()) throw refuse('PLINTH_ERR_SIG_SYMLINK', `${rel} is not a regular file`, shown, extension, 'a package may hold only regular files and folders');
+    if (!(await fh.stat()).isFile()) throw refuse('PLINTH_ERR_PACKAGE_SPECIAL_FILE', `${rel} is not a regular file (a FIFO, socket or device)`, shown, extension, 'a package may hold only regular files and folders: remove it, then sign again');
     // A folder on the way swapped for a link would make `file` name something outside the package. On Linux the
     // descriptor says exactly which file it is.
     if (process.platform === 'linux') {

@@ -64,7 +64,7 @@ async function readSignatureText(file: string, prefix: string, options: { extens
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new PlinthError('PLINTH_ERR_SIG_MALFORMED', `${prefix}${SIGNATURE_FILE} is not a regular file`, { ...options, hint: 'sign the extension again' });
+    if (!st.isFile()) throw new PlinthError('PLINTH_ERR_PACKAGE_SPECIAL_FILE', `${prefix}${SIGNATURE_FILE} is not a regular file`, { ...options, hint: 'a package may hold only regular files and folders: remove it, then sign again' });
     if (st.size > MAX_SIGNATURE_BYTES) {
       throw new PlinthError('PLINTH_ERR_SIG_MALFORMED', `${prefix}${SIGNATURE_FILE} is ${st.size} bytes, more than a signature can be (${MAX_SIGNATURE_BYTES})`, { ...options, hint: 'sign the extension again' });
     }
@@ -100,7 +100,7 @@ function duplicateMembers(text: string): string[] {
 /**
  * Verifies the package in `dir`, read in place, against the trust store (`plinth verify`). Throws a PlinthError
  * whose code says what is wrong: SIG_MISSING, SIG_MALFORMED, SIG_DUPLICATE_ENTRY, SIG_SYMLINK (and the other
- * package-shape refusals of files.ts), SIG_UNTRUSTED_PUBLISHER, SIG_REVOKED_KEY, SIG_INVALID,
+ * package-shape refusals of files.ts: PACKAGE_SPECIAL_FILE, PACKAGE_UNREADABLE for an I/O error, ...), SIG_UNTRUSTED_PUBLISHER, SIG_REVOKED_KEY, SIG_INVALID,
  * SIG_FILE_CHANGED / SIG_FILE_MISSING / SIG_FILE_ADDED (naming every file concerned), SIG_OUT_OF_SCOPE (the
  * publisher's trust-store `scopes` do not include `extension`; without an id to check, a scoped publisher's
  * signature is refused too).
@@ -162,7 +162,12 @@ export async function checkSignatureFile(input: Omit<FilesToVerify, 'files' | 'e
         hint: 'sign it with `plinth sign <dir> --key <file> --publisher <id>`, or set trust.policy to warn/off for development',
       });
     }
-    throw new PlinthError('PLINTH_ERR_SIG_MALFORMED', `${who}: cannot read ${SIGNATURE_FILE}: ${(err as Error).message}`, { ...ext, file: shownSig, cause: err });
+    throw new PlinthError('PLINTH_ERR_PACKAGE_UNREADABLE', `${who}: cannot read ${SIGNATURE_FILE}: ${(err as NodeJS.ErrnoException).code ?? 'error'} ${(err as Error).message}`, {
+      ...ext,
+      file: shownSig,
+      cause: err,
+      hint: 'make the package readable by the user the host runs as (check permissions and the disk), then retry',
+    });
   }
 
   let sig: SignatureFile;

@@ -21,6 +21,7 @@ before(async () => {
     const port = (server.address() as AddressInfo).port;
     if (req.url === '/to-other-host') res.writeHead(302, { location: `http://localhost:${port}/secret` }).end();
     else if (req.url === '/to-same-host') res.writeHead(301, { location: '/final' }).end();
+    else if (req.url?.startsWith('/loop/')) res.writeHead(302, { location: `/loop/${Number(req.url.slice(6)) + 1}` }).end();
     else res.writeHead(200, { 'content-type': 'text/plain' }).end(`you asked for ${req.url}`);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -135,6 +136,37 @@ describe('fetch grants', () => {
     const err = await rejectsWith(ctx({ op: 'fetch', url: `${base}/to-other-host` }), 'PLINTH_ERR_PERMISSION_DENIED');
     assert.match(err.message, /localhost/);
     assert.deepEqual(hits.slice(before), ['/to-other-host'], 'the redirect target was never requested');
+  });
+});
+
+describe('fetch redirect limit', () => {
+  it('a redirect chain past quotas.fetch.maxRedirects is PLINTH_ERR_FETCH_REDIRECT_LIMIT naming the limit and key, and the next hop is never requested', async () => {
+    const { ctx } = await handler({ network: ['127.0.0.1'] });
+    const before = hits.length;
+    const err = await rejectsWith(ctx({ op: 'fetch', url: `${base}/loop/0` }), 'PLINTH_ERR_FETCH_REDIRECT_LIMIT');
+    assert.match(err.message, new RegExp(`quotas\\.fetch\\.maxRedirects = ${DEFAULT_QUOTAS.fetch.maxRedirects}`));
+    assert.match(err.hint ?? '', /quotas\.fetch\.maxRedirects/);
+    assert.equal(DEFAULT_QUOTAS.fetch.maxRedirects, 5, 'the default comes from the host-config schema');
+    assert.deepEqual(hits.slice(before), ['/loop/0', '/loop/1', '/loop/2', '/loop/3', '/loop/4', '/loop/5'], 'the first request and five redirects, no more');
+  });
+
+  it('quotas.fetch.maxRedirects is the limit: 0 follows none', async () => {
+    const dataDir = path.join(await tempDir(), 'data');
+    await mkdir(dataDir, { recursive: true });
+    const ctx = createContextHandler({
+      extension: 'ext',
+      dataDir,
+      permissions: { network: ['127.0.0.1'] },
+      emit: () => Promise.resolve(),
+      log: () => undefined,
+      kv: new KvStore(),
+      env: {},
+      quotas: { ...DEFAULT_QUOTAS, fetch: { ...DEFAULT_QUOTAS.fetch, maxRedirects: 0 } },
+    });
+    const before = hits.length;
+    const err = await rejectsWith(ctx({ op: 'fetch', url: `${base}/to-same-host` }), 'PLINTH_ERR_FETCH_REDIRECT_LIMIT');
+    assert.match(err.message, /quotas\.fetch\.maxRedirects = 0/);
+    assert.deepEqual(hits.slice(before), ['/to-same-host']);
   });
 });
 

@@ -147,6 +147,35 @@ describe('circuit breaker: closed', () => {
     assert.equal(b.state, 'open');
   });
 
+  it('the window slides one slice at a time: only the slices that fell out are forgotten', () => {
+    // 1000 ms in 10 slices of 100 ms. At t = 1050 the window holds slices 1..10 (t 100..1099): the three successes
+    // of slice 0 are gone, the one of slice 9 (t = 950) is still counted.
+    const { b, clock } = make({ minimumCalls: 4, windowMs: 1000, failureRateThreshold: 60 });
+    for (let i = 0; i < 3; i++) b.admit().record('success', 1);
+    clock.t = 950;
+    b.admit().record('success', 1);
+    clock.t = 1050;
+    b.admit().record('failure', 1);
+    b.admit().record('failure', 1);
+    assert.equal(b.state, 'closed', '3 in the window: under the minimum volume');
+    b.admit().record('failure', 1); // 4 in the window: 1 success, 3 failures = 75 % (with slice 0 it would be 43 %)
+    assert.equal(b.state, 'open');
+  });
+
+  it('a slice that falls out later takes exactly its own counts with it', () => {
+    const { b, clock } = make({ minimumCalls: 2, windowMs: 1000, failureRateThreshold: 50 });
+    for (let i = 0; i < 3; i++) b.admit().record('success', 1); // slice 0
+    clock.t = 500;
+    for (let i = 0; i < 3; i++) b.admit().record('success', 1); // slice 5
+    clock.t = 1499; // slice 0 is gone, slice 5 stays
+    b.admit().record('failure', 1);
+    b.admit().record('failure', 1); // 2 failures in 5 = 40 % (a window that forgot slice 5 too would be 100 %)
+    assert.equal(b.state, 'closed');
+    clock.t = 1500; // now slice 5 is gone too: 3 failures in 3
+    b.admit().record('failure', 1);
+    assert.equal(b.state, 'open');
+  });
+
   it('opens on the slow-call rate even when every call succeeds', () => {
     const { b } = make({ slowCallRateThreshold: 50 });
     b.admit().record('success', 1);

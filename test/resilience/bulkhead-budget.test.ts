@@ -1,32 +1,44 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as delay } from 'node:timers/promises';
 import { Bulkhead, Budget, backoffDelay } from '../../src/resilience/index.ts';
 import { rejectsWith } from '../helpers.ts';
 
 describe('bulkhead', () => {
   it('runs at most `limit` at once and queues the rest in FIFO order', async () => {
+    // Each task holds its slot until the test releases it: no timing, the order is the test's.
     const b = new Bulkhead(2);
     let running = 0;
     let peak = 0;
     const order: number[] = [];
+    const gates = [0, 1, 2, 3, 4].map(() => Promise.withResolvers<void>());
+    const started: number[] = [];
     const task = (i: number) => async () => {
       running++;
+      started.push(i);
       peak = Math.max(peak, running);
-      await delay(20);
+      await gates[i]!.promise;
       running--;
       order.push(i);
       return i;
     };
-    const results = await Promise.all([0, 1, 2, 3, 4].map((i) => b.run(task(i))));
-    assert.deepEqual(results, [0, 1, 2, 3, 4]);
+    const all = Promise.all([0, 1, 2, 3, 4].map((i) => b.run(task(i))));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(started, [0, 1], 'two run, three wait');
+    assert.equal(b.queued, 3);
+    for (const i of [1, 0, 2, 3, 4]) {
+      gates[i]!.resolve();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.deepEqual(await all, [0, 1, 2, 3, 4]);
     assert.equal(peak, 2);
-    assert.deepEqual(order.slice(2), [2, 3, 4]);
+    assert.deepEqual(started, [0, 1, 2, 3, 4], 'queued calls start in FIFO order');
+    assert.deepEqual(order, [1, 0, 2, 3, 4]);
   });
 
   it('a queued call whose signal aborts leaves the queue without running', async () => {
     const b = new Bulkhead(1);
-    const blocker = b.run(() => delay(100));
+    const gate = Promise.withResolvers<void>();
+    const blocker = b.run(() => gate.promise);
     const controller = new AbortController();
     let ran = false;
     const queued = b.run(() => { ran = true; return Promise.resolve(); }, controller.signal);
@@ -34,6 +46,7 @@ describe('bulkhead', () => {
     controller.abort(new Error('deadline'));
     await assert.rejects(queued, /deadline/);
     assert.equal(b.queued, 0);
+    gate.resolve();
     await blocker;
     assert.equal(ran, false);
   });

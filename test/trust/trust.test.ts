@@ -2,7 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
-import { appendFile, readFile, rm, stat, symlink, writeFile, mkdir, readdir } from 'node:fs/promises';
+import { appendFile, chmod, readFile, rm, stat, symlink, writeFile, mkdir, readdir } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { signExtension, verifyExtension, writeKeyPair, readPrivateKey, loadTrustStore, hashPackageFiles, listPackageFiles } from '../../src/trust/index.ts';
 import { makePublisher, pluginDir, rejectsWith, tempDir, trustStore, writeTrustStore } from '../helpers.ts';
 
@@ -154,6 +156,40 @@ describe('sign and verify', () => {
     await symlink(real, path.join(other, 'plinth.sig'));
     await rejectsWith(verifyExtension(other, trustStore([alice])), 'PLINTH_ERR_SIG_SYMLINK');
   });
+
+  it('a FIFO in the package, or as plinth.sig, is PLINTH_ERR_PACKAGE_SPECIAL_FILE naming it (not SIG_SYMLINK, not SIG_MALFORMED), and nothing is changed', async () => {
+    const dir = await signedExtension();
+    execFileSync('mkfifo', [path.join(dir, 'lib', 'pipe')]);
+    const before = await snapshot(dir);
+    const err = await rejectsWith(verifyExtension(dir, trustStore([alice])), 'PLINTH_ERR_PACKAGE_SPECIAL_FILE');
+    assert.equal(err.file, path.join(dir, 'lib', 'pipe'));
+    await rejectsWith(signExtension(dir, alice.privateKey, 'alice'), 'PLINTH_ERR_PACKAGE_SPECIAL_FILE');
+    assert.deepEqual(await snapshot(dir), before, 'a refused package is left as it was');
+    const other = await signedExtension();
+    await rm(path.join(other, 'plinth.sig'));
+    execFileSync('mkfifo', [path.join(other, 'plinth.sig')]);
+    const sigErr = await rejectsWith(verifyExtension(other, trustStore([alice])), 'PLINTH_ERR_PACKAGE_SPECIAL_FILE');
+    assert.equal(sigErr.file, path.join(other, 'plinth.sig'));
+  });
+
+  for (const unreadable of ['plinth.sig', 'lib/helper.js', 'lib'] as const) {
+    it(`an I/O error reading ${unreadable} during verification is PLINTH_ERR_PACKAGE_UNREADABLE naming it (not SIG_MALFORMED)`, async () => {
+      const dir = await signedExtension();
+      const store = await writeTrustStore(path.join(path.dirname(dir), 'trust.json'), [alice]);
+      // Root reads files whatever their mode: the verification then runs as an unprivileged user (a real EACCES).
+      const asRoot = process.getuid?.() === 0;
+      if (asRoot) execFileSync('chmod', ['-R', 'a+rX', path.dirname(dir)]);
+      await chmod(path.join(dir, ...unreadable.split('/')), 0o000);
+      const child = fileURLToPath(new URL('./verify.child.ts', import.meta.url));
+      const out = await new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, [child, dir, store], { ...(asRoot ? { uid: 65534, gid: 65534 } : {}), timeout: 30_000 }, (err, stdout) => (err ? reject(err instanceof Error ? err : new Error('verify.child failed')) : resolve(stdout))),
+      );
+      const result = JSON.parse(out) as { ok: boolean; code?: string; file?: string; message?: string };
+      assert.equal(result.code, 'PLINTH_ERR_PACKAGE_UNREADABLE', out);
+      assert.equal(result.file, path.join(dir, ...unreadable.split('/')));
+      assert.match(result.message ?? '', /EACCES/);
+    });
+  }
 
   for (const [name, content] of [
     ['not JSON', '{ nope'],

@@ -1,5 +1,7 @@
 // The sandbox process (DESIGN.md §4 `isolate`): forked by the host with --no-node-snapshot, it holds one
-// isolated-vm Isolate per extension and answers the host over the JSON-RPC Peer of ../link (methods: protocol.ts).
+// isolated-vm Isolate per extension and answers the host over the JSON-RPC Peer of ../link, in frames over fd 4
+// (methods: protocol.ts). Stage inputs arrive as raw JSON text and go into the isolate as they are; results leave
+// as the raw JSON text the isolate produced: this process parses neither.
 // The host can SIGKILL it at any time; nothing here is persistent.
 //
 // Settle pattern (never `new ivm.Callback(fn, { async: true })`): the isolate gets two synchronous host functions.
@@ -15,23 +17,30 @@
 // the thread back, the host's own watchdog (deadline + grace, and RSS) kills this whole process.
 import ivm from 'isolated-vm';
 import { readFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import path from 'node:path';
-import { Peer, parentTransport } from '../link/index.ts';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { Peer } from '../link/index.ts';
+import { FrameLink } from '../link/frames.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
-import type { Json } from '../../sdk/index.ts';
 import { SHIM_FILENAME, SHIM_SOURCE } from './shim.ts';
 import { dynamicImportRefused, moduleImports, packageRoots, resolveImport } from './imports.ts';
 import {
+  EXTERNAL_CHECK_MS,
+  EXTERNAL_GC_MB,
+  INVOKE_METHOD,
   MAX_REQUEST_CHARS,
-  MIN_MEMORY_MB,
+  PROCESS_FRAME_CAPS,
+  isolateHeapLimitMb,
   type AbortParams,
   type CtxResult,
   type DisposeParams,
   type ExitParams,
   type InvokeKind,
   type InvokeParams,
-  type InvokeResult,
+  type InvokeReply,
   type LoadParams,
   type LoadResult,
   type StatsResult,
@@ -40,6 +49,11 @@ import {
 const WATCHDOG_TICK_MS = 20;
 const MAX_DETAIL = 2048;
 
+/** A call's outcome in this process: the result's JSON text as the isolate produced it (never parsed here). */
+interface Outcome extends InvokeReply {
+  json: string | undefined;
+}
+
 interface ActiveCall {
   callId: number;
   kind: InvokeKind | 'load';
@@ -47,7 +61,7 @@ interface ActiveCall {
   deadline: number;
   cpuStart: bigint;
   cpuLimit: bigint;
-  resolve(result: InvokeResult): void;
+  resolve(result: Outcome): void;
   reject(err: PlinthError): void;
 }
 
@@ -58,11 +72,18 @@ interface Guest {
   calls: Map<number, ActiveCall>;
   maxResultBytes: number;
   dead: boolean;
-  /** isolate.cpuTime when it last had no call in flight (undefined while calls run). */
+  /**
+   * isolate.cpuTime when its last call ended (undefined while calls run): the idle CPU budget counts from there.
+   * Set by the calls themselves, not by the watchdog's tick: calls that come and go between two ticks (as they
+   * do in bursts at 64 in flight) would otherwise have their CPU counted as idle.
+   */
   idleCpuFrom?: bigint;
 }
 
-const peer = new Peer(parentTransport());
+// The host's end of the link is fd 4 (a socketpair). Frames from the host are trusted as much as the host; the
+// caps only bound what a bug could make this process buffer.
+const link = new FrameLink(new Socket({ fd: 4, readable: true, writable: true }), PROCESS_FRAME_CAPS);
+const peer = new Peer(link);
 const guests = new Map<string, Guest>();
 let nextRequestId = 1;
 let nextInternalCallId = -1;
@@ -169,9 +190,24 @@ function watchdog(): void {
 }
 setInterval(watchdog, WATCHDOG_TICK_MS);
 
+// The strings isolated-vm hands this process for results are external: their bytes live outside the V8 heap and
+// go only when the string is collected. Promoted to the old generation (a call in flight across two scavenges),
+// one waits for a full collection, which a small, slowly growing old generation rarely gets: measured at 64 calls
+// in flight, external memory grew by the size of every result (171 MB after 100 000 calls, heap steady at 24 MB)
+// until the RSS wall killed the process. So the process collects in full when external memory passes a bound.
+// `gc` is taken from a throwaway context created while --expose-gc is on, and the flag is off again before any
+// isolate exists: with the flag on the command line, V8 would install `gc` in every isolate's context too.
+const EXTERNAL_GC_BYTES = EXTERNAL_GC_MB * 1024 * 1024;
+v8.setFlagsFromString('--expose-gc');
+const collect = vm.runInNewContext('gc') as () => void;
+v8.setFlagsFromString('--no-expose-gc');
+setInterval(() => {
+  if (process.memoryUsage().external > EXTERNAL_GC_BYTES) collect();
+}, EXTERNAL_CHECK_MS).unref();
+
 /** Registers a call the watchdog bounds; `begin` starts it, hostDone or a watchdog ends it. */
-function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: number, cpuLimitMs: number, begin: (call: ActiveCall) => void): Promise<InvokeResult> {
-  return new Promise<InvokeResult>((resolve, reject) => {
+function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: number, cpuLimitMs: number, begin: (call: ActiveCall) => void): Promise<Outcome> {
+  return new Promise<Outcome>((resolve, reject) => {
     const startedAt = Date.now();
     const call: ActiveCall = {
       callId,
@@ -181,14 +217,18 @@ function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: nu
       cpuStart: cpuNow(g),
       cpuLimit: BigInt(Math.max(1, Math.round(cpuLimitMs))) * 1_000_000n,
       resolve: (r) => {
-        g.calls.delete(callId);
+        ended();
         resolve(r);
       },
       reject: (e) => {
-        g.calls.delete(callId);
+        ended();
         reject(e);
       },
     };
+    const ended = () => {
+      if (g.calls.delete(callId) && g.calls.size === 0) g.idleCpuFrom = cpuNow(g);
+    };
+    g.idleCpuFrom = undefined;
     g.calls.set(callId, call);
     begin(call);
   });
@@ -260,11 +300,12 @@ function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): vo
           call.reject(new PlinthError('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${id}: ${what} returned ${text.length} characters of JSON; at most ${g.maxResultBytes} may leave an isolate`, { extension: id }));
           return;
         }
-        call.resolve({ value: JSON.parse(text) as Json, absent: false, ...usage(g, call) });
+        // The text is the isolate's own JSON.stringify output (the shim's captured one): it goes on as it is.
+        call.resolve({ json: text, absent: false, ...usage(g, call) });
         return;
       }
       case 'absent':
-        call.resolve({ value: null, absent: true, ...usage(g, call) });
+        call.resolve({ json: undefined, absent: true, ...usage(g, call) });
         return;
       case 'unknown':
         call.reject(new PlinthError('PLINTH_ERR_STAGE_UNKNOWN', `extension ${id} does not export that stage in its default export's "stages"`, { extension: id }));
@@ -294,7 +335,7 @@ function hostDone(g: Guest, callId: unknown, status: unknown, text: unknown): vo
   }
 }
 
-function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string; inputJson?: string; timeoutMs: number; cpuLimitMs: number; runId?: string; traceId?: string }): Promise<InvokeResult> {
+function runCall(g: Guest, p: { callId: number; kind: InvokeKind; name?: string; inputJson?: string | undefined; timeoutMs: number; cpuLimitMs: number; runId?: string; traceId?: string }): Promise<Outcome> {
   const dispatch = g.dispatch;
   if (g.dead || !dispatch) return Promise.reject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `extension ${g.spec.id}: its isolate is gone`, { extension: g.spec.id }));
   const inputJson = p.inputJson ?? '';
@@ -364,17 +405,11 @@ function loadFailed(spec: SandboxSpec, err: unknown): PlinthError {
   return new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id} could not be started: ${why}`, options);
 }
 
-// isolated-vm counts the external strings it creates for call arguments and results against memoryLimit, and
-// under load they pile up until the isolate's next GC: an echo stage at 64 calls in flight with a 1.7 KB payload
-// showed 13 MB of heap but 22 MB of external strings, and was killed at a 32 MB limit. The declared memoryMb is
-// for the extension's own data; this headroom is for those transient copies. The RSS watchdog stays the hard wall.
-const ARGUMENT_HEADROOM_MB = 32;
-
 async function load(params: LoadParams): Promise<LoadResult> {
   const spec = params.spec;
   if (guests.has(spec.instanceId)) throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: instance ${spec.instanceId} is already loaded`, { extension: spec.id });
   const isolate = new ivm.Isolate({
-    memoryLimit: Math.max(MIN_MEMORY_MB, Math.round(spec.limits.memoryMb)) + ARGUMENT_HEADROOM_MB,
+    memoryLimit: isolateHeapLimitMb(spec.limits.memoryMb),
     // isolated-vm: V8 lost control of an isolate; this process must not go on serving.
     onCatastrophicError: (message) => {
       process.stderr.write(`plinth isolate sandbox: catastrophic isolated-vm error: ${message}\n`);
@@ -409,7 +444,7 @@ async function load(params: LoadParams): Promise<LoadResult> {
     const evalMs = left();
     await track(g, nextInternalCallId--, 'load', evalMs, evalMs, (call) => {
       main.evaluate({ timeout: evalMs }).then(
-        () => call.resolve({ value: null, absent: false, ...usage(g, call) }),
+        () => call.resolve({ json: undefined, absent: false, ...usage(g, call) }),
         (err: unknown) => {
           // The module's own exception (whatever its text says) fails the load; a disposal or the deadline is ours.
           if (g.dead || ivmCause(g, call) !== 'crashed') onIvmError(g, err, call);
@@ -444,11 +479,23 @@ async function load(params: LoadParams): Promise<LoadResult> {
 
 peer.handle('load', (params) => load(params as LoadParams));
 
-peer.handle('invoke', (params) => {
-  const p = params as InvokeParams;
+// invoke is the raw path: its input arrives as the frame's payload and its result leaves as the reply's payload,
+// so it is served here, beside the Peer (its ids are strings; the Peer's are numbers).
+link.onRaw((m, payload) => {
+  if (m.method !== INVOKE_METHOD) return false;
+  const id = m.id;
+  const p = m.params as InvokeParams;
+  const fail = (err: unknown) => {
+    const data = err instanceof PlinthError ? err.toJSON() : { code: 'PLINTH_ERR_SANDBOX_CRASHED', message: messageOf(err) };
+    link.sendRaw({ jsonrpc: '2.0', id, error: { code: -32000, message: String(data.message), data } }, undefined);
+  };
   const g = guests.get(p.instanceId);
-  if (!g || g.dead) throw new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `instance ${p.instanceId} is not loaded in this sandbox process`);
-  return runCall(g, p);
+  if (!g || g.dead) {
+    fail(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `instance ${p.instanceId} is not loaded in this sandbox process`));
+    return true;
+  }
+  runCall(g, { ...p, inputJson: payload }).then((r) => link.sendRaw({ jsonrpc: '2.0', id, result: { absent: r.absent, cpuMs: r.cpuMs, wallMs: r.wallMs } }, r.json), fail);
+  return true;
 });
 
 peer.handle('abort', (params) => {
@@ -494,9 +541,15 @@ peer.handle('integrity', () => ({
 // ('stats' below reads heap statistics, which waits for a busy isolate's thread).
 peer.handle('rss', () => ({ rssBytes: process.memoryUsage.rss() }));
 
+function ownHeap(): Pick<StatsResult, 'heapTotalBytes' | 'heapUsedBytes' | 'externalBytes'> {
+  const m = process.memoryUsage();
+  return { heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed, externalBytes: m.external };
+}
+
 peer.handle('stats', (): StatsResult => ({
   pid: process.pid,
   rssBytes: process.memoryUsage.rss(),
+  ...ownHeap(),
   isolates: [...guests.values()].map((g) => {
     let heapBytes = 0;
     let externalBytes = 0;
@@ -523,6 +576,8 @@ process.on('SIGTERM', () => undefined);
 
 // Without its host this process has no purpose. SIGKILL rather than exit(): a thread stuck in uninterruptible
 // isolate code can hang a normal exit (isolated-vm #260).
+// Its link and its IPC channel (which carries nothing else) are both lifelines.
 peer.onClose(() => process.kill(process.pid, 'SIGKILL'));
+process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
 
 peer.notify('ready', { pid: process.pid });

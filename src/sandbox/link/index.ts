@@ -5,6 +5,11 @@ import { PlinthError } from '../../errors.ts';
 
 export interface Transport {
   send(message: unknown): void;
+  /**
+   * The raw-text path (framed transports, frames.ts): `message` is the envelope and `rawJson`, JSON text already
+   * serialised by the sender, travels beside it unchanged, so a stage's input or result is never re-encoded.
+   */
+  sendRaw?(message: object, rawJson: string | undefined): void;
   onMessage(listener: (message: unknown) => void): void;
   onClose(listener: (reason: string) => void): void;
   close(): void;

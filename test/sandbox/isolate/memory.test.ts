@@ -61,6 +61,15 @@ describe('memory', () => {
     assert.equal(((await call(sandbox, 'huge', { n: 10 }, 5000)) as string).length, 10);
   });
 
+  it('an input larger than a sandbox process accepts is RESULT_TOO_LARGE before it is sent, and the isolate lives on', async () => {
+    const { sandbox } = await started(await fixture('probe'));
+    const pid = sandbox.process.pid;
+    const err = await rejectsWith(call(sandbox, 'echo', { blob: 'x'.repeat(17 * 1024 * 1024) }, 5000), 'PLINTH_ERR_RESULT_TOO_LARGE');
+    assert.match(err.message, /the input is \d+ characters of JSON/);
+    assert.ok(await call(sandbox, 'echo', { small: true }));
+    assert.equal(sandbox.process.pid, pid, 'the sandbox process was not touched');
+  });
+
   it('reports idle memory per isolate in the shared process', async () => {
     const proc = new IsolateProcess();
     const one = (await started(await fixture('probe'), { process: proc })).sandbox;

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import assert from 'node:assert/strict';
-import { ROOT, rejectsWith } from '../../helpers.ts';
+import { ROOT, rejectsWith, waitFor } from '../../helpers.ts';
 import { createIsolateSandbox, IsolateProcess } from '../../../src/sandbox/isolate/index.ts';
 import type { SandboxExit } from '../../../src/sandbox/types.ts';
 import { call, fixture, plugin, shutdownAfterAll, started, testHost } from './helpers.ts';
@@ -102,10 +102,11 @@ describe('lifecycle', () => {
     const { sandbox, host } = await started(await fixture('probe'));
     const controller = new AbortController();
     const pending = sandbox.call('wait_abort', {}, { timeoutMs: 3000, traceId: 't', signal: controller.signal });
-    setTimeout(() => controller.abort(), 50);
+    // Cancelled once the guest is really waiting in the stage (not before it ran).
+    await waitFor(() => host.kv.get('waiting') === true, 'the stage to begin waiting', 5000);
+    controller.abort();
     await rejectsWith(pending, 'PLINTH_ERR_CANCELLED');
-    const deadline = Date.now() + 2000;
-    while (host.kv.get('aborted') === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => host.kv.get('aborted') !== undefined, 'the guest to see its signal abort', 5000);
     assert.equal(host.kv.get('aborted'), 'AbortError');
     assert.ok(await call(sandbox, 'echo'), 'still serving');
   });

@@ -4,8 +4,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
-import { delay, harness, lineOf, opts, within, WORKER_FIXTURES } from './harness.ts';
-import { rejectsWith } from '../../helpers.ts';
+import { harness, lineOf, opts, within, WORKER_FIXTURES } from './harness.ts';
+import { rejectsWith, waitFor } from '../../helpers.ts';
 import { PlinthError } from '../../../src/errors.ts';
 import type { Json } from '../../../src/sdk/index.ts';
 
@@ -60,7 +60,7 @@ describe('worker runtime: loading', () => {
   it('stop() while initialize() is still running: start() rejects SHUTDOWN, stop() resolves', async () => {
     const h = await harness(fixture('load-fail'), { config: { failIn: 'hang' } });
     const starting = rejectsWith(h.sandbox.start(), 'PLINTH_ERR_SHUTDOWN');
-    await delay(100);
+    await waitFor(() => h.logs.some((l) => l.message === 'start() is hanging'), 'start() to be running', 10_000);
     await within(h.sandbox.stop(200), 3_000, 'stop');
     await within(starting, 1_000, 'start');
     assert.deepEqual(h.exits, []);
@@ -169,17 +169,20 @@ describe('worker runtime: calls', () => {
     try {
       const controller = new AbortController();
       const began = performance.now();
-      const call = rejectsWith(h.sandbox.call('sleep', { ms: 3_000 }, opts(5_000, { signal: controller.signal })), 'PLINTH_ERR_CANCELLED');
-      await delay(50);
+      const call = rejectsWith(h.sandbox.call('sleep', { ms: 3_000, announce: true }, opts(5_000, { signal: controller.signal })), 'PLINTH_ERR_CANCELLED');
+      await waitFor(() => h.logs.some((l) => l.message === 'sleeping'), 'the stage to be running', 5_000);
       controller.abort();
       await within(call, 1_000, 'cancelled call');
-      assert.ok(performance.now() - began < 1_000);
+      assert.ok(performance.now() - began < 3_000, 'the call did not wait for its 3 s sleep');
+      // The stage itself saw the abort (its thread lives on, nothing was killed).
+      await waitFor(() => h.logs.some((l) => l.message === 'sleep aborted'), 'the stage to see ctx.signal abort', 5_000);
       // A reason that is already a PlinthError is passed through as is.
       const mine = new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', 'the pipeline run timed out');
       assert.equal(await h.sandbox.call('sleep', { ms: 10 }, opts(5_000, { signal: AbortSignal.abort(mine) })).catch((e: unknown) => e), mine);
-      await delay(700);
+      // The one thread (concurrency 1) still serves a call after both cancellations: it was not killed.
+      assert.equal(((await h.sandbox.call('echo', 1, opts())) as { input: number }).input, 1);
       assert.deepEqual(h.exits, []);
-      assert.deepEqual(await h.sandbox.health(1_000), { healthy: true, detail: 'calls=0' });
+      assert.deepEqual(await h.sandbox.health(1_000), { healthy: true, detail: 'calls=1' }, 'module state survived: same thread');
     } finally {
       await h.sandbox.stop(1_000);
     }
@@ -212,8 +215,8 @@ describe('worker runtime: health and stop', () => {
       assert.deepEqual(await sick.sandbox.health(1_000), { healthy: false, detail: 'told to be unhealthy' });
       assert.equal(await plain.sandbox.health(1_000), true);
       // A thread stuck in a loop cannot answer its probe.
-      const stuck = sick.sandbox.call('runaway', null, opts(1_000)).catch(() => undefined);
-      await delay(50);
+      const stuck = sick.sandbox.call('runaway', { announce: true }, opts(1_000)).catch(() => undefined);
+      await waitFor(() => sick.logs.some((l) => l.message === 'looping'), 'the loop to begin', 5_000);
       await within(rejectsWith(sick.sandbox.health(200), 'PLINTH_ERR_STAGE_TIMEOUT'), 1_000, 'health of a stuck thread');
       await within(stuck, 5_000, 'runaway ends');
     } finally {
