@@ -95,6 +95,12 @@ export const ERROR_CODES = {
   PLINTH_ERR_HOST_NOT_STARTED: 'The host was asked for an extension or a call before start() finished loading it.',
   PLINTH_ERR_LINK_PROTOCOL: 'The other end of a JSON-RPC link (a sandbox process, a runner) answered with a protocol error (unknown method, invalid request) instead of a result.',
   PLINTH_ERR_CALL_OPTIONS_INVALID: "A call's options are not valid (e.g. a timeout that is not a positive finite number of milliseconds); nothing ran.",
+  PLINTH_ERR_PIPELINE_TIMEOUT: "A pipeline run did not finish within the pipeline's overall `timeout`; its running stages were cancelled and compensations ran.",
+  PLINTH_ERR_RUN_NOT_FOUND: 'No pipeline run in the journal has that id.',
+  PLINTH_ERR_RUN_NOT_RESUMABLE: 'The run cannot be resumed: it has ended, or it is still running in a live process.',
+  PLINTH_ERR_RUN_QUEUE_FULL: "A pipeline already has `pipelines.maxQueuedRuns` runs waiting for its `concurrency` limit; the new run was not started.",
+  PLINTH_ERR_WEBHOOK_UNAUTHORIZED: "A webhook request for a trigger with `secretEnv` is not signed with that secret (X-Plinth-Signature: sha256=<HMAC of the raw body>); no run was started.",
+  PLINTH_ERR_TRIGGER_NOT_FOUND: 'No pipeline loaded by the host declares a webhook trigger of that name.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -12,6 +12,7 @@ import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
 import { validate } from './commands/validate.ts';
 import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
+import { run as runPipeline, resume as resumeRun, runsLs, runsShow, type RunFlags, type RunsFlags } from './commands/run.ts';
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
 
@@ -223,6 +224,57 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
     return run(() => dlqPurge(io, ids, dlqFlags(o)))();
+  });
+
+  // `plinth run` / `resume` / `runs`: pipelines (issue 11).
+  type RunOptions = HostOptions & { var?: string[]; varsFile?: string; verbose?: boolean; logFormat?: string };
+  const runFlags = (o: RunOptions): RunFlags => {
+    const flags: RunFlags = { ...hostFlags(o) };
+    if (o.var !== undefined) flags.var = o.var;
+    if (o.varsFile !== undefined) flags.varsFile = o.varsFile;
+    if (o.verbose !== undefined) flags.verbose = o.verbose;
+    if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
+    return flags;
+  };
+  const collect = (value: string, previous: string[] = []) => [...previous, value];
+  withHostOptions(
+    program
+      .command('run')
+      .description('run a pipeline in an embedded host with live progress; exit 0 only if the run succeeded')
+      .argument('<file>', 'pipeline file (YAML or JSON)')
+      .option('--var <name=value>', 'a run variable (value parsed as JSON when it can be, else text); repeatable', collect)
+      .option('--vars-file <file>', 'run variables from a YAML/JSON mapping (--var wins)')
+      .option('-v, --verbose', "log the host's lifecycle to stderr")
+      .addOption(logFormatOption()),
+  ).action(function (this: Command, file: string) {
+    return run(() => runPipeline(io, file, runFlags(this.opts<RunOptions>())))();
+  });
+  withHostOptions(
+    program
+      .command('resume')
+      .description('resume an interrupted run from the journal: completed stages are not run again')
+      .argument('<id>', 'run id (`plinth runs ls`)')
+      .option('-v, --verbose', "log the host's lifecycle to stderr")
+      .addOption(logFormatOption()),
+  ).action(function (this: Command, id: string) {
+    return run(() => resumeRun(io, id, runFlags(this.opts<RunOptions>())))();
+  });
+  type RunsOptions = HostOptions & { pipeline?: string; state?: string; limit?: string };
+  const runsFlags = (o: RunsOptions): RunsFlags => {
+    const flags: RunsFlags = { ...hostFlags(o) };
+    for (const k of ['pipeline', 'state', 'limit'] as const) if (o[k] !== undefined) flags[k] = o[k];
+    return flags;
+  };
+  const runs = program.command('runs').description("pipeline runs in the data dir's journal: ls, show");
+  withHostOptions(runs.command('ls').description('list runs, newest first').option('--pipeline <name>', 'only this pipeline').option('--state <state>', 'only runs in this state').option('--limit <n>', 'at most this many (default 50)')).action(function (this: Command) {
+    const o = this.opts<RunsOptions>();
+    json = o.json ?? false;
+    return run(() => runsLs(io, runsFlags(o)))();
+  });
+  withHostOptions(runs.command('show').description('one run: its stages with attempts, durations and errors').argument('<id>', 'run id')).action(function (this: Command, id: string) {
+    const o = this.opts<RunsOptions>();
+    json = o.json ?? false;
+    return run(() => runsShow(io, id, runsFlags(o)))();
   });
 
   // Bare `plinth`: the help, and success (it is how people ask what the command does).

@@ -44,6 +44,16 @@ export interface HostConfig {
   extensions: Record<string, ExtensionSettings>;
   /** Delivery (payload size, retries, queues, dead letters), routes, complex-event rules and their bounds (README "Events"). */
   events: EventsConfig & EventSettings;
+  /** The pipeline engine: stage slots over all runs, run queues, what `plinth serve` loads and resumes (docs/pipelines.md). */
+  pipelines: PipelinesConfig;
+}
+
+export interface PipelinesConfig {
+  maxConcurrentStages: number;
+  maxQueuedRuns: number;
+  resumeInterrupted: boolean;
+  /** Absolute pipeline files `plinth serve` loads for their triggers. */
+  files: string[];
 }
 
 export interface EventSettings {
@@ -149,7 +159,7 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; path: string[]; parse: P
   { name: 'PLINTH_BUDGET_CONCURRENCY', path: ['budget', 'concurrency'], parse: asInteger },
 ];
 
-const PATH_KEYS = [['plugins'], ['dataDir'], ['trust', 'store']];
+const PATH_KEYS = [['plugins'], ['dataDir'], ['trust', 'store'], ['pipelines', 'files']];
 
 type Doc = Record<string, unknown>;
 

@@ -13,6 +13,7 @@ import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../disco
 import { createRegistry, loadTrustStoreFor, type Registry, type RegistryEntry } from '../registry/index.ts';
 import type { CallRequest, ManagedExtension } from '../registry/extension.ts';
 import type { SandboxFactory } from '../sandbox/index.ts';
+import { createPipelineService, type PipelineServiceHandle, type StageCatalog } from '../pipeline/index.ts';
 
 export interface HostOptions {
   /** Where logs go; defaults to pino on stderr at config.log.level. */
@@ -34,6 +35,9 @@ export interface HostOptions {
   clock?: BusClock | CepClock;
   /** How often rule state expires and absences fire, in ms (default 1000; 0: only when `events.rules.tick()` is called). */
   ruleTickMs?: number;
+  /** The pipeline engine's clock (retry delays, run timeouts) and randomness (jitter); tests inject them. */
+  pipelineClock?: BusClock;
+  pipelineRandom?: () => number;
 }
 
 export type HostExtensionInfo = RegistryEntry;
@@ -55,6 +59,7 @@ export class Host {
   #reloadAgain = false;
   #stopped = false;
   #stopping: Promise<void> | undefined;
+  #pipelines: PipelineServiceHandle | undefined;
 
   constructor(config: HostConfig, options: HostOptions = {}) {
     this.config = config;
@@ -162,6 +167,33 @@ export class Host {
     return this.#events;
   }
 
+  /** The pipeline service (issue 11): runs, their journal, triggers. Created on first use. */
+  get pipelines(): PipelineServiceHandle {
+    this.#pipelines ??= createPipelineService(this, {
+      maxConcurrentStages: this.config.pipelines.maxConcurrentStages,
+      maxQueuedRuns: this.config.pipelines.maxQueuedRuns,
+      ...(this.#options.pipelineClock ? { clock: this.#options.pipelineClock } : {}),
+      ...(this.#options.pipelineRandom ? { random: this.#options.pipelineRandom } : {}),
+      env: this.#options.env ?? process.env,
+    });
+    return this.#pipelines;
+  }
+
+  /** What the pipeline checks read: each active extension's stages with their declared schemas. */
+  stageCatalog(): StageCatalog {
+    const extensionOf = (id: string) => {
+      const ext = this.#reg.get(id);
+      if (!ext) return undefined;
+      const stages: Record<string, { input: Json; output: Json }> = {};
+      for (const [name, decl] of Object.entries(ext.pkg.manifest.stages)) stages[name] = { input: decl.input as Json, output: decl.output as Json };
+      return { version: ext.version, stages };
+    };
+    return {
+      extension: extensionOf,
+      ids: () => [...new Set(this.#reg.list().map((e) => e.id))],
+    };
+  }
+
   get(id: string): ManagedExtension | undefined {
     return this.#reg.get(id);
   }
@@ -208,6 +240,8 @@ export class Host {
   async #stop(timeoutMs: number): Promise<void> {
     this.#stopped = true;
     const deadline = Date.now() + timeoutMs;
+    // Runs in flight stay journaled as they are: interrupted, resumable by the next host.
+    this.#pipelines?.close();
     await this.#watcher?.close();
     if (this.#reloading) {
       let timer: NodeJS.Timeout | undefined;

@@ -7,7 +7,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { openSync, readSync, closeSync, statSync } from 'node:fs';
 import { PlinthError } from '../errors.ts';
 import type { PlinthEvent } from '../sdk/index.ts';
-import type { AttemptRecord, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, PendingDelivery, Store } from './types.ts';
+import type { AttemptRecord, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, PendingDelivery, RunJournalBacking, RunRow, StageRow, Store } from './types.ts';
 
 /** `PRAGMA application_id` of a Plinth store ("Plnt"): how a Plinth file is told from any other SQLite file. */
 export const APPLICATION_ID = 0x506c6e74;
@@ -23,6 +23,11 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX dead_letters_expiry ON dead_letters(expires_at);
    CREATE TABLE subscriptions (subscriber TEXT PRIMARY KEY, patterns TEXT NOT NULL, seen_at TEXT NOT NULL);
    CREATE TABLE kv (extension TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (extension, key)) WITHOUT ROWID;`,
+  // 2 (issue 11): the pipeline run journal. A run row carries the definition it executes; a stage row its record.
+  `CREATE TABLE pipeline_runs (id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL, record TEXT NOT NULL, definition TEXT NOT NULL, owner TEXT NOT NULL);
+   CREATE INDEX pipeline_runs_created ON pipeline_runs(created_at);
+   CREATE INDEX pipeline_runs_state ON pipeline_runs(state);
+   CREATE TABLE pipeline_stages (run_id TEXT NOT NULL, stage_id TEXT NOT NULL, position INTEGER NOT NULL, state TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (run_id, stage_id)) WITHOUT ROWID;`,
 ];
 
 export const STORE_VERSION = MIGRATIONS.length;
@@ -75,6 +80,14 @@ function toDeadLetter(row: Row): DeadLetter {
     deadAt: row.dead_at as string,
     expiresAt: row.expires_at as string,
   };
+}
+
+function toRunRow(row: Row): RunRow {
+  return { id: row.id as string, pipeline: row.pipeline as string, state: row.state as string, createdAt: row.created_at as string, record: row.record as string, definition: row.definition as string, owner: row.owner as string };
+}
+
+function toStageRow(row: Row): StageRow {
+  return { runId: row.run_id as string, stageId: row.stage_id as string, position: Number(row.position), state: row.state as string, record: row.record as string };
 }
 
 export class SqliteStore implements Store {
@@ -162,7 +175,48 @@ export class SqliteStore implements Store {
       kvEntries: p('SELECT key, value FROM kv WHERE extension = ? ORDER BY key'),
       kvSet: p('INSERT INTO kv (extension, key, value) VALUES (?, ?, ?) ON CONFLICT (extension, key) DO UPDATE SET value = excluded.value'),
       kvDelete: p('DELETE FROM kv WHERE extension = ? AND key = ?'),
+      runSave: p('INSERT INTO pipeline_runs (id, pipeline, state, created_at, record, definition, owner) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, record = excluded.record, owner = excluded.owner'),
+      stageSave: p('INSERT INTO pipeline_stages (run_id, stage_id, position, state, record) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, stage_id) DO UPDATE SET state = excluded.state, record = excluded.record'),
+      runGet: p('SELECT * FROM pipeline_runs WHERE id = ?'),
+      stagesOf: p('SELECT * FROM pipeline_stages WHERE run_id = ? ORDER BY position'),
     };
+    this.runs = {
+      save: (run, stages) => this.#saveRun(run, stages),
+      get: (id) => {
+        const row = this.#s.runGet!.get(id) as Row | undefined;
+        if (!row) return undefined;
+        return { run: toRunRow(row), stages: (this.#s.stagesOf!.all(id) as Row[]).map(toStageRow) };
+      },
+      list: (filter = {}) => {
+        const where: string[] = [];
+        const args: Array<string | number> = [];
+        if (filter.pipeline !== undefined) {
+          where.push('pipeline = ?');
+          args.push(filter.pipeline);
+        }
+        if (filter.states !== undefined) {
+          if (filter.states.length === 0) return [];
+          where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
+          args.push(...filter.states);
+        }
+        const limit = filter.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(filter.limit))}` : '';
+        const sql = `SELECT * FROM pipeline_runs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, rowid DESC${limit}`;
+        return (this.#db.prepare(sql).all(...args) as Row[]).map(toRunRow);
+      },
+    };
+  }
+
+  readonly runs: RunJournalBacking;
+
+  #saveRun(run: RunRow | undefined, stages: readonly StageRow[]): void {
+    const write = () => {
+      if (run) this.#s.runSave!.run(run.id, run.pipeline, run.state, run.createdAt, run.record, run.definition, run.owner);
+      for (const st of stages) this.#s.stageSave!.run(st.runId, st.stageId, st.position, st.state, st.record);
+    };
+    // One statement is its own transaction; several share one commit.
+    if ((run ? 1 : 0) + stages.length > 1) return this.#tx(write);
+    if (this.#closed) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `the store ${this.location} is closed`, { file: this.location });
+    write();
   }
 
   #tx<T>(fn: () => T): T {

@@ -91,7 +91,42 @@ export interface Store {
   /** The event with this id, while it is journalled. */
   getEvent(id: string): PlinthEvent | undefined;
   kv(extension: string): KvBacking;
+  /** The pipeline run journal (issue 11): runs and their stages, each write one transaction. */
+  runs: RunJournalBacking;
   close(): void;
 }
 
 export type { Json };
+
+/** A pipeline run as journaled: the engine's record (JSON) plus the columns runs are listed and found by. */
+export interface RunRow {
+  id: string;
+  pipeline: string;
+  state: string;
+  createdAt: string;
+  /** The run record without its stages, as JSON. */
+  record: string;
+  /** The normalised pipeline definition the run executes, as JSON (a resume runs what was started, not the file as it is now). */
+  definition: string;
+  /** Which process runs it (`pid@hostname`), so another process can tell a live run from an interrupted one. */
+  owner: string;
+}
+
+export interface StageRow {
+  runId: string;
+  stageId: string;
+  /** The stage's position in the definition (listing order). */
+  position: number;
+  state: string;
+  /** The stage record, as JSON. */
+  record: string;
+}
+
+/** Where the pipeline engine journals runs (src/pipeline/engine/journal.ts reads and writes through this). */
+export interface RunJournalBacking {
+  /** Inserts or replaces the run row and the given stage rows in one transaction. */
+  save(run: RunRow | undefined, stages: readonly StageRow[]): void;
+  get(id: string): { run: RunRow; stages: StageRow[] } | undefined;
+  /** Newest first. */
+  list(filter?: { pipeline?: string; states?: readonly string[]; limit?: number }): RunRow[];
+}

@@ -49,6 +49,36 @@ function summarise(logger: Logger, all: HostExtensionInfo[], plugins: string[]):
 }
 
 /**
+ * Pipelines under serve (issue 11): the runs a killed host left unfinished are listed (and resumed when
+ * `pipelines.resumeInterrupted` is true), then the triggers of the files in `pipelines.files` start.
+ */
+async function startPipelines(logger: Logger, host: Host): Promise<void> {
+  const interrupted = host.pipelines.interrupted();
+  const resume = host.config.pipelines.resumeInterrupted;
+  if (interrupted.length > 0) {
+    logger.warn(
+      { runs: interrupted.map((r) => ({ id: r.id, pipeline: r.pipeline, createdAt: r.createdAt })), resume },
+      `${interrupted.length} interrupted pipeline run(s): ${interrupted.map((r) => `${r.id} (${r.pipeline})`).join(', ')}${resume ? ' — resuming them' : ' — `plinth resume <id>` resumes one, or set pipelines.resumeInterrupted: true'}`,
+    );
+  }
+  if (resume) {
+    for (const r of interrupted) {
+      try {
+        await host.pipelines.resume(r.id);
+        logger.info({ runId: r.id, pipeline: r.pipeline }, `resumed run ${r.id} of ${r.pipeline}`);
+      } catch (err) {
+        logger.error({ runId: r.id, err }, `could not resume run ${r.id}: ${(err as Error).message}`);
+      }
+    }
+  }
+  for (const r of interrupted) void host.pipelines.wait(r.id).then((run) => run.state !== 'interrupted' && logger.info({ runId: run.id, pipeline: run.pipeline, state: run.state }, `run ${run.id} of ${run.pipeline} ${run.state}`));
+  const files = host.config.pipelines.files;
+  if (files.length === 0) return;
+  const { pipelines, issues } = await host.pipelines.startTriggers(files);
+  logger.info({ pipelines, refused: issues.map((i) => i.file) }, `pipeline triggers started for ${pipelines.length} pipeline(s)${issues.length > 0 ? `; ${issues.length} file(s) refused` : ''}`);
+}
+
+/**
  * Runs until SIGINT/SIGTERM. The first signal (Ctrl-C sends SIGINT to the whole foreground process group; the
  * sandbox processes ignore it and are stopped by the host) stops every extension gracefully, in reverse
  * dependency order, each time-boxed, then exits 0; a second one exits at once (130 for SIGINT, 143 for SIGTERM).
@@ -81,6 +111,7 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
     const host = new Host(config, { logger, ...(flags.frozenLockfile ? { frozenLockfile: lockfilePath(flags, config.file) } : {}) });
     await host.start();
     summarise(logger, host.list(), config.plugins);
+    await startPipelines(logger, host);
     if (flags.watch !== false && received === undefined) {
       await host.watch();
       logger.info({ plugins: config.plugins }, 'watching the plugin directories for changes');

@@ -1,0 +1,151 @@
+// The run journal (issue 11): runs and stage records in the store, each change committed before the engine takes
+// the step that depends on it (a stage's output before its dependents start, a stage's `running` before its call).
+// A run row carries the definition it executes and which process owns it, so a resume (in this process or a later
+// one) runs what was started, and a run whose owner is gone is told from a live one.
+import { hostname } from 'node:os';
+import type { RunJournalBacking, RunRow, StageRow } from '../../store/index.ts';
+import type { PipelineDefinition, RunRecord, RunState, StageRecord } from '../types.ts';
+
+/** This process, as journaled in a run's `owner`. */
+export const SELF_OWNER = `${process.pid}@${hostname()}`;
+
+export const TERMINAL_RUN_STATES: ReadonlySet<RunState> = new Set(['succeeded', 'failed', 'cancelled', 'compensated']);
+
+/** Runs an engine of this process is executing now (several hosts may share one process, as tests do). */
+export const LIVE_RUNS = new Set<string>();
+
+/**
+ * Is the process that owns a run still running it? Only answerable on the same machine: another machine's run
+ * counts as live. (A pid reused by an unrelated process after a crash makes a dead run look live until then.)
+ */
+export function ownerAlive(owner: string, runId: string): boolean {
+  const at = owner.indexOf('@');
+  const pid = Number(owner.slice(0, at));
+  if (owner.slice(at + 1) !== hostname()) return true;
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return LIVE_RUNS.has(runId);
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists under another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface JournaledRun {
+  record: RunRecord;
+  definition: PipelineDefinition;
+  owner: string;
+}
+
+export class RunJournal {
+  readonly #backing: () => RunJournalBacking;
+  readonly #positions = new Map<string, Map<string, number>>();
+  /**
+   * Group commit: stage changes queued within one turn of the event loop go in one transaction (a commit costs
+   * ~40 µs on these machines, more than the engine's own work per stage). The engine awaits `committed()` before
+   * any step that depends on a change, so the journal is never behind what it acts on.
+   */
+  #queued = new Map<string, { record: RunRecord; stages: Map<string, StageRecord> }>();
+  #flush: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
+
+  constructor(backing: () => RunJournalBacking) {
+    this.#backing = backing;
+  }
+
+  #position(runId: string, stageId: string, record?: RunRecord): number {
+    let map = this.#positions.get(runId);
+    if (!map && record) {
+      map = new Map(record.stages.map((s, i) => [s.id, i]));
+      this.#positions.set(runId, map);
+    }
+    return map?.get(stageId) ?? 0;
+  }
+
+  #stageRow(runId: string, stage: StageRecord, record?: RunRecord): StageRow {
+    return { runId, stageId: stage.id, position: this.#position(runId, stage.id, record), state: stage.state, record: JSON.stringify(stage) };
+  }
+
+  /** The run row, those stage rows and every queued one, in one commit now. */
+  saveRun(record: RunRecord, definition: string, owner: string, stages: readonly StageRecord[] = []): void {
+    const { stages: _omitted, ...rest } = record;
+    void _omitted;
+    this.#position(record.id, '', record);
+    this.queue(record, stages);
+    this.flushNow({ id: record.id, pipeline: record.pipeline, state: record.state, createdAt: record.createdAt, record: JSON.stringify(rest), definition, owner });
+  }
+
+  /** Stage changes for the next group commit (serialised then: the latest state of each stage is written). */
+  queue(record: RunRecord, stages: readonly StageRecord[]): void {
+    if (stages.length === 0) return;
+    let entry = this.#queued.get(record.id);
+    if (!entry) this.#queued.set(record.id, (entry = { record, stages: new Map() }));
+    for (const s of stages) entry.stages.set(s.id, s);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#flush) return;
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Callers that queue but never wait must not see an unhandled rejection; waiters get it through committed().
+    promise.catch(() => undefined);
+    this.#flush = { promise, resolve, reject };
+    setImmediate(() => {
+      try {
+        this.flushNow();
+      } catch {
+        // flushNow rejected the waiters
+      }
+    });
+  }
+
+  /** Resolves once everything queued so far is committed (rejects if the commit failed). */
+  committed(): Promise<void> {
+    if (!this.#flush) return Promise.resolve();
+    return this.#flush.promise;
+  }
+
+  /** Commits what is queued (and `run`, when given) in one transaction, now. */
+  flushNow(run?: RunRow): void {
+    const flush = this.#flush;
+    this.#flush = undefined;
+    const rows: StageRow[] = [];
+    for (const { record, stages } of this.#queued.values()) for (const s of stages.values()) rows.push(this.#stageRow(record.id, s, record));
+    this.#queued.clear();
+    try {
+      if (run || rows.length > 0) this.#backing().save(run, rows);
+    } catch (err) {
+      flush?.reject(err);
+      throw err;
+    }
+    flush?.resolve();
+  }
+
+  load(runId: string): JournaledRun | undefined {
+    const found = this.#backing().get(runId);
+    if (!found) return undefined;
+    const rest = JSON.parse(found.run.record) as Omit<RunRecord, 'stages'>;
+    const record: RunRecord = { ...rest, state: found.run.state as RunState, stages: found.stages.map((s) => JSON.parse(s.record) as StageRecord) };
+    return { record, definition: JSON.parse(found.run.definition) as PipelineDefinition, owner: found.run.owner };
+  }
+
+  /** Run rows (without stages unless `withStages`), newest first. */
+  list(filter: { pipeline?: string; states?: readonly RunState[]; limit?: number } = {}): Array<{ record: RunRecord; owner: string }> {
+    return this.#backing()
+      .list(filter)
+      .map((row) => {
+        const rest = JSON.parse(row.record) as Omit<RunRecord, 'stages'>;
+        return { record: { ...rest, state: row.state as RunState, stages: [] }, owner: row.owner };
+      });
+  }
+
+  forget(runId: string): void {
+    this.#positions.delete(runId);
+  }
+}
