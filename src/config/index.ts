@@ -44,6 +44,31 @@ export interface HostConfig {
   extensions: Record<string, ExtensionSettings>;
   /** Delivery (payload size, retries, queues, dead letters), routes, complex-event rules and their bounds (README "Events"). */
   events: EventsConfig & EventSettings;
+  /** The control channel of `plinth serve` (README "Control channel", docs/rpc.md). */
+  control: ControlConfig;
+}
+
+export type ControlRole = 'admin' | 'client' | 'runner';
+
+/** schemas/host-config.schema.json `control`. */
+export interface ControlConfig {
+  host: string;
+  port: number;
+  token?: string;
+  tokens: Array<{ token: string; role: ControlRole; name?: string }>;
+  allowedOrigins: string[];
+  tls?: { cert: string; key: string };
+  allowInsecure: boolean;
+  requiredExtensions: string[];
+  metricsAuth: 'auto' | 'token' | 'none';
+  maxMessageBytes: number;
+  maxConnections: number;
+  maxConcurrentRequests: number;
+  rateLimit: { perSecond: number; burst: number; closeAfter: number };
+  heartbeatMs: number;
+  maxBufferedBytes: number;
+  maxDroppedNotifications: number;
+  hooks: { maxBodyBytes: number; rememberDeliveries: number };
 }
 
 export interface EventSettings {
@@ -137,7 +162,7 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; path: string[]; parse: P
   { name: 'PLINTH_BUDGET_CONCURRENCY', path: ['budget', 'concurrency'], parse: asInteger },
 ];
 
-const PATH_KEYS = [['plugins'], ['dataDir'], ['trust', 'store']];
+const PATH_KEYS = [['plugins'], ['dataDir'], ['trust', 'store'], ['control', 'tls', 'cert'], ['control', 'tls', 'key']];
 
 type Doc = Record<string, unknown>;
 
