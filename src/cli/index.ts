@@ -1,16 +1,16 @@
 // The `plinth` command line (docs/design.md "CLI"). Each command returns its exit code — 0 ok, 1 failed, 2 usage
 // or configuration error — and its result; with `--json` the result is printed in one envelope for every command
 // (output.ts). Errors print their PLINTH_ERR_* code and what to do on stderr.
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { ConfigFlags } from '../config/index.ts';
-import { EXIT, printEnvelope, processIo, reportError, type Io, type Outcome } from './output.ts';
+import { EXIT, printEnvelope, processIo, reportError, usageError, type Io, type Outcome } from './output.ts';
 import { ls } from './commands/ls.ts';
 import { LOG_FORMATS } from './log.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
 import { validate } from './commands/validate.ts';
+import { status, lsRemote, callRemote, emit, subscribe, logsFollow, reload, runs, runRemote, parseJsonArg, type RemoteFlags } from './commands/remote.ts';
 import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -37,6 +37,27 @@ function hostFlags(o: HostOptions): ConfigFlags & { json?: boolean } {
   return flags;
 }
 
+interface RemoteOptions {
+  url?: string;
+  token?: string;
+}
+
+/** --url and --token of the commands that talk to a running host (README "Control channel"). */
+function withRemoteOptions(cmd: Command): Command {
+  return cmd
+    .option('--url <url>', 'control channel of the running host (default: from <dataDir>/serve.json, else ws://127.0.0.1:7420/rpc)')
+    .option('--token <token>', 'its token (default: PLINTH_TOKEN, else <dataDir>/token)');
+}
+
+function remoteFlags(o: HostOptions & RemoteOptions): RemoteFlags {
+  const flags: RemoteFlags = hostFlags(o);
+  if (o.url !== undefined) flags.url = o.url;
+  if (o.token !== undefined) flags.token = o.token;
+  return flags;
+}
+
+const remoteCommand = (cmd: Command) => withRemoteOptions(cmd.option('-c, --config <file>', 'host config file (for the data dir)').option('--data-dir <dir>', "the running host's data dir (serve.json, token)").option('--json', 'print JSON for scripts'));
+
 function logFormatOption(): Option {
   return new Option('--log-format <format>', 'log lines on stderr as text or JSON (default: text on a terminal, JSON otherwise; --json implies json)').choices(LOG_FORMATS);
 }
@@ -52,8 +73,13 @@ function withHostOptions(cmd: Command): Command {
     .option('--json', 'print JSON for scripts');
 }
 
-/** The package version, from the package.json beside src/ (the one that was installed). */
-export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export { VERSION } from './version.ts';
+import { VERSION } from './version.ts';
+
+function countFlag(name: string, value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw usageError(`${name} must be a positive count, got ${value}`);
+  return Number(value);
+}
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let code: number = EXIT.ok;
@@ -62,7 +88,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const run = (fn: () => Promise<Outcome>) => async () => {
     const outcome = await fn();
     code = outcome.code;
-    if (json) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: outcome.error ?? null });
+    // A stream (subscribe, logs -f) printed its JSON lines as they came: no envelope after them.
+    if (json && !(outcome as { stream?: boolean }).stream) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: outcome.error ?? null });
   };
 
   const program = new Command('plinth')
@@ -79,9 +106,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     json = action.opts<{ json?: boolean }>().json ?? false;
   });
 
-  withHostOptions(program.command('ls').description('list the extensions of the plugin directories with their state')).action(function (this: Command) {
-    const o = this.opts<HostOptions>();
-    return run(() => ls(io, hostFlags(o)))();
+  withRemoteOptions(withHostOptions(program.command('ls').description('list the extensions of the plugin directories with their state (--remote: of the running host)')).option('--remote', 'ask the running host (plinth serve) instead of scanning the plugin directories')).action(function (this: Command) {
+    const o = this.opts<HostOptions & RemoteOptions & { remote?: boolean }>();
+    return run(() => (o.remote ? lsRemote(io, remoteFlags(o)) : ls(io, hostFlags(o))))();
   });
 
   program
@@ -128,9 +155,18 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--input-file <file>', 'read the input JSON from a file, or - for standard input')
       .option('-t, --timeout <ms>', 'call timeout in milliseconds (default: the stage\'s own)')
       .option('-v, --verbose', 'log the host\'s lifecycle to stderr')
+      .option('--remote', 'call it in the running host (plinth serve) over the control channel')
+      .option('--url <url>', 'with --remote: the control channel URL')
+      .option('--token <token>', 'with --remote: the token')
       .addOption(logFormatOption()),
   ).action(function (this: Command, extension: string, stage: string) {
-    const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean; logFormat?: string }>();
+    const o = this.opts<HostOptions & RemoteOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean; logFormat?: string; remote?: boolean }>();
+    if (o.remote) {
+      if (o.inputFile !== undefined) throw usageError('--input-file is not supported with --remote yet', 'pass the JSON with --input');
+      const timeout = o.timeout === undefined ? undefined : Number(o.timeout);
+      if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0)) throw usageError(`--timeout must be a positive number of milliseconds, got ${o.timeout}`);
+      return run(() => callRemote(io, extension, stage, o.input === undefined ? {} : parseJsonArg('--input', o.input), timeout, remoteFlags(o)))();
+    }
     const flags: CallFlags = { ...hostFlags(o) };
     if (o.input !== undefined) flags.input = o.input;
     if (o.inputFile !== undefined) flags.inputFile = o.inputFile;
@@ -158,10 +194,17 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)')
       .option('--no-watch', 'do not watch the plugin directories')
       .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)')
+      .option('--host <address>', 'control channel address (default 127.0.0.1; control.host)')
+      .option('--port <port>', 'control channel port (default 7420; 0: any free port, printed and written to <dataDir>/serve.json)')
+      .option('--allow-insecure', 'allow a non-loopback --host without TLS or with the generated token (control.allowInsecure)')
       .addOption(logFormatOption()),
   ).action(function (this: Command) {
-    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string }>();
-    return run(() => serve(io, serveFlags(o)))();
+    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string; host?: string; port?: string; allowInsecure?: boolean }>();
+    const flags = serveFlags(o);
+    if (o.host !== undefined) flags.host = o.host;
+    if (o.port !== undefined) flags.port = o.port;
+    if (o.allowInsecure) flags.allowInsecure = true;
+    return run(() => serve(io, flags))();
   });
 
   withHostOptions(
@@ -183,6 +226,58 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   ).action(function (this: Command, file: string) {
     const o = this.opts<HostOptions & { var?: string[] }>();
     return run(() => validate(io, file, { ...hostFlags(o), ...(o.var ? { vars: o.var } : {}) }))();
+  });
+
+  // Commands against a running host (the control channel).
+  remoteCommand(program.command('status').description('what the running host runs: extensions, states, breakers, restarts')).action(function (this: Command) {
+    return run(() => status(io, remoteFlags(this.opts())))();
+  });
+  remoteCommand(
+    program
+      .command('emit')
+      .description('publish an event on the running host\'s bus')
+      .argument('<topic>', 'topic, e.g. orders.created')
+      .argument('<json>', 'payload JSON')
+      .option('--header <name=value>', 'an event header (repeatable)', (v: string, prev: string[] = []) => [...prev, v]),
+  ).action(function (this: Command, topic: string, payload: string) {
+    const o = this.opts<HostOptions & RemoteOptions & { header?: string[] }>();
+    const headers = o.header?.length ? Object.fromEntries(o.header.map((h) => { const i = h.indexOf('='); if (i <= 0) throw usageError(`--header ${h}: write name=value`); return [h.slice(0, i), h.slice(i + 1)]; })) : undefined;
+    return run(() => emit(io, topic, parseJsonArg('the payload', payload), headers, remoteFlags(o)))();
+  });
+  remoteCommand(
+    program
+      .command('subscribe')
+      .description('stream the running host\'s events matching a pattern, one per line (--json: JSON lines) until Ctrl-C')
+      .argument('<pattern>', 'topic pattern: * one word, # any (orders.#)')
+      .option('--max <n>', 'stop after n events'),
+  ).action(function (this: Command, pattern: string) {
+    const o = this.opts<HostOptions & RemoteOptions & { max?: string }>();
+    return run(() => subscribe(io, pattern, { ...remoteFlags(o), ...(o.max !== undefined ? { max: countFlag('--max', o.max) } : {}) }))();
+  });
+  remoteCommand(
+    program
+      .command('logs')
+      .description('stream the running host\'s log (-f), optionally of one extension')
+      .option('-f, --follow', 'follow the log (the only mode: the host keeps no history)')
+      .option('--extension <id>', 'only this extension')
+      .addOption(new Option('--level <level>', 'at this level or above').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
+      .option('--max <n>', 'stop after n entries'),
+  ).action(function (this: Command) {
+    const o = this.opts<HostOptions & RemoteOptions & { extension?: string; level?: string; max?: string }>();
+    return run(() => logsFollow(io, { ...remoteFlags(o), ...(o.extension ? { extension: o.extension } : {}), ...(o.level ? { level: o.level } : {}), ...(o.max !== undefined ? { max: countFlag('--max', o.max) } : {}) }))();
+  });
+  remoteCommand(program.command('reload').description('re-scan the running host\'s plugin directories (and report on one extension)').argument('[id]', 'extension id')).action(function (this: Command, id: string | undefined) {
+    return run(() => reload(io, id, remoteFlags(this.opts())))();
+  });
+  remoteCommand(program.command('runs').description('pipeline runs of the running host').option('--pipeline <name>', 'only this pipeline').option('--limit <n>', 'at most n')).action(function (this: Command) {
+    const o = this.opts<HostOptions & RemoteOptions & { pipeline?: string; limit?: string }>();
+    return run(() => runs(io, { ...remoteFlags(o), ...(o.pipeline ? { pipeline: o.pipeline } : {}), ...(o.limit !== undefined ? { limit: countFlag('--limit', o.limit) } : {}) }))();
+  });
+  remoteCommand(program.command('run').description('run a pipeline (--remote: in the running host, with its progress)').argument('<file>', 'pipeline file').option('--remote', 'run it in the running host').option('--var <name=json>', 'a run variable (repeatable)', (v: string, prev: string[] = []) => [...prev, v])).action(function (this: Command, file: string) {
+    const o = this.opts<HostOptions & RemoteOptions & { remote?: boolean; var?: string[] }>();
+    if (!o.remote) throw usageError('plinth run without --remote needs the embedded pipeline engine', 'run it in a running host with --remote');
+    const variables = o.var?.length ? Object.fromEntries(o.var.map((v) => { const i = v.indexOf('='); if (i <= 0) throw usageError(`--var ${v}: write name=value`); const raw = v.slice(i + 1); let value: unknown = raw; try { value = JSON.parse(raw); } catch { /* a plain string */ } return [v.slice(0, i), value]; })) : undefined;
+    return run(() => runRemote(io, file, variables, remoteFlags(o)))();
   });
 
   // `plinth dlq …`: dead letters in the data dir's store (no host running).

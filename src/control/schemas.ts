@@ -50,7 +50,7 @@ export function loadRpcSchemas(dir: URL = RPC_SCHEMA_DIR): RpcSchemas {
 
 /** Compiled params validators, by method; defs.json is shared by reference. */
 export function compileParams(schemas: RpcSchemas): Map<string, (params: unknown) => Problem[] | undefined> {
-  const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
+  const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true, verbose: true });
   ajv.addSchema({ ...schemas.defs, $id: BASE + 'defs.json' });
   const out = new Map<string, (params: unknown) => Problem[] | undefined>();
   for (const [name, m] of schemas.methods) {
