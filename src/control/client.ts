@@ -56,7 +56,7 @@ type Listener<N extends keyof RpcNotifications> = (params: RpcNotifications[N]) 
 export class ControlClient {
   readonly #peer: Peer;
   readonly #socket: WebSocket;
-  readonly #listeners = new Map<string, Set<(params: never) => void>>();
+  readonly #listeners = new Map<string, Set<(params: unknown) => void>>();
 
   constructor(socket: WebSocket) {
     this.#socket = socket;
@@ -79,14 +79,15 @@ export class ControlClient {
   on<N extends keyof RpcNotifications>(name: N, listener: Listener<N>): () => void {
     let set = this.#listeners.get(name);
     if (!set) {
-      const created = new Set<(params: never) => void>();
+      const created = new Set<(params: unknown) => void>();
       this.#listeners.set(name, (set = created));
       this.#peer.handle(name, (params) => {
-        for (const l of created) (l as Listener<N>)(params as RpcNotifications[N]);
+        for (const l of created) l(params);
       });
     }
-    set.add(listener as (params: never) => void);
-    return () => set.delete(listener as (params: never) => void);
+    const l = listener as (params: unknown) => void;
+    set.add(l);
+    return () => set.delete(l);
   }
 
   onClose(listener: (reason: string) => void): void {

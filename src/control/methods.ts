@@ -41,6 +41,8 @@ export interface MethodDeps {
 }
 
 type P = Record<string, unknown>;
+/** A param the schema already checked is a string (or absent, where a default is given). */
+const str = (v: unknown): string => v as string;
 export type MethodImpl = (params: P, session: Session, signal: AbortSignal) => unknown;
 
 function findExtension(host: ControlHost, id: string): RegistryEntry {
@@ -62,7 +64,7 @@ function run(p: PipelineService, runId: string): RunRecord {
   return r;
 }
 
-const source = (params: P) => (params.file !== undefined ? { file: String(params.file) } : { definition: params.definition });
+const source = (params: P) => (params.file !== undefined ? { file: str(params.file) } : { definition: params.definition });
 
 function letterQuery(params: P) {
   const q: Record<string, unknown> = {};
@@ -92,23 +94,23 @@ export function createMethods(deps: MethodDeps): Map<string, MethodImpl> {
     };
   });
   m.set('extensions.list', () => ({ extensions: host.list() }));
-  m.set('extensions.get', (p) => ({ extension: findExtension(host, String(p.id)) }));
+  m.set('extensions.get', (p) => ({ extension: findExtension(host, str(p.id)) }));
   m.set('extensions.reload', async (p) => {
-    if (p.id !== undefined) findExtension(host, String(p.id));
+    if (p.id !== undefined) findExtension(host, str(p.id));
     await host.reload();
-    return { extensions: host.list(), ...(p.id !== undefined ? { extension: findExtension(host, String(p.id)) } : {}) };
+    return { extensions: host.list(), ...(p.id !== undefined ? { extension: findExtension(host, str(p.id)) } : {}) };
   });
   m.set('extensions.enable', async (p) => {
-    await host.setEnabled(String(p.id), true);
-    return { extension: findExtension(host, String(p.id)) };
+    await host.setEnabled(str(p.id), true);
+    return { extension: findExtension(host, str(p.id)) };
   });
   m.set('extensions.disable', async (p) => {
-    await host.setEnabled(String(p.id), false);
-    return { extension: findExtension(host, String(p.id)) };
+    await host.setEnabled(str(p.id), false);
+    return { extension: findExtension(host, str(p.id)) };
   });
   m.set('stages.call', async (p, _s, signal) => {
     const started = performance.now();
-    const output = await host.call(String(p.extension), String(p.stage), p.input as Json, { signal, ...(p.timeoutMs !== undefined ? { timeoutMs: p.timeoutMs as number } : {}) });
+    const output = await host.call(str(p.extension), str(p.stage), p.input as Json, { signal, ...(p.timeoutMs !== undefined ? { timeoutMs: p.timeoutMs as number } : {}) });
     return { output, durationMs: Math.round((performance.now() - started) * 1000) / 1000 };
   });
   m.set('pipelines.validate', async (p) => {
@@ -122,7 +124,7 @@ export function createMethods(deps: MethodDeps): Map<string, MethodImpl> {
   });
   m.set('pipelines.status', async (p, session, signal) => {
     const e = engine(deps);
-    const runId = String(p.runId);
+    const runId = str(p.runId);
     const current = run(e, runId);
     if (p.wait !== true) return { run: current };
     session.runs.add(runId);
@@ -130,34 +132,34 @@ export function createMethods(deps: MethodDeps): Map<string, MethodImpl> {
   });
   m.set('pipelines.cancel', async (p) => {
     const e = engine(deps);
-    run(e, String(p.runId));
-    await e.cancel(String(p.runId), p.force === true ? { force: true } : {});
-    return { runId: String(p.runId), state: e.get(String(p.runId))?.state };
+    run(e, str(p.runId));
+    await e.cancel(str(p.runId), p.force === true ? { force: true } : {});
+    return { runId: str(p.runId), state: e.get(str(p.runId))?.state };
   });
   m.set('pipelines.resume', async (p, session) => {
     const e = engine(deps);
-    run(e, String(p.runId));
-    const out = await e.resume(String(p.runId));
+    run(e, str(p.runId));
+    const out = await e.resume(str(p.runId));
     session.runs.add(out.runId);
     return out;
   });
   m.set('runs.list', (p) => {
     const filter: { pipeline?: string; state?: RunRecord['state']; limit?: number } = {};
-    if (p.pipeline !== undefined) filter.pipeline = String(p.pipeline);
+    if (p.pipeline !== undefined) filter.pipeline = str(p.pipeline);
     if (p.state !== undefined) filter.state = p.state as RunRecord['state'];
     if (p.limit !== undefined) filter.limit = p.limit as number;
     return { runs: engine(deps).list(filter) };
   });
-  m.set('runs.get', (p) => ({ run: run(engine(deps), String(p.runId)) }));
+  m.set('runs.get', (p) => ({ run: run(engine(deps), str(p.runId)) }));
 
   m.set('events.publish', async (p) => {
-    const topic = String(p.topic);
+    const topic = str(p.topic);
     if (isReservedTopic(topic)) throw new PlinthError('PLINTH_ERR_TOPIC_RESERVED', `"${topic}" is a topic only the host publishes on`, { hint: 'publish under another root than extension., pipeline. or host.' });
     const e = await host.bus.publish(topic, p.payload as Json, 'control', p.headers as Record<string, string> | undefined);
     return { id: e.id, topic: e.topic, time: e.time };
   });
   m.set('events.subscribe', (p, session) => {
-    const pattern = String(p.pattern);
+    const pattern = str(p.pattern);
     if (!isValidPattern(pattern)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `not a valid topic pattern: ${JSON.stringify(pattern)}`, { hint: 'words, `*` (one word) and `#` (zero or more), separated by dots' });
     const subscription = session.nextSubscription();
     // In memory, not durable: the connection's queue is its send buffer (bounded; see the server's notify).
@@ -166,7 +168,7 @@ export function createMethods(deps: MethodDeps): Map<string, MethodImpl> {
     return { subscription };
   });
   m.set('events.unsubscribe', (p, session) => {
-    const id = String(p.subscription);
+    const id = str(p.subscription);
     const off = session.subscriptions.get(id);
     if (!off) throw new PlinthError('PLINTH_ERR_SUBSCRIPTION_NOT_FOUND', `this connection has no subscription ${id}`, { hint: 'use the id events.subscribe or logs.subscribe returned on this connection' });
     off();
@@ -176,7 +178,7 @@ export function createMethods(deps: MethodDeps): Map<string, MethodImpl> {
   m.set('dlq.list', (p) => ({ deadLetters: host.bus.listDeadLetters(letterQuery(p)) }));
   m.set('dlq.get', (p) => {
     const d = host.bus.getDeadLetter(p.id as number);
-    if (!d) throw new PlinthError('PLINTH_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter ${String(p.id)}`, { hint: 'list them with `plinth dlq ls`' });
+    if (!d) throw new PlinthError('PLINTH_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter ${str(p.id)}`, { hint: 'list them with `plinth dlq ls`' });
     return { deadLetter: d };
   });
   m.set('dlq.replay', (p) => ({ id: p.id, replayedTo: host.bus.replayDeadLetter(p.id as number, (p.to as 'original' | 'all' | undefined) ?? 'original').replayedTo }));
@@ -187,8 +189,8 @@ export function createMethods(deps: MethodDeps): Map<string, MethodImpl> {
   });
   m.set('logs.subscribe', (p, session) => {
     if (!deps.logs) throw new PlinthError('PLINTH_ERR_RPC_UNAVAILABLE', 'this host does not stream its log', { hint: 'logs.subscribe works against `plinth serve`' });
-    const min = LEVEL_NUMBERS[String(p.level ?? 'info')] ?? 30;
-    const extension = p.extension === undefined ? undefined : String(p.extension);
+    const min = LEVEL_NUMBERS[str(p.level ?? 'info')] ?? 30;
+    const extension = p.extension === undefined ? undefined : str(p.extension);
     const subscription = session.nextSubscription();
     const off = deps.logs.subscribe((r) => {
       if (r.level < min || (extension !== undefined && r.extension !== extension)) return;

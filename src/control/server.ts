@@ -18,10 +18,11 @@ import { loadTokens, presentedToken, isLoopback, RPC_PROTOCOL, type TokenSet } f
 import { ControlMetrics } from './metrics.ts';
 import { createMethods, type ControlHost, type MethodImpl, type Session } from './methods.ts';
 import type { LogHub } from './logs.ts';
+import type { BusCounters } from '../events/index.ts';
 import { WebhookReceiver, type WebhookTarget } from './hooks.ts';
 
 export interface ControlServerOptions {
-  host: ControlHost & { observeCalls?(o: ControlMetrics['calls']): () => void; readonly bus: ControlHost['bus'] & { counters?: import('../events/index.ts').BusCounters } };
+  host: ControlHost & { observeCalls?(o: ControlMetrics['calls']): () => void; readonly bus: ControlHost['bus'] & { counters?: BusCounters } };
   config: ControlConfig;
   dataDir: string;
   log: Logger;

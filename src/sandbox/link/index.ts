@@ -137,6 +137,7 @@ export class Peer {
       const done = () => signal?.removeEventListener('abort', onAbort);
       this.#pending.set(id, {
         resolve: (v) => (done(), resolve(v)),
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the reason is the PlinthError #reply or #close made
         reject: (e) => (done(), reject(e)),
       });
       this.#transport.send(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params });
@@ -191,7 +192,7 @@ export class Peer {
     if (Array.isArray(value)) {
       // §6: an empty batch is one Invalid Request, not an empty array.
       if (value.length === 0) return this.#send(errorReply(null, RPC_ERRORS.invalidRequest, 'Invalid Request: empty batch'));
-      const replies = value.map((m) => this.#one(m));
+      const replies = value.map((m) => Promise.resolve(this.#one(m)));
       void Promise.all(replies).then((all) => {
         const out = all.filter((r): r is Reply => r !== undefined);
         // §6: a batch of notifications (and replies) gets nothing back.
