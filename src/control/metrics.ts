@@ -27,7 +27,8 @@ export class ControlMetrics {
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'plinth_process_' });
+    // The standard names (process_*, nodejs_*), as dashboards for Node processes expect them.
+    collectDefaultMetrics({ register: this.registry });
     const callDuration = new Histogram({
       name: 'plinth_stage_call_duration_seconds',
       help: 'Stage calls through the host, by extension, stage and outcome (ok or the PLINTH_ERR_* code).',
