@@ -29,6 +29,8 @@ export class ControlMetrics {
     const registers = [this.registry];
     // The standard names (process_*, nodejs_*), as dashboards for Node processes expect them.
     collectDefaultMetrics({ register: this.registry });
+    // promtool check metrics refuses gauges named *_total; these three are sums of the by-type gauges kept beside them.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
     const callDuration = new Histogram({
       name: 'plinth_stage_call_duration_seconds',
       help: 'Stage calls through the host, by extension, stage and outcome (ok or the PLINTH_ERR_* code).',
