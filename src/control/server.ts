@@ -109,20 +109,33 @@ class Connection implements Session {
     if (this.socket.bufferedAmount > this.#config.maxBufferedBytes) {
       this.dropped++;
       if (this.dropped > this.#config.maxDroppedNotifications) this.socket.close(1008, 'too slow: notifications dropped past control.maxDroppedNotifications');
+      // Told as soon as it has caught up, not at the next notification (there may be none for a while).
+      else this.#catchUp ??= setInterval(() => this.flushDropped(), 50).unref();
       return;
     }
     this.flushDropped();
     this.peer.notify(method, params);
   }
 
+  #catchUp: NodeJS.Timeout | undefined;
+
   flushDropped(): void {
-    if (this.dropped === 0 || this.socket.bufferedAmount > this.#config.maxBufferedBytes) return;
+    if (this.socket.readyState !== this.socket.OPEN) return this.#stopCatchUp();
+    if (this.dropped === 0) return this.#stopCatchUp();
+    if (this.socket.bufferedAmount > this.#config.maxBufferedBytes) return;
+    this.#stopCatchUp();
     const count = this.dropped;
     this.dropped = 0;
     this.peer.notify('events.dropped', { count });
   }
 
+  #stopCatchUp(): void {
+    clearInterval(this.#catchUp);
+    this.#catchUp = undefined;
+  }
+
   end(): void {
+    this.#stopCatchUp();
     for (const off of this.subscriptions.values()) off();
     this.subscriptions.clear();
     this.runs.clear();
