@@ -12,6 +12,7 @@ import { checkPluginDirs } from '../plugins.ts';
 import { writeFile, rm } from 'node:fs/promises';
 import { ControlServer, LogHub, SERVE_FILE, type LogRecord } from '../../control/index.ts';
 import { HOST_API_VERSION } from '../../registry/index.ts';
+import type { PipelineService } from '../../pipeline/types.ts';
 import { VERSION } from '../version.ts';
 
 export interface ServeFlags extends ConfigFlags {
@@ -101,7 +102,9 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
     summarise(logger, host.list(), config.plugins);
     // The control channel: refused addresses and taken ports end serve with their coded error, after a clean stop.
     try {
-      control = new ControlServer({ host, config: config.control, dataDir: config.dataDir, log: logger, version: VERSION, apiVersion: HOST_API_VERSION, logs });
+      // The pipeline engine, when this host has one (issue 11 exposes it as host.pipelines): pipelines.* and runs.*.
+      const pipelines = (host as { pipelines?: PipelineService }).pipelines;
+      control = new ControlServer({ host, config: config.control, dataDir: config.dataDir, log: logger, version: VERSION, apiVersion: HOST_API_VERSION, logs, ...(pipelines ? { pipelines } : {}) });
       const at = await control.listen();
       serveFile = path.join(config.dataDir, SERVE_FILE);
       await writeFile(serveFile, JSON.stringify({ url: at.url, host: at.host, port: at.port, pid: process.pid, startedAt: new Date().toISOString() }, null, 2) + '\n');
