@@ -2,7 +2,7 @@
 // or configuration error — and its result; with `--json` the result is printed in one envelope for every command
 // (output.ts). Errors print their PLINTH_ERR_* code and what to do on stderr.
 import { Command, CommanderError, Option } from 'commander';
-import type { ConfigFlags } from '../config/index.ts';
+import { loadHostConfig, type ConfigFlags } from '../config/index.ts';
 import { EXIT, printEnvelope, processIo, reportError, usageError, type Io, type Outcome } from './output.ts';
 import { ls } from './commands/ls.ts';
 import { LOG_FORMATS } from './log.ts';
@@ -10,7 +10,7 @@ import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
 import { validate } from './commands/validate.ts';
-import { status, lsRemote, callRemote, emit, subscribe, logsFollow, reload, runs, runRemote, parseJsonArg, type RemoteFlags } from './commands/remote.ts';
+import { dlqRemote, hostServing, status, lsRemote, callRemote, emit, subscribe, logsFollow, reload, runs, runRemote, parseJsonArg, type RemoteFlags } from './commands/remote.ts';
 import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -281,7 +281,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   });
 
   // `plinth dlq …`: dead letters in the data dir's store (no host running).
-  type DlqOptions = HostOptions & { topic?: string; subscriber?: string; since?: string; until?: string; limit?: string; to?: string; all?: boolean };
+  type DlqOptions = HostOptions & RemoteOptions & { topic?: string; subscriber?: string; since?: string; until?: string; limit?: string; to?: string; all?: boolean };
   const dlqFlags = (o: DlqOptions): DlqFlags => {
     const flags: DlqFlags = { ...hostFlags(o) };
     for (const k of ['topic', 'subscriber', 'since', 'until', 'limit', 'to'] as const) if (o[k] !== undefined) flags[k] = o[k];
@@ -289,21 +289,34 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return flags;
   };
   const filters = (cmd: Command) =>
-    cmd
+    withRemoteOptions(cmd)
       .option('--topic <pattern>', 'only events whose topic matches this pattern (`orders.#`)')
       .option('--subscriber <name>', 'only this subscriber (an extension id)')
       .option('--since <time>', 'dead-lettered at or after: ISO 8601 time, or a duration ago (`1h`)')
       .option('--until <time>', 'dead-lettered before: ISO 8601 time, or a duration ago');
-  const dlq = program.command('dlq').description("dead letters in the data dir's store: ls, show, replay, purge");
+  // While a host serves the data dir (its serve.json names a live pid), or with --url, dlq talks to it.
+  const remoteDlq = async (o: DlqOptions & RemoteOptions) => o.url !== undefined || hostServing((await loadHostConfig({ flags: hostFlags(o) })).dataDir);
+  const dlqId = (raw: string) => {
+    if (!/^\d+$/.test(raw)) throw usageError(`${JSON.stringify(raw)} is not a dead-letter id`, 'ids are the numbers `plinth dlq ls` shows');
+    return Number(raw);
+  };
+  const dlqFilters = (o: DlqOptions) => ({
+    ...(o.topic !== undefined ? { topic: o.topic } : {}),
+    ...(o.subscriber !== undefined ? { subscriber: o.subscriber } : {}),
+    ...(o.since !== undefined ? { since: o.since } : {}),
+    ...(o.until !== undefined ? { until: o.until } : {}),
+    ...(o.limit !== undefined ? { limit: countFlag('--limit', o.limit) } : {}),
+  });
+  const dlq = program.command('dlq').description("dead letters: of the running host when one serves the data dir (or --url), else in the data dir's store: ls, show, replay, purge");
   withHostOptions(filters(dlq.command('ls').description('list dead letters')).option('--limit <n>', 'at most this many')).action(function (this: Command) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqLs(io, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'ls', [], dlqFilters(o), remoteFlags(o)) : dlqLs(io, dlqFlags(o))))();
   });
-  withHostOptions(dlq.command('show').description('one dead letter: its event and every attempt').argument('<id>', 'dead-letter id')).action(function (this: Command, id: string) {
+  withHostOptions(withRemoteOptions(dlq.command('show').description('one dead letter: its event and every attempt').argument('<id>', 'dead-letter id'))).action(function (this: Command, id: string) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqShow(io, id, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'show', [dlqId(id)], {}, remoteFlags(o)) : dlqShow(io, id, dlqFlags(o))))();
   });
   withHostOptions(
     filters(dlq.command('replay').description('deliver dead letters again (at the next host start)').argument('[ids...]', 'dead-letter ids'))
@@ -312,12 +325,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   ).action(function (this: Command, ids: string[]) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqReplay(io, ids, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'replay', ids.map(dlqId), { ...dlqFilters(o), ...(o.to === 'all' || o.to === 'original' ? { to: o.to } : {}) }, remoteFlags(o)) : dlqReplay(io, ids, dlqFlags(o))))();
   });
   withHostOptions(filters(dlq.command('purge').description('delete dead letters').argument('[ids...]', 'dead-letter ids')).option('--all', 'every dead letter')).action(function (this: Command, ids: string[]) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqPurge(io, ids, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'purge', ids.map(dlqId), { ...dlqFilters(o), ...(o.all ? { all: true } : {}) }, remoteFlags(o)) : dlqPurge(io, ids, dlqFlags(o))))();
   });
 
   // Bare `plinth`: the help, and success (it is how people ask what the command does).

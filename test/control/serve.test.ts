@@ -313,6 +313,15 @@ describe('plinth serve: the control channel', () => {
       assert.equal((JSON.parse(denied.stdout) as { error: { code: string } }).error.code, 'PLINTH_ERR_RPC_FORBIDDEN');
     });
 
+    it('dlq talks to the host serving the data dir (a client token may not purge there)', async () => {
+      const ls = await cli(['dlq', 'ls', '--json']);
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.deepEqual((JSON.parse(ls.stdout) as { data: unknown }).data, { deadLetters: [] });
+      const purge = await runCli(['dlq', 'purge', '--all', '--data-dir', s.ws.data, '--token', CLIENT_TOKEN, '--json'], { cwd: s.ws.root });
+      assert.equal((JSON.parse(purge.stdout) as { error: { code: string } }).error.code, 'PLINTH_ERR_RPC_FORBIDDEN');
+      assert.equal((await cli(['dlq', 'purge', '--all'])).code, 0);
+    });
+
     it('a wrong token is PLINTH_ERR_CONTROL_AUTH; no host running says how to start one', async () => {
       const bad = await runCli(['status', '--url', s.url, '--token', 'wrong-token-0123456789', '--json']);
       assert.equal((JSON.parse(bad.stdout) as { error: { code: string } }).error.code, 'PLINTH_ERR_CONTROL_AUTH');

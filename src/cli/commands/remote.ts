@@ -4,8 +4,9 @@
 // When no host runs, the error says how to start one.
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { loadHostConfig, type ConfigFlags } from '../../config/index.ts';
-import { connectControl, resolveEndpoint, type ControlClient } from '../../control/index.ts';
+import { connectControl, resolveEndpoint, SERVE_FILE, type ControlClient } from '../../control/index.ts';
 import type { RpcMethods, RpcNotifications } from '../../control/rpc-types.ts';
 import { EXIT, table, usageError, type Io, type Outcome } from '../output.ts';
 
@@ -175,5 +176,56 @@ export function runRemote(io: Io, file: string, variables: Record<string, unknow
     } finally {
       signals.removeListener('SIGINT', onSignal);
     }
+  });
+}
+
+/** Whether <dataDir>/serve.json names a live process (a host is serving this data dir). */
+export function hostServing(dataDir: string): boolean {
+  try {
+    const { pid } = JSON.parse(readFileSync(path.join(dataDir, SERVE_FILE), 'utf8')) as { pid?: unknown };
+    if (typeof pid !== 'number') return false;
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface DlqRemoteFilters {
+  topic?: string;
+  subscriber?: string;
+  since?: string;
+  until?: string;
+  limit?: number;
+}
+
+type Letter = RpcMethods['dlq.list']['result']['deadLetters'][number];
+
+/** `plinth dlq …` while a host serves the data dir: through the control channel, so the host's own bus sees it. */
+export function dlqRemote(io: Io, action: 'ls' | 'show' | 'replay' | 'purge', ids: number[], filters: DlqRemoteFilters & { all?: boolean; to?: 'original' | 'all' }, flags: RemoteFlags): Promise<Outcome> {
+  return withClient(flags, async (c) => {
+    const query = { ...filters };
+    delete (query as { all?: unknown }).all;
+    delete (query as { to?: unknown }).to;
+    if (action === 'ls') {
+      const { deadLetters } = await c.request('dlq.list', query);
+      if (!flags.json) io.out(deadLetters.length === 0 ? 'no dead letters' : table(['ID', 'SUBSCRIBER', 'TOPIC', 'ATTEMPTS', 'DEAD AT'], deadLetters.map((d: Letter) => [String(d.id), d.subscriber, d.event.topic, String(d.attempts.length), d.deadAt])));
+      return { code: EXIT.ok, data: { deadLetters } };
+    }
+    if (action === 'show') {
+      const { deadLetter } = await c.request('dlq.get', { id: ids[0]! });
+      if (!flags.json) io.out(JSON.stringify(deadLetter, null, 2));
+      return { code: EXIT.ok, data: { deadLetter } };
+    }
+    if (action === 'purge') {
+      const { purged } = await c.request('dlq.purge', { ...query, ...(ids.length > 0 ? { ids } : {}), ...(filters.all ? { all: true } : {}) });
+      if (!flags.json) io.out(`purged ${purged} dead letter(s)`);
+      return { code: EXIT.ok, data: { purged } };
+    }
+    const targets = ids.length > 0 ? ids : (await c.request('dlq.list', query)).deadLetters.map((d: Letter) => d.id);
+    const replayed: Array<{ id: number; to: string[] }> = [];
+    for (const id of targets) replayed.push({ id, to: (await c.request('dlq.replay', { id, ...(filters.to ? { to: filters.to } : {}) })).replayedTo });
+    if (!flags.json) io.out(replayed.length === 0 ? 'no dead letters matched' : replayed.map((r) => `replayed ${r.id} → ${r.to.join(', ') || '(no subscriber of its topic)'}`).join('\n'));
+    return { code: EXIT.ok, data: { replayed } };
   });
 }
