@@ -11,7 +11,7 @@ import { loadHostConfig, type ControlConfig, type HostConfig } from '../../src/c
 import { Host } from '../../src/host/index.ts';
 import { signExtension } from '../../src/trust/index.ts';
 import { ControlServer, connectControl, webhookTargetFor } from '../../src/control/index.ts';
-import type { PipelineDefinition, PipelineService, RunRecord } from '../../src/pipeline/types.ts';
+import type { PipelineDefinition, PipelineService, RunProgress, RunRecord } from '../../src/pipeline/types.ts';
 import { makePublisher, rejectsWith, tempDir, waitFor, writeTrustStore } from '../helpers.ts';
 import { CONTROL_FIXTURES, rawClient, upgradeStatus } from './helpers.ts';
 
@@ -24,21 +24,43 @@ const log = pino({ level: 'silent' });
  */
 class RecordingPipelines implements PipelineService {
   readonly started: Array<{ source: unknown; options: unknown }> = [];
+  readonly runs = new Map<string, RunRecord>();
+  readonly #listeners = new Set<(p: RunProgress) => void>();
+  readonly #waiters = new Map<string, Array<(r: RunRecord) => void>>();
+  /** What the engine would report while a run goes; `end` settles waiters. */
+  emit(p: RunProgress, end?: RunRecord['state']): void {
+    for (const l of this.#listeners) l(p);
+    const run = this.runs.get(p.runId);
+    if (run && end) {
+      run.state = end;
+      for (const w of this.#waiters.get(p.runId) ?? []) w(run);
+    }
+  }
   validate(): Promise<{ issues: [] }> {
     return Promise.resolve({ issues: [] });
   }
   start(source: unknown, options?: unknown): Promise<{ runId: string }> {
     this.started.push({ source, options });
-    return Promise.resolve({ runId: `run-${this.started.length}` });
+    const id = `run-${this.started.length}`;
+    this.runs.set(id, { id, pipeline: 'p', version: '1.0.0', state: 'running', variables: {}, trigger: { type: 'manual' }, createdAt: new Date().toISOString(), stages: [] });
+    return Promise.resolve({ runId: id });
   }
-  wait(): Promise<RunRecord> {
-    return Promise.reject(new Error('not started'));
+  wait(runId: string, signal?: AbortSignal): Promise<RunRecord> {
+    return new Promise((resolve, reject) => {
+      // As the engine's: a run that has ended resolves at once.
+      const run = this.runs.get(runId);
+      if (run && run.state !== 'running') return resolve(run);
+      const list = this.#waiters.get(runId) ?? [];
+      list.push(resolve);
+      this.#waiters.set(runId, list);
+      signal?.addEventListener('abort', () => reject(signal.reason as Error));
+    });
   }
-  get(): undefined {
-    return undefined;
+  get(runId: string): RunRecord | undefined {
+    return this.runs.get(runId);
   }
   list(): RunRecord[] {
-    return [];
+    return [...this.runs.values()];
   }
   cancel(): Promise<void> {
     return Promise.resolve();
@@ -46,8 +68,9 @@ class RecordingPipelines implements PipelineService {
   resume(runId: string): Promise<{ runId: string }> {
     return Promise.resolve({ runId });
   }
-  onProgress(): () => void {
-    return () => undefined;
+  onProgress(listener: (p: RunProgress) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }
 
@@ -164,6 +187,31 @@ describe('control server in process', () => {
     setImmediate(() => abort.abort());
     await rejectsWith(waiting, 'PLINTH_ERR_CANCELLED');
     await client.close();
+  });
+
+  it('pipelines.run → runs.progress to that connection only; pipelines.status {wait} answers at the end, or PLINTH_ERR_CANCELLED on $/cancelRequest', async () => {
+    const pipelines = new RecordingPipelines();
+    const { url, token } = await serve({}, { pipelines });
+    const a = await rawClient(url, { token });
+    const b = await rawClient(url, { token });
+    const { runId } = (await a.call('pipelines.run', { file: 'pipelines/quick-start.yaml', variables: { n: 1 } })).result as { runId: string };
+    assert.deepEqual(pipelines.started[0]!.source, { file: 'pipelines/quick-start.yaml' });
+    const waiting = a.call('pipelines.status', { runId, wait: true });
+    pipelines.emit({ runId, pipeline: 'p', stage: 'ingest', state: 'succeeded', attempt: 1, durationMs: 12 });
+    const p = (await a.waitNotification('runs.progress', (x: { stage?: string }) => x.stage === 'ingest')) as RunProgress;
+    assert.deepEqual([p.state, p.attempt, p.durationMs], ['succeeded', 1, 12]);
+    pipelines.emit({ runId, pipeline: 'p', state: 'succeeded' }, 'succeeded');
+    assert.equal(((await waiting).result as { run: { state: string } }).run.state, 'succeeded');
+    await b.call('host.info');
+    assert.equal(b.notifications('runs.progress').length, 0, 'another connection does not get them');
+    assert.equal((await a.call('runs.list', {})).error, undefined);
+    assert.equal((await a.call('runs.get', { runId: 'nope' })).error?.data?.code, 'PLINTH_ERR_RUN_NOT_FOUND');
+    const second = (await a.call('pipelines.run', { definition: { name: 'x' } })).result as { runId: string };
+    const w2 = a.call('pipelines.status', { runId: second.runId, wait: true }, 'wait-2');
+    a.send({ jsonrpc: '2.0', method: '$/cancelRequest', params: { id: 'wait-2' } });
+    assert.equal((await w2).error?.data?.code, 'PLINTH_ERR_CANCELLED');
+    a.close();
+    b.close();
   });
 
   describe('POST /hooks/<name>', () => {
