@@ -18,7 +18,9 @@ export interface RemoteFlags extends ConfigFlags {
 
 async function client(flags: RemoteFlags): Promise<ControlClient> {
   const config = await loadHostConfig({ flags });
-  const endpoint = resolveEndpoint({ ...(flags.url !== undefined ? { url: flags.url } : {}), ...(flags.token !== undefined ? { token: flags.token } : {}), dataDir: config.dataDir });
+  // --token, else the config's control.token (the host's admin token when both read one config), else PLINTH_TOKEN / the token file.
+  const token = flags.token ?? config.control.token;
+  const endpoint = resolveEndpoint({ ...(flags.url !== undefined ? { url: flags.url } : {}), ...(token !== undefined ? { token } : {}), dataDir: config.dataDir });
   return connectControl(endpoint);
 }
 
