@@ -99,8 +99,19 @@ export const ERROR_CODES = {
   PLINTH_ERR_RUN_NOT_FOUND: 'No pipeline run in the journal has that id.',
   PLINTH_ERR_RUN_NOT_RESUMABLE: 'The run cannot be resumed: it has ended, or it is still running in a live process.',
   PLINTH_ERR_RUN_QUEUE_FULL: "A pipeline already has `pipelines.maxQueuedRuns` runs waiting for its `concurrency` limit; the new run was not started.",
-  PLINTH_ERR_WEBHOOK_UNAUTHORIZED: "A webhook request for a trigger with `secretEnv` is not signed with that secret (X-Plinth-Signature: sha256=<HMAC of the raw body>); no run was started.",
-  PLINTH_ERR_TRIGGER_NOT_FOUND: 'No pipeline loaded by the host declares a webhook trigger of that name.',
+  PLINTH_ERR_INTERNAL: 'The host failed in a way it did not expect while serving a request (a bug: the message and the host log say where).',
+  PLINTH_ERR_RPC_PARAMS_INVALID: "A control-channel request's params do not match the method's schema in schemas/rpc/ (JSON-RPC -32602; `problems` gives the path).",
+  PLINTH_ERR_RPC_FORBIDDEN: "The control-channel token's role may not call that method (client: no reload/enable/disable/purge; runner: only runner methods).",
+  PLINTH_ERR_RPC_RATE_LIMITED: 'The connection sent more messages than `control.rateLimit` allows; the message was refused (the connection is closed if it goes on).',
+  PLINTH_ERR_RPC_TOO_MANY_REQUESTS: 'The connection already has `control.maxConcurrentRequests` requests in flight; the request was refused.',
+  PLINTH_ERR_RPC_UNAVAILABLE: 'The control channel cannot serve that method here (e.g. no pipeline engine in this host).',
+  PLINTH_ERR_CONTROL_UNREACHABLE: 'No host answers at the control-channel URL (none is running, or it listens elsewhere).',
+  PLINTH_ERR_CONTROL_AUTH: 'The running host refused the token (HTTP 401) or the origin (403), or the token file cannot be read.',
+  PLINTH_ERR_CONTROL_BIND_REFUSED: 'The control channel would listen on a non-loopback address without TLS or with the generated token; refused unless `control.allowInsecure`.',
+  PLINTH_ERR_CONTROL_LISTEN_FAILED: 'The control channel could not listen on its address and port (in use, or not allowed).',
+  PLINTH_ERR_SUBSCRIPTION_NOT_FOUND: 'No subscription of this connection has that id (already unsubscribed, or made on another connection).',
+  PLINTH_ERR_WEBHOOK_NOT_FOUND: 'No pipeline declares a webhook trigger with that name.',
+  PLINTH_ERR_WEBHOOK_REFUSED: 'A webhook delivery was refused: no valid token or X-Hub-Signature-256, a replayed delivery id, or a body over `control.hooks.maxBodyBytes`.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

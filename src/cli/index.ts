@@ -1,16 +1,16 @@
 // The `plinth` command line (docs/design.md "CLI"). Each command returns its exit code — 0 ok, 1 failed, 2 usage
 // or configuration error — and its result; with `--json` the result is printed in one envelope for every command
 // (output.ts). Errors print their PLINTH_ERR_* code and what to do on stderr.
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import type { ConfigFlags } from '../config/index.ts';
-import { EXIT, printEnvelope, processIo, reportError, type Io, type Outcome } from './output.ts';
+import { loadHostConfig, type ConfigFlags } from '../config/index.ts';
+import { EXIT, printEnvelope, processIo, reportError, usageError, type Io, type Outcome } from './output.ts';
 import { ls } from './commands/ls.ts';
 import { LOG_FORMATS } from './log.ts';
 import { keygen, sign, verify } from './commands/trust.ts';
 import { call, type CallFlags } from './commands/call.ts';
 import { serve, lock, type ServeFlags } from './commands/serve.ts';
 import { validate } from './commands/validate.ts';
+import { dlqRemote, hostServing, status, lsRemote, callRemote, emit, subscribe, logsFollow, reload, runs as runsRemote, runRemote, parseJsonArg, type RemoteFlags } from './commands/remote.ts';
 import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
 import { run as runPipeline, resume as resumeRun, runsLs, runsShow, type RunFlags, type RunsFlags } from './commands/run.ts';
 
@@ -38,6 +38,27 @@ function hostFlags(o: HostOptions): ConfigFlags & { json?: boolean } {
   return flags;
 }
 
+interface RemoteOptions {
+  url?: string;
+  token?: string;
+}
+
+/** --url and --token of the commands that talk to a running host (README "Control channel"). */
+function withRemoteOptions(cmd: Command): Command {
+  return cmd
+    .option('--url <url>', 'control channel of the running host (default: from <dataDir>/serve.json, else ws://127.0.0.1:7420/rpc)')
+    .option('--token <token>', 'its token (default: PLINTH_TOKEN, else <dataDir>/token)');
+}
+
+function remoteFlags(o: HostOptions & RemoteOptions): RemoteFlags {
+  const flags: RemoteFlags = hostFlags(o);
+  if (o.url !== undefined) flags.url = o.url;
+  if (o.token !== undefined) flags.token = o.token;
+  return flags;
+}
+
+const remoteCommand = (cmd: Command) => withRemoteOptions(cmd.option('-c, --config <file>', 'host config file (for the data dir)').option('--data-dir <dir>', "the running host's data dir (serve.json, token)").option('--json', 'print JSON for scripts'));
+
 function logFormatOption(): Option {
   return new Option('--log-format <format>', 'log lines on stderr as text or JSON (default: text on a terminal, JSON otherwise; --json implies json)').choices(LOG_FORMATS);
 }
@@ -53,8 +74,13 @@ function withHostOptions(cmd: Command): Command {
     .option('--json', 'print JSON for scripts');
 }
 
-/** The package version, from the package.json beside src/ (the one that was installed). */
-export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export { VERSION } from './version.ts';
+import { VERSION } from './version.ts';
+
+function countFlag(name: string, value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw usageError(`${name} must be a positive count, got ${value}`);
+  return Number(value);
+}
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let code: number = EXIT.ok;
@@ -63,7 +89,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const run = (fn: () => Promise<Outcome>) => async () => {
     const outcome = await fn();
     code = outcome.code;
-    if (json) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: outcome.error ?? null });
+    // A stream (subscribe, logs -f) printed its JSON lines as they came: no envelope after them.
+    if (json && !(outcome as { stream?: boolean }).stream) printEnvelope(io, { ok: code === EXIT.ok, command, data: outcome.data ?? null, error: outcome.error ?? null });
   };
 
   const program = new Command('plinth')
@@ -80,9 +107,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     json = action.opts<{ json?: boolean }>().json ?? false;
   });
 
-  withHostOptions(program.command('ls').description('list the extensions of the plugin directories with their state')).action(function (this: Command) {
-    const o = this.opts<HostOptions>();
-    return run(() => ls(io, hostFlags(o)))();
+  withRemoteOptions(withHostOptions(program.command('ls').description('list the extensions of the plugin directories with their state (--remote: of the running host)')).option('--remote', 'ask the running host (plinth serve) instead of scanning the plugin directories')).action(function (this: Command) {
+    const o = this.opts<HostOptions & RemoteOptions & { remote?: boolean }>();
+    return run(() => (o.remote ? lsRemote(io, remoteFlags(o)) : ls(io, hostFlags(o))))();
   });
 
   program
@@ -129,9 +156,18 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--input-file <file>', 'read the input JSON from a file, or - for standard input')
       .option('-t, --timeout <ms>', 'call timeout in milliseconds (default: the stage\'s own)')
       .option('-v, --verbose', 'log the host\'s lifecycle to stderr')
+      .option('--remote', 'call it in the running host (plinth serve) over the control channel')
+      .option('--url <url>', 'with --remote: the control channel URL')
+      .option('--token <token>', 'with --remote: the token')
       .addOption(logFormatOption()),
   ).action(function (this: Command, extension: string, stage: string) {
-    const o = this.opts<HostOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean; logFormat?: string }>();
+    const o = this.opts<HostOptions & RemoteOptions & { input?: string; inputFile?: string; timeout?: string; verbose?: boolean; logFormat?: string; remote?: boolean }>();
+    if (o.remote) {
+      if (o.inputFile !== undefined) throw usageError('--input-file is not supported with --remote yet', 'pass the JSON with --input');
+      const timeout = o.timeout === undefined ? undefined : Number(o.timeout);
+      if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0)) throw usageError(`--timeout must be a positive number of milliseconds, got ${o.timeout}`);
+      return run(() => callRemote(io, extension, stage, o.input === undefined ? {} : parseJsonArg('--input', o.input), timeout, remoteFlags(o)))();
+    }
     const flags: CallFlags = { ...hostFlags(o) };
     if (o.input !== undefined) flags.input = o.input;
     if (o.inputFile !== undefined) flags.inputFile = o.inputFile;
@@ -159,10 +195,17 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--lockfile <file>', 'lockfile path (default: plinth.lock.json beside the config file, or in the working directory)')
       .option('--no-watch', 'do not watch the plugin directories')
       .option('--stop-timeout <ms>', 'how long each extension may take to stop (default 10000)')
+      .option('--host <address>', 'control channel address (default 127.0.0.1; control.host)')
+      .option('--port <port>', 'control channel port (default 7420; 0: any free port, printed and written to <dataDir>/serve.json)')
+      .option('--allow-insecure', 'allow a non-loopback --host without TLS or with the generated token (control.allowInsecure)')
       .addOption(logFormatOption()),
   ).action(function (this: Command) {
-    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string }>();
-    return run(() => serve(io, serveFlags(o)))();
+    const o = this.opts<HostOptions & { frozenLockfile?: boolean; lockfile?: string; watch?: boolean; stopTimeout?: string; logFormat?: string; host?: string; port?: string; allowInsecure?: boolean }>();
+    const flags = serveFlags(o);
+    if (o.host !== undefined) flags.host = o.host;
+    if (o.port !== undefined) flags.port = o.port;
+    if (o.allowInsecure) flags.allowInsecure = true;
+    return run(() => serve(io, flags))();
   });
 
   withHostOptions(
@@ -186,8 +229,49 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return run(() => validate(io, file, { ...hostFlags(o), ...(o.var ? { vars: o.var } : {}) }))();
   });
 
+  // Commands against a running host (the control channel).
+  remoteCommand(program.command('status').description('what the running host runs: extensions, states, breakers, restarts')).action(function (this: Command) {
+    return run(() => status(io, remoteFlags(this.opts())))();
+  });
+  remoteCommand(
+    program
+      .command('emit')
+      .description('publish an event on the running host\'s bus')
+      .argument('<topic>', 'topic, e.g. orders.created')
+      .argument('<json>', 'payload JSON')
+      .option('--header <name=value>', 'an event header (repeatable)', (v: string, prev: string[] = []) => [...prev, v]),
+  ).action(function (this: Command, topic: string, payload: string) {
+    const o = this.opts<HostOptions & RemoteOptions & { header?: string[] }>();
+    const headers = o.header?.length ? Object.fromEntries(o.header.map((h) => { const i = h.indexOf('='); if (i <= 0) throw usageError(`--header ${h}: write name=value`); return [h.slice(0, i), h.slice(i + 1)]; })) : undefined;
+    return run(() => emit(io, topic, parseJsonArg('the payload', payload), headers, remoteFlags(o)))();
+  });
+  remoteCommand(
+    program
+      .command('subscribe')
+      .description('stream the running host\'s events matching a pattern, one per line (--json: JSON lines) until Ctrl-C')
+      .argument('<pattern>', 'topic pattern: * one word, # any (orders.#)')
+      .option('--max <n>', 'stop after n events'),
+  ).action(function (this: Command, pattern: string) {
+    const o = this.opts<HostOptions & RemoteOptions & { max?: string }>();
+    return run(() => subscribe(io, pattern, { ...remoteFlags(o), ...(o.max !== undefined ? { max: countFlag('--max', o.max) } : {}) }))();
+  });
+  remoteCommand(
+    program
+      .command('logs')
+      .description('stream the running host\'s log (-f), optionally of one extension')
+      .option('-f, --follow', 'follow the log (the only mode: the host keeps no history)')
+      .option('--extension <id>', 'only this extension')
+      .addOption(new Option('--level <level>', 'at this level or above').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']))
+      .option('--max <n>', 'stop after n entries'),
+  ).action(function (this: Command) {
+    const o = this.opts<HostOptions & RemoteOptions & { extension?: string; level?: string; max?: string }>();
+    return run(() => logsFollow(io, { ...remoteFlags(o), ...(o.extension ? { extension: o.extension } : {}), ...(o.level ? { level: o.level } : {}), ...(o.max !== undefined ? { max: countFlag('--max', o.max) } : {}) }))();
+  });
+  remoteCommand(program.command('reload').description('re-scan the running host\'s plugin directories (and report on one extension)').argument('[id]', 'extension id')).action(function (this: Command, id: string | undefined) {
+    return run(() => reload(io, id, remoteFlags(this.opts())))();
+  });
   // `plinth dlq …`: dead letters in the data dir's store (no host running).
-  type DlqOptions = HostOptions & { topic?: string; subscriber?: string; since?: string; until?: string; limit?: string; to?: string; all?: boolean };
+  type DlqOptions = HostOptions & RemoteOptions & { topic?: string; subscriber?: string; since?: string; until?: string; limit?: string; to?: string; all?: boolean };
   const dlqFlags = (o: DlqOptions): DlqFlags => {
     const flags: DlqFlags = { ...hostFlags(o) };
     for (const k of ['topic', 'subscriber', 'since', 'until', 'limit', 'to'] as const) if (o[k] !== undefined) flags[k] = o[k];
@@ -195,21 +279,34 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return flags;
   };
   const filters = (cmd: Command) =>
-    cmd
+    withRemoteOptions(cmd)
       .option('--topic <pattern>', 'only events whose topic matches this pattern (`orders.#`)')
       .option('--subscriber <name>', 'only this subscriber (an extension id)')
       .option('--since <time>', 'dead-lettered at or after: ISO 8601 time, or a duration ago (`1h`)')
       .option('--until <time>', 'dead-lettered before: ISO 8601 time, or a duration ago');
-  const dlq = program.command('dlq').description("dead letters in the data dir's store: ls, show, replay, purge");
+  // While a host serves the data dir (its serve.json names a live pid), or with --url, dlq talks to it.
+  const remoteDlq = async (o: DlqOptions & RemoteOptions) => o.url !== undefined || hostServing((await loadHostConfig({ flags: hostFlags(o) })).dataDir);
+  const dlqId = (raw: string) => {
+    if (!/^\d+$/.test(raw)) throw usageError(`${JSON.stringify(raw)} is not a dead-letter id`, 'ids are the numbers `plinth dlq ls` shows');
+    return Number(raw);
+  };
+  const dlqFilters = (o: DlqOptions) => ({
+    ...(o.topic !== undefined ? { topic: o.topic } : {}),
+    ...(o.subscriber !== undefined ? { subscriber: o.subscriber } : {}),
+    ...(o.since !== undefined ? { since: o.since } : {}),
+    ...(o.until !== undefined ? { until: o.until } : {}),
+    ...(o.limit !== undefined ? { limit: countFlag('--limit', o.limit) } : {}),
+  });
+  const dlq = program.command('dlq').description("dead letters: of the running host when one serves the data dir (or --url), else in the data dir's store: ls, show, replay, purge");
   withHostOptions(filters(dlq.command('ls').description('list dead letters')).option('--limit <n>', 'at most this many')).action(function (this: Command) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqLs(io, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'ls', [], dlqFilters(o), remoteFlags(o)) : dlqLs(io, dlqFlags(o))))();
   });
-  withHostOptions(dlq.command('show').description('one dead letter: its event and every attempt').argument('<id>', 'dead-letter id')).action(function (this: Command, id: string) {
+  withHostOptions(withRemoteOptions(dlq.command('show').description('one dead letter: its event and every attempt').argument('<id>', 'dead-letter id'))).action(function (this: Command, id: string) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqShow(io, id, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'show', [dlqId(id)], {}, remoteFlags(o)) : dlqShow(io, id, dlqFlags(o))))();
   });
   withHostOptions(
     filters(dlq.command('replay').description('deliver dead letters again (at the next host start)').argument('[ids...]', 'dead-letter ids'))
@@ -218,12 +315,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   ).action(function (this: Command, ids: string[]) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqReplay(io, ids, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'replay', ids.map(dlqId), { ...dlqFilters(o), ...(o.to === 'all' || o.to === 'original' ? { to: o.to } : {}) }, remoteFlags(o)) : dlqReplay(io, ids, dlqFlags(o))))();
   });
   withHostOptions(filters(dlq.command('purge').description('delete dead letters').argument('[ids...]', 'dead-letter ids')).option('--all', 'every dead letter')).action(function (this: Command, ids: string[]) {
     const o = this.opts<DlqOptions>();
     json = o.json ?? false;
-    return run(() => dlqPurge(io, ids, dlqFlags(o)))();
+    return run(async () => ((await remoteDlq(o)) ? dlqRemote(io, 'purge', ids.map(dlqId), { ...dlqFilters(o), ...(o.all ? { all: true } : {}) }, remoteFlags(o)) : dlqPurge(io, ids, dlqFlags(o))))();
   });
 
   // `plinth run` / `resume` / `runs`: pipelines (issue 11).
@@ -237,7 +334,23 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return flags;
   };
   const collect = (value: string, previous: string[] = []) => [...previous, value];
-  withHostOptions(
+  // --remote sends the variables as JSON: `--var n=3` is the number 3, `--var name=ada` the text "ada".
+  const remoteVariables = (vars: string[] | undefined): Record<string, unknown> | undefined =>
+    vars?.length
+      ? Object.fromEntries(
+          vars.map((v) => {
+            const i = v.indexOf('=');
+            if (i <= 0) throw usageError(`--var ${v}: write name=value`);
+            const raw = v.slice(i + 1);
+            try {
+              return [v.slice(0, i), JSON.parse(raw) as unknown];
+            } catch {
+              return [v.slice(0, i), raw];
+            }
+          }),
+        )
+      : undefined;
+  withRemoteOptions(withHostOptions(
     program
       .command('run')
       .description('run a pipeline in an embedded host with live progress; exit 0 only if the run succeeded')
@@ -245,9 +358,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--var <name=value>', 'a run variable (value parsed as JSON when it can be, else text); repeatable', collect)
       .option('--vars-file <file>', 'run variables from a YAML/JSON mapping (--var wins)')
       .option('-v, --verbose', "log the host's lifecycle to stderr")
+      .option('--remote', 'run it in the running host (`plinth serve`), with the same progress fed by runs.progress')
       .addOption(logFormatOption()),
-  ).action(function (this: Command, file: string) {
-    return run(() => runPipeline(io, file, runFlags(this.opts<RunOptions>())))();
+  )).action(function (this: Command, file: string) {
+    const o = this.opts<RunOptions & RemoteOptions & { remote?: boolean }>();
+    if (o.remote) return run(() => runRemote(io, file, remoteVariables(o.var), remoteFlags(o)))();
+    return run(() => runPipeline(io, file, runFlags(o)))();
   });
   withHostOptions(
     program
@@ -266,9 +382,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return flags;
   };
   const runs = program.command('runs').description("pipeline runs in the data dir's journal: ls, show");
-  withHostOptions(runs.command('ls').description('list runs, newest first').option('--pipeline <name>', 'only this pipeline').option('--state <state>', 'only runs in this state').option('--limit <n>', 'at most this many (default 50)')).action(function (this: Command) {
-    const o = this.opts<RunsOptions>();
+  withRemoteOptions(withHostOptions(runs.command('ls', { isDefault: true }).description('list runs, newest first (--remote: those of the running host)').option('--pipeline <name>', 'only this pipeline').option('--state <state>', 'only runs in this state').option('--limit <n>', 'at most this many (default 50)').option('--remote', 'ask the running host (`plinth serve`)'))).action(function (this: Command) {
+    const o = this.opts<RunsOptions & RemoteOptions & { remote?: boolean }>();
     json = o.json ?? false;
+    if (o.remote) return run(() => runsRemote(io, { ...remoteFlags(o), ...(o.pipeline ? { pipeline: o.pipeline } : {}), ...(o.limit !== undefined ? { limit: countFlag('--limit', o.limit) } : {}) }))();
     return run(() => runsLs(io, runsFlags(o)))();
   });
   withHostOptions(runs.command('show').description('one run: its stages with attempts, durations and errors').argument('<id>', 'run id')).action(function (this: Command, id: string) {

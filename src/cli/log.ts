@@ -16,6 +16,8 @@ export interface LogOptions {
   write?: (line: string) => void;
   /** Records not to print (e.g. what the command reports itself as its error). */
   skip?: (record: Record<string, unknown>) => boolean;
+  /** Also handed every record written, parsed (the control channel's logs.subscribe). */
+  tap?: (record: Record<string, unknown>) => void;
 }
 
 function value(v: unknown): string {
@@ -70,14 +72,18 @@ export function jsonLogs(flags: { json?: boolean; logFormat?: string }): boolean
 /** The host's logger for a command: JSON lines (`--json`) or readable lines, on stderr. */
 export function createLogger(options: LogOptions): Logger {
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
-  const skip = options.skip;
+  const { skip, tap } = options;
   const skipped = (line: string) => {
-    if (!skip) return false;
+    if (!skip && !tap) return false;
+    let record: Record<string, unknown>;
     try {
-      return skip(JSON.parse(line) as Record<string, unknown>);
+      record = JSON.parse(line) as Record<string, unknown>;
     } catch {
       return false;
     }
+    if (skip?.(record)) return true;
+    tap?.(record);
+    return false;
   };
   return pino(
     { level: options.level, base: undefined },

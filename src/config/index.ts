@@ -46,6 +46,8 @@ export interface HostConfig {
   events: EventsConfig & EventSettings;
   /** The pipeline engine: stage slots over all runs, run queues, what `plinth serve` loads and resumes (docs/pipelines.md). */
   pipelines: PipelinesConfig;
+  /** The control channel of `plinth serve` (README "Control channel", docs/rpc.md). */
+  control: ControlConfig;
 }
 
 export interface PipelinesConfig {
@@ -54,6 +56,29 @@ export interface PipelinesConfig {
   resumeInterrupted: boolean;
   /** Absolute pipeline files `plinth serve` loads for their triggers. */
   files: string[];
+}
+
+export type ControlRole = 'admin' | 'client' | 'runner';
+
+/** schemas/host-config.schema.json `control`. */
+export interface ControlConfig {
+  host: string;
+  port: number;
+  token?: string;
+  tokens: Array<{ token: string; role: ControlRole; name?: string }>;
+  allowedOrigins: string[];
+  tls?: { cert: string; key: string };
+  allowInsecure: boolean;
+  requiredExtensions: string[];
+  metricsAuth: 'auto' | 'token' | 'none';
+  maxMessageBytes: number;
+  maxConnections: number;
+  maxConcurrentRequests: number;
+  rateLimit: { perSecond: number; burst: number; closeAfter: number };
+  heartbeatMs: number;
+  maxBufferedBytes: number;
+  maxDroppedNotifications: number;
+  hooks: { maxBodyBytes: number; rememberDeliveries: number };
 }
 
 export interface EventSettings {
@@ -159,7 +184,7 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; path: string[]; parse: P
   { name: 'PLINTH_BUDGET_CONCURRENCY', path: ['budget', 'concurrency'], parse: asInteger },
 ];
 
-const PATH_KEYS = [['plugins'], ['dataDir'], ['trust', 'store'], ['pipelines', 'files']];
+const PATH_KEYS = [['plugins'], ['dataDir'], ['trust', 'store'], ['pipelines', 'files'], ['control', 'tls', 'cert'], ['control', 'tls', 'key']];
 
 type Doc = Record<string, unknown>;
 

@@ -156,7 +156,16 @@ export function retryDelay(attempt: number, policy: RetryPolicy, random: () => n
   return Math.round(policy.jitter ? ceiling / 2 + (random() * ceiling) / 2 : ceiling);
 }
 
+/** What the bus has done since it was made (the control channel's /metrics reads them). */
+export interface BusCounters {
+  published: number;
+  delivered: number;
+  retried: number;
+  deadLettered: number;
+}
+
 export class DurableBus implements EventBus {
+  readonly counters: BusCounters = { published: 0, delivered: 0, retried: 0, deadLettered: 0 };
   readonly #store: Store | undefined;
   /** Dead letters of an in-memory bus live in an in-memory SQLite database, so both kinds answer the same API. */
   readonly #letters: Store;
@@ -241,6 +250,7 @@ export class DurableBus implements EventBus {
         });
       }
     }
+    this.counters.published++;
     // In-memory listeners get the event now (as the host's own events always have); durable subscribers once it
     // is committed, with the sequence number their acknowledgement refers to.
     const durable: Subscriber[] = [];
@@ -361,6 +371,7 @@ export class DurableBus implements EventBus {
       this.#failed(s, topic, d, { attempt, startedAt, failedAt: new Date(this.#clock.now()).toISOString(), error: errorRecord(err) });
       return;
     }
+    this.counters.delivered++;
     if (s.durable && d.seq !== undefined) {
       this.#acks.push({ subscriber: s.name, seq: d.seq });
       this.#scheduleFlush();
@@ -374,6 +385,7 @@ export class DurableBus implements EventBus {
     if (d.attempts.length >= s.retry.maxAttempts) {
       try {
         const letter = this.#letters.deadLetter(s.name, s.durable ? d.seq : undefined, d.event, d.attempts, new Date(this.#clock.now()), this.#o.deadLetterTtlMs);
+        this.counters.deadLettered++;
         this.#onDeadLetter?.(letter);
       } catch (err) {
         this.#onError(`dead-lettering event ${d.event.id} for ${s.name} failed: ${(err as Error).message}`, { code: 'PLINTH_ERR_STORE_FAILED' });
@@ -388,6 +400,7 @@ export class DurableBus implements EventBus {
         this.#onError(`recording a failed attempt for ${s.name} failed: ${(err as Error).message}`, { code: 'PLINTH_ERR_STORE_FAILED' });
       }
     }
+    this.counters.retried++;
     // The topic stays blocked while it waits (order), but frees its in-flight slot for other topics.
     const timer = this.#clock.setTimeout(() => {
       s.timers.delete(timer);

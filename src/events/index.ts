@@ -20,6 +20,7 @@ export {
   type SubscribeOptions,
   type Unsubscribe,
   type BusOptions,
+  type BusCounters,
   type DeadLetterQuery,
 } from './bus.ts';
 export { patternCovers } from './cover.ts';

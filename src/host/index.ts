@@ -2,7 +2,7 @@
 // sandboxes), an event bus, and optionally a watcher that hot-reloads the plugin directories. The CLI
 // (`plinth call`, `plinth serve`) and the tests drive a Host.
 import { pino, type Logger } from 'pino';
-import { PlinthError } from '../errors.ts';
+import { PlinthError, isPlinthError } from '../errors.ts';
 import { durationMs, type HostConfig } from '../config/index.ts';
 import { DurableBus, attachRoutesAndRules, type AttachedEvents, type BusClock, type Clock as CepClock } from '../events/index.ts';
 import { openStoreLazily, type Store } from '../store/index.ts';
@@ -42,6 +42,13 @@ export interface HostOptions {
 
 export type HostExtensionInfo = RegistryEntry;
 
+/** Told of every stage call made through the host (the control channel's metrics): its start, and how it ended. */
+export interface CallObserver {
+  started(extension: string, stage: string): void;
+  /** `outcome` is 'ok' or the PLINTH_ERR_* code it failed with. */
+  ended(extension: string, stage: string, outcome: string, seconds: number): void;
+}
+
 export class Host {
   readonly config: HostConfig;
   /** The data dir's store: event journal, pending deliveries, dead letters, kv. Opened by start() or first use. */
@@ -60,6 +67,7 @@ export class Host {
   #stopped = false;
   #stopping: Promise<void> | undefined;
   #pipelines: PipelineServiceHandle | undefined;
+  readonly #callObservers = new Set<CallObserver>();
 
   constructor(config: HostConfig, options: HostOptions = {}) {
     this.config = config;
@@ -224,7 +232,40 @@ export class Host {
         hint: 'run `plinth ls` to see the extensions and their ids',
       });
     }
-    return ext.call(stage, input, request);
+    if (this.#callObservers.size === 0) return ext.call(stage, input, request);
+    for (const o of this.#callObservers) o.started(id, stage);
+    const started = performance.now();
+    let outcome = 'ok';
+    try {
+      return await ext.call(stage, input, request);
+    } catch (err) {
+      outcome = isPlinthError(err) ? err.code : 'PLINTH_ERR_INTERNAL';
+      throw err;
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      for (const o of this.#callObservers) o.ended(id, stage, outcome, seconds);
+    }
+  }
+
+  /** Adds a call observer; returns its removal. */
+  observeCalls(observer: CallObserver): () => void {
+    this.#callObservers.add(observer);
+    return () => this.#callObservers.delete(observer);
+  }
+
+  /**
+   * Enables or disables an extension until the host stops (the config file is not changed): disabling stops it
+   * now; enabling reconciles, which starts it. The id must be one the host lists.
+   */
+  async setEnabled(id: string, enabled: boolean): Promise<void> {
+    if (!this.list().some((e) => e.id === id)) {
+      throw new PlinthError('PLINTH_ERR_EXTENSION_NOT_FOUND', `no extension "${id}" in ${this.config.plugins.join(', ') || '(no plugin directories)'}`, { extension: id, hint: 'list them with `plinth ls --remote`' });
+    }
+    const current = Object.hasOwn(this.config.extensions, id) ? this.config.extensions[id] : undefined;
+    // The record is keyed by a name from outside: defined as an own property, never through the prototype chain.
+    Object.defineProperty(this.config.extensions, id, { value: { ...(current ?? {}), enabled }, enumerable: true, writable: true, configurable: true });
+    if (!enabled) await this.#reg.disable(id);
+    await this.reload();
   }
 
   /**

@@ -2,7 +2,6 @@
 // PipelineService over the definition side (parse, check, `${{ }}`, conditions: ./definition) and the engine
 // (./engine). The host exposes it as `host.pipelines`; `plinth run`, `plinth serve` and the control channel use it.
 // Triggers (event, schedule, webhook) start only when `startTriggers` is called — `plinth serve` does.
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Cron } from 'croner';
 import { PlinthError } from '../errors.ts';
 import type { Json, PlinthEvent } from '../sdk/index.ts';
@@ -50,7 +49,13 @@ export interface PipelineServiceHandle extends PipelineService {
   /** Loads pipeline files and starts their event, schedule and webhook triggers (serve only). */
   startTriggers(files: readonly string[]): Promise<{ pipelines: string[]; issues: Array<{ file: string; issues: PipelineIssue[] }> }>;
   stopTriggers(): void;
-  /** Starts a run of the pipeline declaring webhook `name` (the control channel's HTTP /hooks calls this). */
+  /**
+   * The webhook trigger `name`, if a served pipeline declares one, with its HMAC secret (from `secretEnv`) when it
+   * has one. The control channel's POST /hooks/<name> authenticates with it (token, or X-Hub-Signature-256 over the
+   * raw body) before calling triggerWebhook.
+   */
+  findWebhook(name: string): { secret?: string } | undefined;
+  /** Starts a run of the pipeline declaring webhook `name`, for a delivery the control channel has authenticated. */
   triggerWebhook(name: string, body: string | Json, headers?: WebhookRequest['headers']): Promise<{ runId: string }>;
   /** Runs a dead host left unfinished (journaled as interrupted). */
   interrupted(): RunRecord[];
@@ -123,19 +128,7 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
 
   function webhook(name: string, body: string | Json, headers: WebhookRequest['headers'] = {}): { runId: string } {
     const hook = webhooks.get(name);
-    if (!hook) throw new PlinthError('PLINTH_ERR_TRIGGER_NOT_FOUND', `no pipeline served here has a webhook trigger named ${JSON.stringify(name)}`, { hint: `webhooks served: ${[...webhooks.keys()].join(', ') || '(none)'}` });
-    const raw = typeof body === 'string' ? body : JSON.stringify(body);
-    if (hook.trigger.secretEnv !== undefined) {
-      const secret = env[hook.trigger.secretEnv];
-      const header = Object.entries(headers).find(([k]) => k.toLowerCase() === 'x-plinth-signature')?.[1];
-      const given = Array.isArray(header) ? header[0] : header;
-      const expected = secret ? `sha256=${createHmac('sha256', secret).update(raw).digest('hex')}` : undefined;
-      if (!expected || !given || given.length !== expected.length || !timingSafeEqual(Buffer.from(given), Buffer.from(expected))) {
-        throw new PlinthError('PLINTH_ERR_WEBHOOK_UNAUTHORIZED', `webhook ${name}: the request is not signed with the secret in $${hook.trigger.secretEnv}`, {
-          hint: 'send X-Plinth-Signature: sha256=<HMAC-SHA256 of the raw body, hex>',
-        });
-      }
-    }
+    if (!hook) throw new PlinthError('PLINTH_ERR_WEBHOOK_NOT_FOUND', `no pipeline served here has a webhook trigger named ${JSON.stringify(name)}`, { hint: `webhooks served: ${[...webhooks.keys()].join(', ') || '(none)'}` });
     let parsed: Json;
     if (typeof body === 'string') {
       try {
@@ -220,6 +213,13 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
 
     stopTriggers() {
       for (const stop of stopTriggers.splice(0)) stop();
+    },
+
+    findWebhook(name) {
+      const hook = webhooks.get(name);
+      if (!hook) return undefined;
+      const secret = hook.trigger.secretEnv !== undefined ? env[hook.trigger.secretEnv] : undefined;
+      return secret ? { secret } : {};
     },
 
     triggerWebhook(name, body, headers = {}) {

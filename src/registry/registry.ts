@@ -714,6 +714,22 @@ export class Registry {
     return managed;
   }
 
+  /**
+   * Stops a running extension now and lists it as stopped (the control channel's extensions.disable; the caller
+   * sets `extensions.<id>.enabled: false` first so reloads keep it stopped). Dependents keep running and fail
+   * their calls into it with PLINTH_ERR_EXTENSION_UNAVAILABLE.
+   */
+  async disable(id: string): Promise<void> {
+    const managed = this.#running.get(id);
+    if (!managed) return;
+    this.#running.delete(id);
+    this.#candidates.delete(id);
+    this.#unsubscribe(id);
+    await managed.stop(this.#o.drainMs ?? 5000);
+    this.#retire(managed, 'stopped');
+    this.#o.log.info({ extension: id }, 'disabled: stopped');
+  }
+
   /** Records a ManagedExtension that is no longer (or never was) serving, and releases its budget. */
   #retire(managed: ManagedExtension, state: 'failed' | 'stopped'): void {
     this.#o.budget.release(managed.budgetKey);

@@ -57,7 +57,9 @@ export interface ServeProcess {
 
 /** `plinth serve <args>` in its own process group, cwd = the workspace root. */
 export function spawnServe(ws: CliWorkspace, args: string[]): ServeProcess {
-  const child = spawn(process.execPath, [BIN, 'serve', '--plugins', ws.plugins, '--trust', ws.trust, '--data-dir', ws.data, ...args], {
+  // Any free control-channel port unless the test names one: serve processes of parallel tests never collide.
+  const port = args.includes('--port') ? [] : ['--port', '0'];
+  const child = spawn(process.execPath, [BIN, 'serve', '--plugins', ws.plugins, '--trust', ws.trust, '--data-dir', ws.data, ...port, ...args], {
     cwd: ws.root,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,

@@ -9,6 +9,10 @@ import { LOCKFILE_NAME } from '../../resolve/index.ts';
 import { EXIT, shownPath, usageError, type Io, type Outcome } from '../output.ts';
 import { createLogger, jsonLogs } from '../log.ts';
 import { checkPluginDirs } from '../plugins.ts';
+import { writeFile, rm } from 'node:fs/promises';
+import { ControlServer, LogHub, SERVE_FILE, webhookTargetForService, type LogRecord } from '../../control/index.ts';
+import { HOST_API_VERSION } from '../../registry/index.ts';
+import { VERSION } from '../version.ts';
 
 export interface ServeFlags extends ConfigFlags {
   frozenLockfile?: boolean;
@@ -17,6 +21,10 @@ export interface ServeFlags extends ConfigFlags {
   stopTimeout?: string;
   json?: boolean;
   logFormat?: string;
+  /** Control channel address (`control.host`, `control.port`). */
+  host?: string;
+  port?: string;
+  allowInsecure?: boolean;
 }
 
 function lockfilePath(flags: ServeFlags, configFile: string | undefined): string {
@@ -88,7 +96,15 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
   await checkPluginDirs(config.plugins);
   const stopTimeout = flags.stopTimeout === undefined ? 10_000 : Number(flags.stopTimeout);
   if (!(Number.isInteger(stopTimeout) && stopTimeout > 0)) throw usageError(`--stop-timeout must be a positive number of milliseconds, got ${flags.stopTimeout}`);
-  const logger = createLogger({ level: config.log.level, json: jsonLogs(flags) });
+  if (flags.host !== undefined) config.control.host = flags.host;
+  if (flags.port !== undefined) {
+    const port = Number(flags.port);
+    if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw usageError(`--port must be a port number (0 for any free one), got ${flags.port}`);
+    config.control.port = port;
+  }
+  if (flags.allowInsecure) config.control.allowInsecure = true;
+  const logs = new LogHub();
+  const logger = createLogger({ level: config.log.level, json: jsonLogs(flags), tap: (r) => logs.size > 0 && logs.publish(r as unknown as LogRecord) });
 
   // Signal listeners do not keep Node's event loop alive, and every timer and child below is unref'd: without
   // this the process would end on its own as soon as start-up is done (`--no-watch`), or in the middle of a stop.
@@ -107,11 +123,26 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
   };
   signals.on('SIGINT', onSignal);
   signals.on('SIGTERM', onSignal);
+  let control: ControlServer | undefined;
+  let serveFile: string | undefined;
   try {
     const host = new Host(config, { logger, ...(flags.frozenLockfile ? { frozenLockfile: lockfilePath(flags, config.file) } : {}) });
     await host.start();
     summarise(logger, host.list(), config.plugins);
     await startPipelines(logger, host);
+    // The control channel: refused addresses and taken ports end serve with their coded error, after a clean stop.
+    try {
+      // The pipeline engine, when this host has one (issue 11 exposes it as host.pipelines): pipelines.* and runs.*.
+      const pipelines = host.pipelines;
+      control = new ControlServer({ host, config: config.control, dataDir: config.dataDir, log: logger, version: VERSION, apiVersion: HOST_API_VERSION, logs, pipelines, webhooks: webhookTargetForService(pipelines) });
+      const at = await control.listen();
+      serveFile = path.join(config.dataDir, SERVE_FILE);
+      await writeFile(serveFile, JSON.stringify({ url: at.url, host: at.host, port: at.port, pid: process.pid, startedAt: new Date().toISOString() }, null, 2) + '\n');
+      logger.info({ url: at.url, port: at.port, token: control.tokens.source === 'file' ? control.tokens.file : control.tokens.source === 'env' ? 'PLINTH_TOKEN' : 'control.token' }, `control channel on ${at.url} (HTTP /health /ready /metrics on port ${at.port})`);
+    } catch (err) {
+      await host.stop(stopTimeout);
+      throw err;
+    }
     if (flags.watch !== false && received === undefined) {
       await host.watch();
       logger.info({ plugins: config.plugins }, 'watching the plugin directories for changes');
@@ -120,6 +151,8 @@ export async function serve(_io: Io, flags: ServeFlags, signals: NodeJS.EventEmi
     }
     const signal = await stopRequested;
     logger.info({ signal }, `${signal}: stopping (at most ${stopTimeout} ms per extension; ${signal === 'SIGTERM' ? 'another SIGTERM' : 'Ctrl-C again'} exits at once)`);
+    await control?.close();
+    if (serveFile) await rm(serveFile, { force: true });
     await host.stop(stopTimeout);
     const list = host.list();
     logger.info({ stopped: list.filter((e) => e.state === 'stopped').length }, 'stopped');

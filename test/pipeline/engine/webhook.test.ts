@@ -1,10 +1,12 @@
-// Webhook triggers (declared here, served by the control channel): triggerWebhook(name, body, headers) starts a
-// run with the request as `vars.event` when the body is signed with the trigger's secret; refused otherwise.
+// Webhook triggers (declared here, served by the control channel): findWebhook(name) gives the control channel the
+// trigger's secret to authenticate POST /hooks/<name> with; triggerWebhook(name, body, headers) then starts a run
+// with the request as `vars.event`. The last test goes through a real ControlServer over HTTP.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { createHmac } from 'node:crypto';
 import type { Host } from '../../../src/host/index.ts';
+import { ControlServer, webhookTargetForService } from '../../../src/control/index.ts';
 import { ROOT, rejectsWith } from '../../helpers.ts';
 import { pipelineRoot, startPipelineHost } from '../helpers.ts';
 
@@ -19,10 +21,9 @@ describe('pipeline triggers: webhook', () => {
   });
   after(() => host.stop());
 
-  it('a signed request starts a run with the body and headers as vars.event', async () => {
+  it('an authenticated delivery starts a run with the body and headers as vars.event', async () => {
     const body = JSON.stringify({ order: 'o-42' });
-    const signature = `sha256=${createHmac('sha256', 's3cret').update(body).digest('hex')}`;
-    const { runId } = await host.pipelines.triggerWebhook('orders', body, { 'X-Plinth-Signature': signature, authorization: 'Bearer secret-token' });
+    const { runId } = await host.pipelines.triggerWebhook('orders', body, { authorization: 'Bearer secret-token' });
     const run = await host.pipelines.wait(runId);
     assert.equal(run.state, 'succeeded');
     assert.deepEqual(run.trigger, { type: 'webhook', detail: { name: 'orders' } });
@@ -31,11 +32,34 @@ describe('pipeline triggers: webhook', () => {
     assert.equal(headers.authorization, undefined, 'credentials are not journaled');
   });
 
-  it('an unsigned or wrongly signed request is PLINTH_ERR_WEBHOOK_UNAUTHORIZED and starts nothing; an unknown name is PLINTH_ERR_TRIGGER_NOT_FOUND', async () => {
+  it('findWebhook gives the secret from secretEnv; an unknown name is PLINTH_ERR_WEBHOOK_NOT_FOUND and starts nothing', async () => {
+    assert.deepEqual(host.pipelines.findWebhook('orders'), { secret: 's3cret' });
+    assert.equal(host.pipelines.findWebhook('nope'), undefined);
     const before = host.pipelines.list({ pipeline: 'on-webhook' }).length;
-    await rejectsWith(host.pipelines.triggerWebhook('orders', '{"order":"x"}', {}), 'PLINTH_ERR_WEBHOOK_UNAUTHORIZED');
-    await rejectsWith(host.pipelines.triggerWebhook('orders', '{"order":"x"}', { 'x-plinth-signature': 'sha256=00' }), 'PLINTH_ERR_WEBHOOK_UNAUTHORIZED');
-    await rejectsWith(host.pipelines.triggerWebhook('nope', '{}'), 'PLINTH_ERR_TRIGGER_NOT_FOUND');
+    await rejectsWith(host.pipelines.triggerWebhook('nope', '{}'), 'PLINTH_ERR_WEBHOOK_NOT_FOUND');
     assert.equal(host.pipelines.list({ pipeline: 'on-webhook' }).length, before);
+  });
+
+  it('POST /hooks/orders through a real control channel: a good X-Hub-Signature-256 starts a run (202 with its id), a bad one is 401 and starts nothing', async () => {
+    const server = new ControlServer({ host, config: { ...host.config.control, port: 0 }, dataDir: host.config.dataDir, log: host.log, version: '0', apiVersion: '1', pipelines: host.pipelines, webhooks: webhookTargetForService(host.pipelines) });
+    const at = await server.listen();
+    try {
+      const url = at.url.replace(/^ws/, 'http').replace(/\/rpc$/, '');
+      const body = JSON.stringify({ order: 'o-7' });
+      const post = (signature: string, delivery: string) =>
+        fetch(`${url}/hooks/orders`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature, 'x-github-delivery': delivery } });
+      const before = host.pipelines.list({ pipeline: 'on-webhook' }).length;
+      const bad = await post('sha256=' + '0'.repeat(64), 'd-1');
+      assert.equal(bad.status, 401);
+      assert.equal(host.pipelines.list({ pipeline: 'on-webhook' }).length, before);
+      const good = await post(`sha256=${createHmac('sha256', 's3cret').update(body).digest('hex')}`, 'd-2');
+      assert.equal(good.status, 202);
+      const { runId } = (await good.json()) as { runId: string };
+      const run = await host.pipelines.wait(runId);
+      assert.equal(run.state, 'succeeded');
+      assert.deepEqual(run.stages[0]!.output, { order: 'o-7', hook: 'orders' });
+    } finally {
+      await server.close();
+    }
   });
 });

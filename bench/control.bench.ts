@@ -1,0 +1,116 @@
+// Control-channel benchmark (issue 12): stages.call over ws against a real `plinth serve` (echo-worker) beside a
+// raw ws JSON-RPC echo server (bench/raw/ws-echo.js) in the same run, sequential and 100 in flight, and
+// host.info (the channel without a sandbox) against the same baseline; then 1 000 idle authenticated clients
+// held by the serve process, with its RSS per connection. Both servers are subprocesses, driven by the same
+// client (the typed ControlClient); rounds alternate, median of 3.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import { connectControl, type ControlClient } from '../src/control/index.ts';
+import { generateKeyPair, signExtension } from '../src/trust/index.ts';
+import { compareLine, median, pipelined, sequential, type Figures } from './stats.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const BIN = path.join(HERE, '..', 'bin', 'plinth.js');
+const CALLS = Number(process.env.BENCH_CALLS ?? 3000);
+const IDLE = Number(process.env.BENCH_IDLE_CLIENTS ?? 1000);
+const ROUNDS = 3;
+
+function rssKb(pid: number): Promise<number> {
+  return readFile(`/proc/${pid}/status`, 'utf8').then((s) => Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? 0));
+}
+
+function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    child[stream]!.on('data', (d: Buffer) => {
+      text += d.toString();
+      const m = re.exec(text);
+      if (m) resolve(m[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${text}`)));
+  });
+}
+
+async function startServe(): Promise<{ child: ChildProcess; url: string; token: string }> {
+  const key = generateKeyPair();
+  const root = await mkdtemp(path.join(tmpdir(), 'plinth-bench-control-'));
+  const dir = path.join(root, 'plugins', 'echo-worker');
+  await mkdir(path.dirname(dir), { recursive: true });
+  await cp(path.join(HERE, 'fixtures', 'echo-worker'), dir, { recursive: true });
+  await signExtension(dir, createPrivateKey(key.privateKeyPem), 'bench');
+  await writeFile(path.join(root, 'trust.json'), JSON.stringify({ publishers: { bench: { keys: [key.publicKeyPem] } } }));
+  await writeFile(path.join(root, 'plinth.config.json'), JSON.stringify({ plugins: ['plugins'], trust: { store: 'trust.json' }, dataDir: 'data', log: { level: 'warn' }, control: { port: 0, rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } } }));
+  const child = spawn(process.execPath, ['--no-node-snapshot', BIN, 'serve', '--no-watch', '--log-format', 'json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PLINTH_LOG_LEVEL: 'info' } });
+  await waitLine(child, 'stderr', /control channel on/);
+  const info = JSON.parse(await readFile(path.join(root, 'data', 'serve.json'), 'utf8')) as { url: string };
+  return { child, url: info.url, token: (await readFile(path.join(root, 'data', 'token'), 'utf8')).trim() };
+}
+
+async function startEcho(): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [path.join(HERE, 'raw', 'ws-echo.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await waitLine(child, 'stdout', /\{"port":\d+\}/);
+  return { child, url: `ws://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/rpc` };
+}
+
+const medianFigures = (all: Figures[]): Figures => ({ opsPerSec: median(all.map((f) => f.opsPerSec)), p50Ms: median(all.map((f) => f.p50Ms)), p99Ms: median(all.map((f) => f.p99Ms)) });
+
+async function main(): Promise<void> {
+  const serve = await startServe();
+  const echo = await startEcho();
+  try {
+    const ours = await connectControl({ url: serve.url, token: serve.token });
+    const raw = await connectControl({ url: echo.url, token: undefined });
+    const input = { id: 1, name: 'a record', tags: ['x', 'y'] };
+    const stage = (c: ControlClient) => () => c.request('stages.call', { extension: 'echo-worker', stage: 'echo', input });
+    const info = (c: ControlClient) => () => c.request('host.info');
+    console.log(`\n## Control channel: ${CALLS} calls per round, ${ROUNDS} rounds alternating, median (client and servers on one 2-core machine)\n`);
+    for (const [label, ourCall, rawCall, run] of [
+      ['stages.call sequential', stage(ours), stage(raw), (f: () => Promise<unknown>) => sequential(f, CALLS)],
+      ['stages.call 100 in flight', stage(ours), stage(raw), (f: () => Promise<unknown>) => pipelined(f, CALLS, 100)],
+      ['host.info sequential (no sandbox)', info(ours), stage(raw), (f: () => Promise<unknown>) => sequential(f, CALLS)],
+      ['host.info 100 in flight (no sandbox)', info(ours), stage(raw), (f: () => Promise<unknown>) => pipelined(f, CALLS, 100)],
+    ] as const) {
+      const a: Figures[] = [];
+      const b: Figures[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        a.push(await run(ourCall));
+        b.push(await run(rawCall));
+      }
+      console.log(compareLine(label, medianFigures(a), medianFigures(b), 'raw ws echo'));
+    }
+    await ours.close();
+    await raw.close();
+
+    console.log(`\n## ${IDLE} idle authenticated clients held by plinth serve\n`);
+    const before = await rssKb(serve.child.pid!);
+    const sockets: WebSocket[] = [];
+    for (let i = 0; i < IDLE; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, IDLE - i) }, () => new Promise<void>((resolve, reject) => {
+          const ws = new WebSocket(serve.url, { headers: { authorization: `Bearer ${serve.token}` } });
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+          sockets.push(ws);
+        })),
+      );
+    }
+    // Let the server settle (a heartbeat is 30 s away; nothing else happens on idle connections).
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await rssKb(serve.child.pid!);
+    const probe = await connectControl({ url: serve.url, token: serve.token });
+    const connections = (await probe.request('host.info')).connections;
+    await probe.close();
+    console.log(`serve RSS ${(before / 1024).toFixed(1)} MB → ${(after / 1024).toFixed(1)} MB with ${connections} connections: ${((after - before) / IDLE).toFixed(1)} KB per connection (${((after - before) / 1024 / IDLE).toFixed(3)} MB)`);
+    for (const ws of sockets) ws.terminate();
+  } finally {
+    serve.child.kill('SIGTERM');
+    echo.child.kill('SIGTERM');
+  }
+}
+
+await main();
