@@ -81,17 +81,26 @@ export interface Measured extends Figures {
   /** CPU µs per call of the calling process and of the sandbox process or thread. */
   hostCpuUs: number;
   sandboxCpuUs: number;
+  /** Calls that rejected (counted, not hidden: a figure with failures is no figure), and the first error. */
+  failed: number;
+  firstError: unknown;
 }
 
 export type Load = { kind: 'sequential' } | { kind: 'pipelined'; inFlight: number };
 
 async function measure(c: Contender, load: Load, count: number): Promise<Measured> {
+  let failed = 0;
+  let firstError: unknown;
+  const call = () =>
+    c.call().catch((err: unknown) => {
+      if (failed++ === 0) firstError = err;
+    });
   const before = c.cpu();
-  const f = load.kind === 'sequential' ? await sequential(c.call, count, 0) : await pipelined(c.call, count, load.inFlight);
+  const f = load.kind === 'sequential' ? await sequential(call, count, 0) : await pipelined(call, count, load.inFlight);
   const after = c.cpu();
   // pipelined() issues `inFlight` extra calls first to fill the pipe; they are in the CPU time too.
   const calls = count + (load.kind === 'pipelined' ? load.inFlight : 0);
-  return { ...f, hostCpuUs: (after.host - before.host) / calls, sandboxCpuUs: (after.sandbox - before.sandbox) / calls };
+  return { ...f, hostCpuUs: (after.host - before.host) / calls, sandboxCpuUs: (after.sandbox - before.sandbox) / calls, failed, firstError };
 }
 
 /**
@@ -129,6 +138,13 @@ export function compareRounds(label: string, contenders: Contender[], results: M
       `  ${c.name.padEnd(22)} ${spread(r.map((m) => m.opsPerSec), 0, ' ops/s').padEnd(34)} p50 ${spread(r.map((m) => m.p50Ms), 3, ' ms').padEnd(26)} p99 ${fmt(median(r.map((m) => m.p99Ms)), 3)} ms   ` +
         `CPU/call: caller ${spread(r.map((m) => m.hostCpuUs), 1, ' µs').padEnd(22)} sandbox ${spread(r.map((m) => m.sandboxCpuUs), 1, ' µs').padEnd(22)} total ${fmt(median(r.map((m) => m.hostCpuUs + m.sandboxCpuUs)), 1)} µs`,
     );
+  }
+  for (const [i, c] of contenders.entries()) {
+    const failures = results[i]!.filter((m) => m.failed > 0);
+    if (failures.length > 0) {
+      const first = failures[0]!.firstError;
+      lines.push(`  !! ${c.name}: ${failures.reduce((n, m) => n + m.failed, 0)} call(s) FAILED in ${failures.length} round(s); first: ${first instanceof Error ? `${(first as { code?: string }).code ?? first.name}: ${first.message}` : String(first)}`);
+    }
   }
   const host = results[0]!;
   for (let i = 1; i < contenders.length; i++) {
