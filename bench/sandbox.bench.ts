@@ -112,11 +112,17 @@ function threadCpu(tids: string[]): () => CpuReading {
   };
 }
 
-/** Caller = this process; sandbox = every thread of the process `pid`. */
-function processCpu(pid: number): () => CpuReading {
+/** Caller = this process; sandbox = every thread of the process `pid()` (a sandbox process killed and restarted
+ *  during a round makes that round's sandbox figure meaningless; its failed calls are printed). */
+function processCpu(pid: () => number | undefined): () => CpuReading {
   return () => {
     let sandbox = 0;
-    for (const t of readdirSync(`/proc/${pid}/task`)) sandbox += schedUs(`/proc/${pid}/task/${t}/schedstat`);
+    try {
+      const p = pid();
+      for (const t of readdirSync(`/proc/${p}/task`)) sandbox += schedUs(`/proc/${p}/task/${t}/schedstat`);
+    } catch {
+      // gone
+    }
     return { host: selfCpuUs(), sandbox };
   };
 }
@@ -193,8 +199,8 @@ async function callPaths(): Promise<void> {
         pending.set(id, resolve);
         child.send({ id, input: payload });
       });
-    const hostIsolate: Contender = { name: 'host isolate extension', call: () => host.call('echo-isolate', 'echo', payload), cpu: processCpu(IsolateProcess.shared().pid!) };
-    const raw: Contender = { name: 'raw ivm child', call: rawIsolate, cpu: processCpu(child.pid!) };
+    const hostIsolate: Contender = { name: 'host isolate extension', call: () => host.call('echo-isolate', 'echo', payload), cpu: processCpu(() => IsolateProcess.shared().pid) };
+    const raw: Contender = { name: 'raw ivm child', call: rawIsolate, cpu: processCpu(() => child.pid) };
     await compare('isolate, sequential', [hostIsolate, raw], undefined);
     await compare(`isolate, ${IN_FLIGHT} in flight`, [hostIsolate, raw], IN_FLIGHT);
     child.kill();
