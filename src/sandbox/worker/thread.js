@@ -164,6 +164,31 @@ function jsonText(value, what) {
 }
 
 /**
+ * True when `value` is only plain objects, plain arrays and primitives (no function, symbol, bigint, toJSON,
+ * class instance, nothing nested past 256 levels): JSON.stringify alone then writes exactly what jsonText would,
+ * without calling a replacer on every value (issue 14: the replacer was a sixth of a thread's time per call).
+ * @param {unknown} value
+ * @param {number} depth
+ * @returns {boolean}
+ */
+function simple(value, depth) {
+  if (value === null) return true;
+  const t = typeof value;
+  if (t === 'string' || t === 'number' || t === 'boolean' || t === 'undefined') return true;
+  if (t !== 'object' || depth > 256) return false;
+  const proto = /** @type {unknown} */ (Object.getPrototypeOf(value));
+  if (proto === Array.prototype) {
+    const list = /** @type {unknown[]} */ (value);
+    for (let i = 0; i < list.length; i++) if (!simple(list[i], depth + 1)) return false;
+    return true;
+  }
+  if (proto !== Object.prototype && proto !== null) return false;
+  const record = /** @type {Record<string, unknown>} */ (value);
+  for (const key in record) if (!simple(record[key], depth + 1)) return false;
+  return true;
+}
+
+/**
  * @param {unknown} value
  * @param {string} what
  * @returns {Json}
@@ -358,7 +383,7 @@ function ok(value, what) {
   /** @type {string} */
   let json;
   try {
-    json = jsonText(value, what);
+    json = simple(value, 0) ? JSON.stringify(value === undefined ? null : value) : jsonText(value, what);
   } catch (err) {
     // Not the extension's stack: the refusal comes from jsonText.
     return { ok: false, error: { code: 'PLINTH_ERR_STAGE_OUTPUT_INVALID', message: err instanceof Error ? err.message : String(err), hint: 'return plain JSON: objects, arrays, strings, finite numbers, booleans, null' } };
