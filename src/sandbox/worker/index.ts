@@ -307,21 +307,21 @@ class WorkerSandbox implements Sandbox {
       );
     }
     const text = plainJsonText(input, 'input');
-    if ('error' in text) return Promise.reject(this.#notPlain('PLINTH_ERR_STAGE_INPUT_INVALID', `the input of stage "${stage}"`, text.error));
+    if ('error' in text) return Promise.reject(this.#notPlain(`the input of stage "${stage}"`, text.error));
     const callId = this.#nextCallId++;
     return this.#enqueue({ kind: 'call', callId, stage, input: text.json, runId: options.runId, traceId: options.traceId }, `stage "${stage}"`, options);
   }
 
   async deliver(event: PlinthEvent, options: CallOptions): Promise<void> {
     const text = plainJsonText(event, 'event');
-    if ('error' in text) throw this.#notPlain('PLINTH_ERR_STAGE_FAILED', `the event ${event.topic}`, text.error);
+    if ('error' in text) throw this.#notPlain(`the event ${event.topic}`, text.error);
     const callId = this.#nextCallId++;
     await this.#enqueue({ kind: 'event', callId, event: text.json }, `handleEvent(${event.topic})`, options);
   }
 
   /** A value that JSON would silently change on its way into the thread: refused, naming where and what. */
-  #notPlain(code: 'PLINTH_ERR_STAGE_INPUT_INVALID' | 'PLINTH_ERR_STAGE_FAILED', what: string, problem: string): PlinthError {
-    return this.#error(code, `extension ${this.spec.id}: ${what} is not plain JSON data: ${problem}; nothing was run`, 'pass objects, arrays, strings, finite numbers, booleans and null (convert Dates, Maps, class instances first)');
+  #notPlain(what: string, problem: string): PlinthError {
+    return this.#error('PLINTH_ERR_STAGE_INPUT_INVALID', `extension ${this.spec.id}: ${what} is not plain JSON data: ${problem}; nothing was run`, 'pass objects, arrays, strings, finite numbers, booleans and null (convert Dates, Maps, class instances first)');
   }
 
   /**
