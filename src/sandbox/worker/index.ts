@@ -423,14 +423,26 @@ class WorkerSandbox implements Sandbox {
     clearTimers(p);
     this.#running.delete(p.callId);
     if (--link.running === 0) link.hello.port.unref();
-    if (message.ok) {
-      try {
-        this.#settle(p, undefined, JSON.parse(message.json) as Json);
-      } catch (e) {
-        this.#settle(p, this.#error('PLINTH_ERR_STAGE_FAILED', `extension ${this.spec.id}: the result of ${p.label} is not valid JSON (${(e as Error).message})`));
-      }
-    } else this.#settle(p, this.#fromWire(message.error));
+    if (message.ok) this.#settleResult(p, message.json);
+    else this.#settle(p, this.#fromWire(message.error));
     this.#pump();
+  }
+
+  /** Parses a result, once, from its JSON text. */
+  #settleResult(p: Pending, json: unknown): void {
+    // The thread measured it exactly, in bytes; this second wall (UTF-16 units, so a lower bound) is the host's own.
+    if (typeof json !== 'string' || json.length > MAX_RESULT_BYTES) {
+      this.#settle(p, this.#error('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${this.spec.id}: the result of ${p.label} is over ${MAX_RESULT_BYTES} bytes of JSON, or not JSON text`));
+      return;
+    }
+    let value: Json;
+    try {
+      value = JSON.parse(json) as Json;
+    } catch (e) {
+      this.#settle(p, this.#error('PLINTH_ERR_STAGE_FAILED', `extension ${this.spec.id}: the result of ${p.label} is not valid JSON (${(e as Error).message})`));
+      return;
+    }
+    this.#settle(p, undefined, value);
   }
 
   #settle(p: Pending, err: PlinthError | undefined, value?: Json): void {
