@@ -603,10 +603,24 @@ class WorkerSandbox implements Sandbox {
     const link: Link = { hello, running: 0 };
     this.#links.push(link);
     hello.port.on('message', (message: ThreadMessage) => this.#onThreadMessage(link, message));
+    hello.port.once('close', () => this.#portClosed(link));
     // The ports never keep the host alive by themselves: #pump refs a thread's port while calls run on it.
     hello.port.unref();
     hello.syncPort.unref();
     if (this.#links.length >= this.#threads) this.#allLinked?.();
+  }
+
+  /**
+   * The thread's end of its port is gone: the thread is dying. piscina keeps an idle thread's Worker unref'd (and
+   * refs it only once its own port closes, which it does not hear while no task of its runs), so with calls in
+   * flight we ref the Worker here: the host then stays up to hear its `exit` (with the cause) and to answer the
+   * calls that were running on it, instead of ending with them unsettled.
+   */
+  #portClosed(link: Link): void {
+    if (this.#destroying || link.running === 0) return;
+    const worker = this.#pool?.threads.find((w) => w.threadId === link.hello.threadId);
+    if (worker) worker.ref();
+    else setImmediate(() => this.#crash('crashed', `a thread of extension ${this.spec.id} ended`, undefined));
   }
 
   #onThreadMessage(link: Link, message: ThreadMessage): void {
