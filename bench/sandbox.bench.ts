@@ -117,13 +117,13 @@ function threadCpu(tids: string[]): () => CpuReading {
 function processCpu(pid: () => number | undefined): () => CpuReading {
   return () => {
     let sandbox = 0;
+    const p = pid();
     try {
-      const p = pid();
       for (const t of readdirSync(`/proc/${p}/task`)) sandbox += schedUs(`/proc/${p}/task/${t}/schedstat`);
     } catch {
       // gone
     }
-    return { host: selfCpuUs(), sandbox };
+    return { host: selfCpuUs(), sandbox, ...(p === undefined ? {} : { source: p }) };
   };
 }
 

@@ -68,6 +68,8 @@ export function compareLine(label: string, host: Figures, raw: Figures, rawName:
 export interface CpuReading {
   host: number;
   sandbox: number;
+  /** Which sandbox process or thread was read: a round across a restart has no sandbox figure. */
+  source?: number | string;
 }
 
 /** One way of making the same call: the host's path or a raw baseline. */
@@ -100,7 +102,8 @@ async function measure(c: Contender, load: Load, count: number): Promise<Measure
   const after = c.cpu();
   // pipelined() issues `inFlight` extra calls first to fill the pipe; they are in the CPU time too.
   const calls = count + (load.kind === 'pipelined' ? load.inFlight : 0);
-  return { ...f, hostCpuUs: (after.host - before.host) / calls, sandboxCpuUs: (after.sandbox - before.sandbox) / calls, failed, firstError };
+  const sandboxCpuUs = before.source === after.source ? (after.sandbox - before.sandbox) / calls : Number.NaN;
+  return { ...f, hostCpuUs: (after.host - before.host) / calls, sandboxCpuUs, failed, firstError };
 }
 
 /**
@@ -120,10 +123,12 @@ export async function rounds(contenders: Contender[], load: Load, count: number,
   return results;
 }
 
-/** "median [min–max]" of a list. */
+/** "median [min–max]" of a list; values that are NaN (no figure that round) are left out. */
 function spread(values: number[], digits: number, unit = ''): string {
-  const s = [...values].sort((a, b) => a - b);
-  return `${fmt(median(s), digits)}${unit} [${fmt(s[0] ?? 0, digits)}–${fmt(s.at(-1) ?? 0, digits)}]`;
+  const s = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (s.length === 0) return 'n/a';
+  const note = s.length < values.length ? ` (${values.length - s.length} round(s) without)` : '';
+  return `${fmt(median(s), digits)}${unit} [${fmt(s[0] ?? 0, digits)}–${fmt(s.at(-1) ?? 0, digits)}]${note}`;
 }
 
 /**
@@ -136,7 +141,7 @@ export function compareRounds(label: string, contenders: Contender[], results: M
     const r = results[i]!;
     lines.push(
       `  ${c.name.padEnd(22)} ${spread(r.map((m) => m.opsPerSec), 0, ' ops/s').padEnd(34)} p50 ${spread(r.map((m) => m.p50Ms), 3, ' ms').padEnd(26)} p99 ${fmt(median(r.map((m) => m.p99Ms)), 3)} ms   ` +
-        `CPU/call: caller ${spread(r.map((m) => m.hostCpuUs), 1, ' µs').padEnd(22)} sandbox ${spread(r.map((m) => m.sandboxCpuUs), 1, ' µs').padEnd(22)} total ${fmt(median(r.map((m) => m.hostCpuUs + m.sandboxCpuUs)), 1)} µs`,
+        `CPU/call: caller ${spread(r.map((m) => m.hostCpuUs), 1, ' µs').padEnd(22)} sandbox ${spread(r.map((m) => m.sandboxCpuUs), 1, ' µs').padEnd(22)} total ${spread(r.map((m) => m.hostCpuUs + m.sandboxCpuUs), 1, ' µs')}`,
     );
   }
   for (const [i, c] of contenders.entries()) {
