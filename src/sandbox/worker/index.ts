@@ -595,7 +595,11 @@ class WorkerSandbox implements Sandbox {
   // --- the ctx channel (host side) -------------------------------------------------------------------------
 
   #link(hello: CtxHello): void {
-    if (this.#destroying) {
+    // One port per thread of this pool, the first one it sends: thread.js sends its own before the extension's
+    // module is imported, so a second "hello" (extension code can post on parentPort too) never takes calls.
+    const known = this.#pool?.threads.some((w) => w.threadId === hello.threadId) === true;
+    if (this.#destroying || !known || this.#links.some((l) => l.hello.threadId === hello.threadId)) {
+      if (!this.#destroying) debug('%s: ignored a second or unknown port for thread %d', this.spec.id, hello.threadId);
       hello.port.close();
       hello.syncPort.close();
       return;

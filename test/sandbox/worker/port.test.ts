@@ -41,4 +41,15 @@ describe('worker runtime: calls over the thread ports', () => {
       await h.sandbox.stop(1_000);
     }
   });
+
+  it("a second port hello from the extension's own code never takes a call", async () => {
+    const h = await harness(fixture('fake-hello'));
+    await within(h.sandbox.start(), 10_000, 'start');
+    try {
+      const results = await within(Promise.all([1, 2, 3, 4].map((n) => h.sandbox.call('real', { n }, opts()))), 5_000, 'calls');
+      assert.deepEqual(results, [1, 2, 3, 4].map((n) => ({ real: true, n })));
+    } finally {
+      await h.sandbox.stop(1_000);
+    }
+  });
 });
