@@ -1,9 +1,15 @@
-// Stage-call path benchmark (issue: sandboxed runtimes). Every figure is printed beside its baseline measured in
-// the same run on the same payload: worker extension vs raw piscina.run and vs a raw worker_threads
-// MessageChannel; isolate extension vs raw isolated-vm driven from a child process over IPC. Then cold start
-// and idle memory per extension. Not a test: numbers are printed, nothing is asserted.
+// Stage-call path benchmark (issue 14: a benchmark that measures fairly). Every figure is printed beside its
+// baseline measured in the same run on the same payload: worker extension vs raw piscina.run (and a raw
+// worker_threads MessageChannel for reference); isolate extension vs raw isolated-vm driven from a child process
+// over IPC. Every contender is warmed up first; then rounds alternate which one goes first; each line gives the
+// median of the rounds with [min–max], the median of the per-round ratios, and the CPU µs per call of the calling
+// process and of the sandbox thread/process (from /proc). Then cold start and idle memory per extension.
+// Not a test: numbers are printed, nothing is asserted.
+//   BENCH_QUICK=1           fewer calls and rounds (a quick look; the default is what figures are quoted from)
+//   BENCH_ONLY=worker,isolate,cold,memory   run only these parts
+//   BENCH_ROUNDS, BENCH_SEQUENTIAL, BENCH_PIPELINED, BENCH_WARMUP   override the counts
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,11 +24,16 @@ import { removeTree } from '../src/snapshot/index.ts';
 import { generateKeyPair, signExtension } from '../src/trust/index.ts';
 import { createPrivateKey } from 'node:crypto';
 import type { Json } from '../src/sdk/index.ts';
-import { compareLine, median, pipelined, sequential } from './stats.ts';
+import { compareRounds, median, rounds, type Contender, type CpuReading } from './stats.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
-const PIPELINED = Number(process.env.BENCH_PIPELINED ?? 20000);
+const QUICK = process.env.BENCH_QUICK === '1';
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 3 : 5));
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? (QUICK ? 1000 : 3000));
+const PIPELINED = Number(process.env.BENCH_PIPELINED ?? (QUICK ? 5000 : 20000));
+const WARMUP = Number(process.env.BENCH_WARMUP ?? (QUICK ? 1000 : 3000));
+const COLD_REPEATS = QUICK ? 3 : 5;
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'worker,isolate,cold,memory').split(',').map((s) => s.trim()));
 const IN_FLIGHT = 64;
 
 const payload: Json = {
@@ -56,73 +67,155 @@ function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+// --- CPU time from /proc (schedstat: nanoseconds on a CPU, per thread) ------------------------------------
+
+function schedUs(file: string): number {
+  try {
+    return Number(readFileSync(file, 'utf8').split(' ')[0]) / 1000;
+  } catch {
+    return 0; // the thread has exited
+  }
+}
+
+/** This process's worker threads (Node names them `WorkerThread`), by thread id. */
+function workerThreadIds(): Set<string> {
+  const ids = new Set<string>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'WorkerThread') ids.add(tid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ids;
+}
+
+/** Worker threads started by `start()`: the ones there afterwards that were not there before. */
+async function threadsStartedBy(start: () => Promise<unknown>): Promise<string[]> {
+  const before = workerThreadIds();
+  await start();
+  return [...workerThreadIds()].filter((t) => !before.has(t));
+}
+
+function selfCpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+/** Caller = this whole process minus the sandbox's threads in it; sandbox = those threads. */
+function threadCpu(tids: string[]): () => CpuReading {
+  return () => {
+    const total = selfCpuUs();
+    let sandbox = 0;
+    for (const t of tids) sandbox += schedUs(`/proc/self/task/${t}/schedstat`);
+    return { host: total - sandbox, sandbox };
+  };
+}
+
+/** Caller = this process; sandbox = every thread of the process `pid()` (a sandbox process killed and restarted
+ *  during a round makes that round's sandbox figure meaningless; its failed calls are printed). */
+function processCpu(pid: () => number | undefined): () => CpuReading {
+  return () => {
+    let sandbox = 0;
+    const p = pid();
+    try {
+      for (const t of readdirSync(`/proc/${p}/task`)) sandbox += schedUs(`/proc/${p}/task/${t}/schedstat`);
+    } catch {
+      // gone
+    }
+    return { host: selfCpuUs(), sandbox, ...(p === undefined ? {} : { source: p }) };
+  };
+}
+
+async function compare(label: string, contenders: Contender[], inFlight: number | undefined): Promise<void> {
+  const load = inFlight === undefined ? ({ kind: 'sequential' } as const) : ({ kind: 'pipelined', inFlight } as const);
+  const count = inFlight === undefined ? SEQUENTIAL : PIPELINED;
+  const results = await rounds(contenders, load, count, ROUNDS, inFlight === undefined ? Math.min(WARMUP, SEQUENTIAL) : WARMUP);
+  console.log(compareRounds(label, contenders, results));
+}
+
 async function callPaths(): Promise<void> {
-  console.log(`\n## Stage call path (payload ${JSON.stringify(payload).length} bytes JSON; sequential ${SEQUENTIAL} calls, pipelined ${PIPELINED} calls at ${IN_FLIGHT} in flight)\n`);
+  console.log(
+    `\n## Stage call path (payload ${JSON.stringify(payload).length} bytes JSON; ${ROUNDS} alternated rounds of ${SEQUENTIAL} sequential / ${PIPELINED} pipelined calls at ${IN_FLIGHT} in flight, after ${WARMUP} warm-up calls each)\n`,
+  );
   const { root, host } = await workspace([
     { fixture: 'echo-worker', id: 'echo-worker' },
     { fixture: 'echo-isolate', id: 'echo-isolate' },
   ]);
-  await host.start();
+  const hostThreads = await threadsStartedBy(() => host.start());
 
-  // Raw piscina: one thread, same concurrentTasksPerWorker as the extension's pool.
-  const pool = new Piscina({ filename: path.join(HERE, 'raw', 'piscina-echo.js'), minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: IN_FLIGHT });
-  const rawPiscina = () => pool.run(payload);
-  const hostWorker = () => host.call('echo-worker', 'echo', payload);
-  console.log(compareLine('worker, sequential', await sequential(hostWorker, SEQUENTIAL), await sequential(rawPiscina, SEQUENTIAL), 'raw piscina.run'));
-  console.log(compareLine(`worker, ${IN_FLIGHT} in flight`, await pipelined(hostWorker, PIPELINED, IN_FLIGHT), await pipelined(rawPiscina, PIPELINED, IN_FLIGHT), 'raw piscina.run'));
-
-  // Raw worker_threads: a MessageChannel echo, pipelined with ids.
-  const worker = new Worker(path.join(HERE, 'raw', 'channel-echo.js'));
-  const { port1, port2 } = new MessageChannel();
-  worker.postMessage({ port: port2 }, [port2]);
-  const waiting = new Map<number, () => void>();
-  let nextId = 0;
-  port1.on('message', (m: { id: number }) => {
-    waiting.get(m.id)?.();
-    waiting.delete(m.id);
-  });
-  const rawChannel = () =>
-    new Promise<void>((resolve) => {
-      const id = nextId++;
-      waiting.set(id, resolve);
-      port1.postMessage({ id, payload });
+  if (ONLY.has('worker')) {
+    // Raw piscina: one thread, same concurrentTasksPerWorker as the extension's limit.
+    let pool: Piscina | undefined;
+    const rawThreads = await threadsStartedBy(() => {
+      pool = new Piscina({ filename: path.join(HERE, 'raw', 'piscina-echo.js'), minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: IN_FLIGHT });
+      return pool.run(payload);
     });
-  console.log(compareLine(`worker, ${IN_FLIGHT} in flight`, await pipelined(hostWorker, PIPELINED, IN_FLIGHT), await pipelined(rawChannel, PIPELINED, IN_FLIGHT), 'raw MessageChannel'));
-  port1.close();
-  await worker.terminate();
-  await pool.destroy();
-
-  // Raw isolated-vm in a child process over IPC, the way the sandbox process is driven.
-  const child = fork(path.join(HERE, 'raw', 'ivm-child.js'), [], { execArgv: ['--no-node-snapshot'] });
-  await new Promise<void>((resolve) => child.once('message', () => resolve()));
-  const pending = new Map<number, () => void>();
-  child.on('message', (m: { id?: number }) => {
-    if (m.id === undefined) return;
-    pending.get(m.id)?.();
-    pending.delete(m.id);
-  });
-  let childId = 0;
-  const rawIsolate = () =>
-    new Promise<void>((resolve) => {
-      const id = childId++;
-      pending.set(id, resolve);
-      child.send({ id, input: payload });
+    const rawPool = pool!;
+    // Raw worker_threads: a MessageChannel echo, pipelined with ids (no pool, no framing): for reference.
+    const waiting = new Map<number, () => void>();
+    let nextId = 0;
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (m: { id: number }) => {
+      waiting.get(m.id)?.();
+      waiting.delete(m.id);
     });
-  const hostIsolate = () => host.call('echo-isolate', 'echo', payload);
-  console.log(compareLine('isolate, sequential', await sequential(hostIsolate, SEQUENTIAL), await sequential(rawIsolate, SEQUENTIAL), 'raw ivm child'));
-  console.log(compareLine(`isolate, ${IN_FLIGHT} in flight`, await pipelined(hostIsolate, PIPELINED, IN_FLIGHT), await pipelined(rawIsolate, PIPELINED, IN_FLIGHT), 'raw ivm child'));
-  child.kill();
+    const rawChannel = () =>
+      new Promise<void>((resolve) => {
+        const id = nextId++;
+        waiting.set(id, resolve);
+        port1.postMessage({ id, payload });
+      });
+    let worker: Worker | undefined;
+    const channelThreads = await threadsStartedBy(async () => {
+      worker = new Worker(path.join(HERE, 'raw', 'channel-echo.js'));
+      worker.postMessage({ port: port2 }, [port2]);
+      await rawChannel();
+    });
+    const hostWorker: Contender = { name: 'host worker extension', call: () => host.call('echo-worker', 'echo', payload), cpu: threadCpu(hostThreads) };
+    const piscina: Contender = { name: 'raw piscina.run', call: () => rawPool.run(payload), cpu: threadCpu(rawThreads) };
+    const channel: Contender = { name: 'raw MessageChannel', call: rawChannel, cpu: threadCpu(channelThreads) };
+    await compare('worker, sequential', [hostWorker, piscina, channel], undefined);
+    await compare(`worker, ${IN_FLIGHT} in flight`, [hostWorker, piscina, channel], IN_FLIGHT);
+    port1.close();
+    await worker?.terminate();
+    await rawPool.destroy();
+  }
+
+  if (ONLY.has('isolate')) {
+    // Raw isolated-vm in a child process over IPC, the way the sandbox process is driven.
+    const child = fork(path.join(HERE, 'raw', 'ivm-child.js'), [], { execArgv: ['--no-node-snapshot'] });
+    await new Promise<void>((resolve) => child.once('message', () => resolve()));
+    const pending = new Map<number, () => void>();
+    child.on('message', (m: { id?: number }) => {
+      if (m.id === undefined) return;
+      pending.get(m.id)?.();
+      pending.delete(m.id);
+    });
+    let childId = 0;
+    const rawIsolate = () =>
+      new Promise<void>((resolve) => {
+        const id = childId++;
+        pending.set(id, resolve);
+        child.send({ id, input: payload });
+      });
+    const hostIsolate: Contender = { name: 'host isolate extension', call: () => host.call('echo-isolate', 'echo', payload), cpu: processCpu(() => IsolateProcess.shared().pid) };
+    const raw: Contender = { name: 'raw ivm child', call: rawIsolate, cpu: processCpu(() => child.pid) };
+    await compare('isolate, sequential', [hostIsolate, raw], undefined);
+    await compare(`isolate, ${IN_FLIGHT} in flight`, [hostIsolate, raw], IN_FLIGHT);
+    child.kill();
+  }
 
   await host.stop();
   await removeTree(root); // its data dir holds read-only snapshots
 }
 
 async function coldStart(): Promise<void> {
-  console.log('\n## Cold start (scan + manifest + signature check + sandbox start → active; median of 5)\n');
+  console.log(`\n## Cold start (scan + manifest + signature check + sandbox start → active; median of ${COLD_REPEATS})\n`);
   for (const runtime of ['worker', 'isolate'] as const) {
     const warm: number[] = [];
     const first: number[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < COLD_REPEATS; i++) {
       const { root, host } = await workspace([{ fixture: `echo-${runtime}`, id: `echo-${runtime}` }]);
       // For isolates, the first start forks the shared sandbox process; later ones load into the running process.
       await IsolateProcess.shutdownAll();
@@ -192,7 +285,7 @@ if (process.argv.includes('worker-memory')) {
   process.exit(0);
 }
 
-await callPaths();
-await coldStart();
-await idleMemory();
+if (ONLY.has('worker') || ONLY.has('isolate')) await callPaths();
+if (ONLY.has('cold')) await coldStart();
+if (ONLY.has('memory')) await idleMemory();
 await IsolateProcess.shutdownAll();

@@ -371,12 +371,10 @@ export class ManagedExtension {
     const timeoutMs = request.timeoutMs ?? decl.timeoutMs ?? this.#limits.callTimeoutMs;
     checkTimeout(this.id, timeoutMs);
     const deadline = Date.now() + timeoutMs;
-    const signal = request.signal ? AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
-    const timedOut = () => new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, stage ${stage}: no result within ${timeoutMs} ms (waiting for a free slot or a restart)`, { extension: this.id });
 
     this.#inflight++;
     try {
-      return await this.#run(stage, value, request, schemas, signal, deadline, timedOut);
+      return await this.#run(stage, value, request, schemas, timeoutMs, deadline);
     } finally {
       if (--this.#inflight === 0) for (const resolve of this.#drained.splice(0)) resolve();
     }
@@ -399,30 +397,23 @@ export class ManagedExtension {
    * Admitted by the breaker first (an open breaker fails fast without queueing), then waits for a serving sandbox
    * and a slot of the bulkhead; the breaker hears the outcome with the time the sandbox took, not the time queued.
    * An error that is not a PlinthError is STAGE_FAILED with its message; only the deadline is STAGE_TIMEOUT.
+   * The wait is bounded by an AbortSignal (the deadline, or the caller's cancel) made only when the call really has
+   * to wait (issue 14: a timer per call cost more than the breaker and the bulkhead together); once running, the
+   * sandbox's own deadline timer bounds it and the caller's signal goes to the sandbox.
    */
-  async #run(
-    stage: string,
-    value: Json,
-    request: CallRequest,
-    schemas: NonNullable<ExtensionPackage['schemas']['stages'][string]>,
-    signal: AbortSignal,
-    deadline: number,
-    timedOut: () => PlinthError,
-  ): Promise<Json> {
+  async #run(stage: string, value: Json, request: CallRequest, schemas: NonNullable<ExtensionPackage['schemas']['stages'][string]>, timeoutMs: number, deadline: number): Promise<Json> {
     const permit: BreakerPermit = this.breaker.admit();
     let started: number | undefined;
+    let signal: AbortSignal | undefined;
+    const waitSignal = () => (signal ??= untilDeadline(deadline, request.signal));
     try {
-      await this.#whenServing(signal);
+      const waiting = this.#whenServing(waitSignal);
+      if (waiting) await waiting;
       const output = await this.#bulkhead.run(async () => {
         const sandbox = this.#sandbox;
         if (!sandbox) throw this.#unavailable();
         started = performance.now();
-        const output = await sandbox.call(stage, value, {
-          timeoutMs: Math.max(1, deadline - Date.now()),
-          traceId: request.traceId ?? randomUUID(),
-          ...(request.runId ? { runId: request.runId } : {}),
-          ...(request.signal ? { signal: request.signal } : {}),
-        });
+        const output = await sandbox.call(stage, value, { timeoutMs: Math.max(1, deadline - Date.now()), traceId: request.traceId ?? randomUUID(), runId: request.runId, signal: request.signal });
         if (!schemas.output(output)) {
           throw new PlinthError('PLINTH_ERR_STAGE_OUTPUT_INVALID', `extension ${this.id}, stage ${stage}: the output does not match its output schema`, {
             extension: this.id,
@@ -430,11 +421,11 @@ export class ManagedExtension {
           });
         }
         return output;
-      }, signal);
+      }, waitSignal);
       permit.record('success', performance.now() - (started ?? performance.now()));
       return output;
     } catch (err) {
-      const e = this.#callError(err, stage, signal, request.signal, timedOut);
+      const e = this.#callError(err, stage, signal, request.signal, timeoutMs);
       // Waiting for a slot or a restart until the deadline says nothing of the calls the breaker watches.
       permit.record(started === undefined && e.code === 'PLINTH_ERR_STAGE_TIMEOUT' ? 'ignored' : outcomeOf(e), performance.now() - (started ?? performance.now()));
       throw e;
@@ -442,11 +433,11 @@ export class ManagedExtension {
   }
 
   /** What a failed call reports: its own PlinthError, the deadline, the caller's cancel, or STAGE_FAILED. */
-  #callError(err: unknown, stage: string, signal: AbortSignal, callerSignal: AbortSignal | undefined, timedOut: () => PlinthError): PlinthError {
+  #callError(err: unknown, stage: string, signal: AbortSignal | undefined, callerSignal: AbortSignal | undefined, timeoutMs: number): PlinthError {
     if (isPlinthError(err)) return err;
-    if (signal.aborted && err === signal.reason) {
+    if (signal?.aborted && err === signal.reason) {
       if (callerSignal?.aborted) return new PlinthError('PLINTH_ERR_CANCELLED', `extension ${this.id}, stage ${stage}: the call was cancelled by its caller`, { extension: this.id, cause: err });
-      return timedOut();
+      return new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, stage ${stage}: no result within ${timeoutMs} ms (waiting for a free slot or a restart)`, { extension: this.id });
     }
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     return new PlinthError('PLINTH_ERR_STAGE_FAILED', `extension ${this.id}, stage ${stage}: ${message}`, { extension: this.id, cause: err });
@@ -460,22 +451,25 @@ export class ManagedExtension {
   async deliver(event: DeliveredEvent): Promise<void> {
     const timeoutMs = this.#limits.callTimeoutMs;
     const deadline = Date.now() + timeoutMs;
-    const signal = AbortSignal.timeout(timeoutMs);
+    let signal: AbortSignal | undefined;
+    const waitSignal = () => (signal ??= untilDeadline(deadline, undefined));
     const timedOut = () => new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, handleEvent(${event.topic}): not done within ${timeoutMs} ms`, { extension: this.id });
     // A stopped extension's breaker is disposed: say so with our own code, not the breaker's shutdown text.
     if (this.#stopping) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${this.id} is stopping`, { extension: this.id });
     this.#inflight++;
     try {
       await this.breaker.run(async () => {
-        await this.#whenServing(signal).catch((err: unknown) => {
-          throw isPlinthError(err) ? err : timedOut();
-        });
+        const waiting = this.#whenServing(waitSignal);
+        if (waiting)
+          await waiting.catch((err: unknown) => {
+            throw isPlinthError(err) ? err : timedOut();
+          });
         await this.#bulkhead
           .run(async () => {
             const sandbox = this.#sandbox;
             if (!sandbox) throw this.#unavailable();
             await sandbox.deliver(event, { timeoutMs: Math.max(1, deadline - Date.now()), traceId: event.headers?.traceId ?? randomUUID() });
-          }, signal)
+          }, waitSignal)
           .catch((err: unknown) => {
             throw isPlinthError(err) ? err : timedOut();
           });
@@ -492,10 +486,18 @@ export class ManagedExtension {
     });
   }
 
-  async #whenServing(signal: AbortSignal): Promise<void> {
+  /**
+   * Throws if the extension will not serve; undefined when a sandbox is serving now (no promise, no timer); else
+   * a wait for the (re)start, bounded by `signal()`.
+   */
+  #whenServing(signal: () => AbortSignal): Promise<void> | undefined {
     if (this.#stopping) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${this.id} is stopping`, { extension: this.id });
     if (this.#state === 'failed' || this.#state === 'stopped') throw this.#unavailable();
-    if (this.#sandbox && !this.#restarting) return;
+    if (this.#sandbox && !this.#restarting) return undefined;
+    return this.#waitServing(signal());
+  }
+
+  async #waitServing(signal: AbortSignal): Promise<void> {
     if (signal.aborted) throw signal.reason;
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => reject(signal.reason as Error);
@@ -539,6 +541,12 @@ const START_GRACE_MS = 2000;
 function asPlinthError(err: unknown, extension: string, code: 'PLINTH_ERR_EXTENSION_LOAD_FAILED'): PlinthError {
   if (isPlinthError(err)) return err;
   return new PlinthError(code, `extension ${extension}: ${err instanceof Error ? err.message : String(err)}`, { extension });
+}
+
+/** Aborts at `deadline` (Date.now() time), or when the caller's signal does. */
+function untilDeadline(deadline: number, caller: AbortSignal | undefined): AbortSignal {
+  const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+  return caller ? AbortSignal.any([caller, timeout]) : timeout;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -20,10 +20,11 @@ export class Bulkhead {
     return this.#queue.length;
   }
 
-  async run<T>(action: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /** `signal` may be a function: it is then called only if the call has to wait (no signal, no timer otherwise). */
+  async run<T>(action: () => Promise<T>, signal?: AbortSignal | (() => AbortSignal)): Promise<T> {
     // A caller takes a free slot only when nobody is queued, and a released slot is handed straight to the first
     // waiter (never put back for a newcomer to grab between the release and the waiter's wake-up: issue 8).
-    if (this.#active >= this.#limit || this.#queue.length > 0) await this.#wait(signal);
+    if (this.#active >= this.#limit || this.#queue.length > 0) await this.#wait(typeof signal === 'function' ? signal() : signal);
     else this.#active++;
     try {
       return await action();

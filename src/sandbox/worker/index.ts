@@ -9,12 +9,16 @@
 //
 // Threads: `threads` (default 1) threads per pool, each importing the extension's module and running
 // initialize()/start() on its own. Module state lives per thread, so with several threads an extension has several
-// independent module instances (counters, caches, `let` variables are not shared). A call is one piscina task;
-// `spec.limits.concurrency` calls run at once per thread so async stages overlap (piscina's
-// concurrentTasksPerWorker, plus one slot kept free for health probes and stop()).
+// independent module instances (counters, caches, `let` variables are not shared). piscina owns each thread's
+// lifecycle (start, resource limits, termination) and runs its ready / health / stop tasks; stage calls and event
+// deliveries go over the thread's own MessagePort instead (issue 14: a piscina task per call cost a third of the
+// throughput), inputs and results as JSON text. `spec.limits.concurrency` calls run at once per thread so async
+// stages overlap; the port is ref'd only while calls are in flight on it, so an idle sandbox never keeps the host
+// alive.
 //
 // Failure containment: any failure that takes a thread down (a call past its deadline that ignores ctx.signal, out of
-// memory, process.exit(), an uncaught exception) ends the whole sandbox: the pool is destroyed, every pending call is
+// memory, process.exit(), an uncaught exception — seen as the thread's `exit` and the pool's `error` events) ends
+// the whole sandbox: the pool is destroyed, every pending call is
 // rejected, onExit fires once ('crashed' | 'out-of-memory' | 'killed') and further calls reject SANDBOX_CRASHED.
 // Restarting (with backoff) is the supervisor's job, not this file's.
 import { debuglog } from 'node:util';
@@ -25,7 +29,8 @@ import { PlinthError, type ErrorCode } from '../../errors.ts';
 import { checkTimeout, startTimedOut } from '../options.ts';
 import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
 import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
-import { isCtxHello, MAX_RESULT_BYTES, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
+import { isCtxHello, MAX_RESULT_BYTES, type CallMessage, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
+import { plainJsonText } from './plain-json.ts';
 
 export { MAX_RESULT_BYTES } from './protocol.ts';
 
@@ -52,22 +57,37 @@ export interface WorkerSandboxOptions {
 
 type State = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed' | 'dead';
 
-/** One call or event delivery, from call() until both its caller and its piscina task are done. */
+/** A thread's port, and how many calls are in flight on it (the port is ref'd while that is above 0). */
+interface Link {
+  hello: CtxHello;
+  running: number;
+}
+
+/** One call or event delivery, from call() until both its caller and its thread are done with it. */
 interface Pending {
   callId: number;
-  task: Extract<Task, { type: 'call' | 'event' }>;
+  message: CallMessage;
   label: string;
   timeoutMs: number;
   resolve: (value: Json) => void;
   reject: (err: PlinthError) => void;
   /** The caller has its answer. */
   settled: boolean;
-  /** Handed to piscina (running in a thread). */
+  /** Sent to a thread (running there). */
   dispatched: boolean;
-  /** piscina's promise settled: the thread is done with it. */
+  /** The thread on which it runs. */
+  link: Link | undefined;
+  /** The thread answered: it is done with it. */
   taskDone: boolean;
-  timers: Set<NodeJS.Timeout>;
+  /** The deadline, and after it the kill of a thread that ignores ctx.signal. */
+  timer: NodeJS.Timeout | undefined;
+  killTimer: NodeJS.Timeout | undefined;
   cleanup: (() => void) | undefined;
+}
+
+function clearTimers(p: Pending): void {
+  clearTimeout(p.timer);
+  clearTimeout(p.killTimer);
 }
 
 function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
@@ -105,7 +125,9 @@ class WorkerSandbox implements Sandbox {
   #destroyPromise: Promise<void> | undefined;
   /** True while we tear the pool down ourselves: thread exits and rejections are then expected. */
   #destroying = false;
-  readonly #links = new Set<CtxHello>();
+  readonly #links: Link[] = [];
+  /** Called once every thread has handed over its port (start() waits for that). */
+  #allLinked: (() => void) | undefined;
   readonly #queue: Pending[] = [];
   readonly #running = new Map<number, Pending>();
   #nextCallId = 1;
@@ -154,9 +176,9 @@ class WorkerSandbox implements Sandbox {
       filename: THREAD_FILE,
       minThreads: this.#threads,
       maxThreads: this.#threads,
-      // Async stages overlap on one thread; one more slot so a health probe or stop() is not stuck behind them.
-      // Calls themselves are limited to `concurrency` per thread by our own queue (see #pump).
-      concurrentTasksPerWorker: this.#concurrency + 1,
+      // Only lifecycle tasks are piscina's (calls go over the thread's port, limited by our own queue, #pump): a
+      // health probe and stop() may overlap.
+      concurrentTasksPerWorker: 2,
       // Fair queueing: without it a task that cannot be dispatched goes to the back and can starve (DESIGN.md §10).
       stricterFIFO: true,
       // piscina's default parks an idle thread in Atomics.wait(), which freezes the extension's own timers and
@@ -188,8 +210,14 @@ class WorkerSandbox implements Sandbox {
     const deadline = new Promise<never>((_, reject) => {
       timer = unrefTimer(() => reject(deadlineError), timeoutMs);
     });
+    // Each thread's port arrives on parentPort, a channel apart from its `ready` answer: either may come first.
+    const linked = new Promise<void>((resolve) => {
+      if (this.#links.length >= this.#threads) resolve();
+      else this.#allLinked = resolve;
+    });
     try {
       const results = await Promise.race([Promise.all(Array.from({ length: this.#threads }, () => pool.run({ type: 'ready' }))), deadline]);
+      if (results.every((r) => r.ok)) await Promise.race([linked, deadline]);
       const failed = results.find((r): r is Extract<TaskResult, { ok: false }> => !r.ok);
       if (failed) {
         throw new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id} failed to load: ${failed.error.message}`, {
@@ -278,13 +306,22 @@ class WorkerSandbox implements Sandbox {
         }),
       );
     }
+    const text = plainJsonText(input, 'input');
+    if ('error' in text) return Promise.reject(this.#notPlain(`the input of stage "${stage}"`, text.error));
     const callId = this.#nextCallId++;
-    return this.#enqueue({ type: 'call', callId, stage, input, runId: options.runId, traceId: options.traceId }, `stage "${stage}"`, options);
+    return this.#enqueue({ kind: 'call', callId, stage, input: text.json, runId: options.runId, traceId: options.traceId }, `stage "${stage}"`, options);
   }
 
   async deliver(event: PlinthEvent, options: CallOptions): Promise<void> {
+    const text = plainJsonText(event, 'event');
+    if ('error' in text) throw this.#notPlain(`the event ${event.topic}`, text.error);
     const callId = this.#nextCallId++;
-    await this.#enqueue({ type: 'event', callId, event }, `handleEvent(${event.topic})`, options);
+    await this.#enqueue({ kind: 'event', callId, event: text.json }, `handleEvent(${event.topic})`, options);
+  }
+
+  /** A value that JSON would silently change on its way into the thread: refused, naming where and what. */
+  #notPlain(what: string, problem: string): PlinthError {
+    return this.#error('PLINTH_ERR_STAGE_INPUT_INVALID', `extension ${this.spec.id}: ${what} is not plain JSON data: ${problem}; nothing was run`, 'pass objects, arrays, strings, finite numbers, booleans and null (convert Dates, Maps, class instances first)');
   }
 
   /**
@@ -333,7 +370,7 @@ class WorkerSandbox implements Sandbox {
     return JSON.parse(result.json) as HealthResult;
   }
 
-  #enqueue(task: Pending['task'], label: string, options: CallOptions): Promise<Json> {
+  #enqueue(message: CallMessage, label: string, options: CallOptions): Promise<Json> {
     if (this.#state !== 'running') return Promise.reject(this.#unavailable());
     const timeoutMs = options.timeoutMs;
     try {
@@ -342,7 +379,7 @@ class WorkerSandbox implements Sandbox {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return new Promise<Json>((resolve, reject) => {
-      const p: Pending = { callId: task.callId, task, label, timeoutMs, resolve, reject, settled: false, dispatched: false, taskDone: false, timers: new Set(), cleanup: undefined };
+      const p: Pending = { callId: message.callId, message, label, timeoutMs, resolve, reject, settled: false, dispatched: false, link: undefined, taskDone: false, timer: undefined, killTimer: undefined, cleanup: undefined };
       const signal = options.signal;
       if (signal) {
         if (signal.aborted) return reject(this.#cancelled(p, signal));
@@ -351,57 +388,61 @@ class WorkerSandbox implements Sandbox {
         p.cleanup = () => signal.removeEventListener('abort', onAbort);
       }
       // The deadline covers time spent waiting for a slot too: it is the caller's wall-clock bound.
-      p.timers.add(unrefTimer(() => this.#deadline(p), timeoutMs));
+      p.timer = unrefTimer(() => this.#deadline(p), timeoutMs);
       this.#queue.push(p);
       this.#pump();
     });
   }
 
-  /** Moves queued calls into the pool, at most `concurrency` per thread, so every task handed over starts at once. */
+  /** Sends queued calls to the least busy thread, at most `concurrency` per thread, so every call sent starts at once. */
   #pump(): void {
-    const pool = this.#pool;
-    while (pool && this.#state === 'running' && this.#running.size < this.#concurrency * this.#threads && this.#queue.length > 0) {
+    while (this.#state === 'running' && this.#queue.length > 0) {
+      const link = this.#freeLink();
+      if (!link) return;
       const p = this.#queue.shift()!;
       p.dispatched = true;
+      p.link = link;
+      if (link.running++ === 0) link.hello.port.ref();
       this.#running.set(p.callId, p);
-      // No per-task AbortSignal on purpose: piscina never lets an abortable task share its thread with others
-      // (README, run(): "Abortable tasks cannot share threads regardless of concurrentTasksPerWorker"), which would
-      // serialise every call. A runaway call is stopped by destroying the pool instead (#deadline → #crash).
-      pool.run(p.task).then(
-        (result) => this.#taskDone(p, result, undefined),
-        (err: unknown) => this.#taskDone(p, undefined, err),
-      );
+      // Plain data and JSON text only: nothing is transferred, nothing can fail to clone.
+      link.hello.port.postMessage(p.message);
     }
   }
 
-  #taskDone(p: Pending, result: TaskResult | undefined, err: unknown): void {
+  #freeLink(): Link | undefined {
+    let best: Link | undefined;
+    for (const link of this.#links) if (link.running < this.#concurrency && (!best || link.running < best.running)) best = link;
+    return best;
+  }
+
+  /** The thread's answer to a call: it is done with it. */
+  #taskDone(link: Link, message: Extract<ThreadMessage, { kind: 'done' }>): void {
+    const p = this.#running.get(message.callId);
+    if (!p || p.link !== link) return; // ended by a crash or stop() meanwhile
     p.taskDone = true;
-    for (const t of p.timers) clearTimeout(t);
-    p.timers.clear();
-    if (err !== undefined) {
-      if ((err as { name?: unknown }).name === 'DataCloneError' && !this.#destroying && this.#state === 'running') {
-        // The input could not be copied into the thread; nothing ran.
-        this.#settle(p, new PlinthError('PLINTH_ERR_STAGE_INPUT_INVALID', `extension ${this.spec.id}: the input of ${p.label} is not JSON-compatible (${(err as Error).message})`, { extension: this.spec.id }));
-      } else {
-        // Still listed as running, so #crash gives it the precise error (OUT_OF_MEMORY, the thrown stack…).
-        this.#threadFailed(err, p);
-        this.#running.delete(p.callId);
-        this.#settle(p, this.#unavailable());
-      }
-      this.#pump();
+    clearTimers(p);
+    this.#running.delete(p.callId);
+    if (--link.running === 0) link.hello.port.unref();
+    if (message.ok) this.#settleResult(p, message.json);
+    else this.#settle(p, this.#fromWire(message.error));
+    this.#pump();
+  }
+
+  /** Parses a result, once, from its JSON text. */
+  #settleResult(p: Pending, json: unknown): void {
+    // The thread measured it exactly, in bytes; this second wall (UTF-16 units, so a lower bound) is the host's own.
+    if (typeof json !== 'string' || json.length > MAX_RESULT_BYTES) {
+      this.#settle(p, this.#error('PLINTH_ERR_RESULT_TOO_LARGE', `extension ${this.spec.id}: the result of ${p.label} is over ${MAX_RESULT_BYTES} bytes of JSON, or not JSON text`));
       return;
     }
-    this.#running.delete(p.callId);
-    if (result) {
-      if (result.ok) {
-        try {
-          this.#settle(p, undefined, JSON.parse(result.json) as Json);
-        } catch (e) {
-          this.#settle(p, this.#error('PLINTH_ERR_STAGE_FAILED', `extension ${this.spec.id}: the result of ${p.label} is not valid JSON (${(e as Error).message})`));
-        }
-      } else this.#settle(p, this.#fromWire(result.error));
+    let value: Json;
+    try {
+      value = JSON.parse(json) as Json;
+    } catch (e) {
+      this.#settle(p, this.#error('PLINTH_ERR_STAGE_FAILED', `extension ${this.spec.id}: the result of ${p.label} is not valid JSON (${(e as Error).message})`));
+      return;
     }
-    this.#pump();
+    this.#settle(p, undefined, value);
   }
 
   #settle(p: Pending, err: PlinthError | undefined, value?: Json): void {
@@ -424,11 +465,9 @@ class WorkerSandbox implements Sandbox {
     this.#settle(p, this.#error('PLINTH_ERR_STAGE_TIMEOUT', message, 'the code was stopped; make it faster, honour ctx.signal, or raise the timeout'));
     this.#abortInThread(p, 'PLINTH_ERR_STAGE_TIMEOUT', message);
     // ctx.signal has fired; code that ignores it (a sync loop, an endless microtask chain) is stopped with its thread.
-    p.timers.add(
-      unrefTimer(() => {
-        if (!p.taskDone) this.#crash('killed', `${p.label} ran past its ${p.timeoutMs} ms deadline and ignored ctx.signal for ${KILL_GRACE_MS} ms; its thread was terminated`, undefined);
-      }, KILL_GRACE_MS),
-    );
+    p.killTimer = unrefTimer(() => {
+      if (!p.taskDone) this.#crash('killed', `${p.label} ran past its ${p.timeoutMs} ms deadline and ignored ctx.signal for ${KILL_GRACE_MS} ms; its thread was terminated`, undefined);
+    }, KILL_GRACE_MS);
   }
 
   #cancel(p: Pending, signal: AbortSignal): void {
@@ -437,7 +476,7 @@ class WorkerSandbox implements Sandbox {
     if (!p.dispatched) {
       const i = this.#queue.indexOf(p);
       if (i >= 0) this.#queue.splice(i, 1);
-      for (const t of p.timers) clearTimeout(t);
+      clearTimers(p);
       this.#settle(p, err);
       return;
     }
@@ -452,18 +491,22 @@ class WorkerSandbox implements Sandbox {
     return new PlinthError('PLINTH_ERR_CANCELLED', `extension ${this.spec.id}: ${p.label} was cancelled`, { extension: this.spec.id, cause: reason });
   }
 
+  /** Fires ctx.signal of a call, on the thread it runs on. */
   #abortInThread(p: Pending, code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN', message: string): void {
-    this.#abortCall(p.callId, code, message);
+    if (p.link) this.#post(p.link, { kind: 'abort', callId: p.callId, code, message });
   }
 
+  /** Fires the signal of a lifecycle task (a health probe): piscina chose its thread, so every thread is told. */
   #abortCall(callId: number, code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN', message: string): void {
     const msg: HostMessage = { kind: 'abort', callId, code, message };
-    for (const link of this.#links) {
-      try {
-        link.port.postMessage(msg);
-      } catch {
-        // port already closed with its thread
-      }
+    for (const link of this.#links) this.#post(link, msg);
+  }
+
+  #post(link: Link, message: HostMessage): void {
+    try {
+      link.hello.port.postMessage(message);
+    } catch {
+      // port already closed with its thread
     }
   }
 
@@ -506,15 +549,18 @@ class WorkerSandbox implements Sandbox {
     this.#exit = { reason, detail };
     debug('%s: %s: %s', this.spec.id, reason, detail);
     const code: ErrorCode = reason === 'out-of-memory' ? 'PLINTH_ERR_OUT_OF_MEMORY' : 'PLINTH_ERR_SANDBOX_CRASHED';
+    // A thread's death is seen on its `exit` / the pool's `error`, which do not say which call it was running; when
+    // only one was, that one is the culprit.
+    if (!culprit && this.#running.size === 1) culprit = this.#running.values().next().value;
     const hint = reason === 'out-of-memory' ? 'raise limits.memoryMb, or process the data in smaller pieces' : 'the extension is restarted; see extensionStack for where it failed';
     for (const p of [...this.#running.values()]) {
       const err = this.#error(code, `${detail} (during ${p.label}${p === culprit ? '' : ', which was running on it'})`, hint, extensionStack);
-      for (const t of p.timers) clearTimeout(t);
+      clearTimers(p);
       this.#settle(p, err);
     }
     this.#running.clear();
     for (const p of this.#queue.splice(0)) {
-      for (const t of p.timers) clearTimeout(t);
+      clearTimers(p);
       this.#settle(p, this.#error('PLINTH_ERR_SANDBOX_CRASHED', `${detail}; ${p.label} was not run`, 'retry once the extension has been restarted'));
     }
     void this.#destroy();
@@ -538,11 +584,10 @@ class WorkerSandbox implements Sandbox {
         await Promise.race([pool.destroy().catch(() => undefined), new Promise<void>((resolve) => (timer = unrefTimer(resolve, DESTROY_BOUND_MS)))]);
         clearTimeout(timer);
       }
-      for (const link of this.#links) {
-        link.port.close();
-        link.syncPort.close();
+      for (const { hello } of this.#links.splice(0)) {
+        hello.port.close();
+        hello.syncPort.close();
       }
-      this.#links.clear();
     })();
     return this.#destroyPromise;
   }
@@ -550,20 +595,42 @@ class WorkerSandbox implements Sandbox {
   // --- the ctx channel (host side) -------------------------------------------------------------------------
 
   #link(hello: CtxHello): void {
-    if (this.#destroying) {
+    // One port per thread of this pool, the first one it sends: thread.js sends its own before the extension's
+    // module is imported, so a second "hello" (extension code can post on parentPort too) never takes calls.
+    const known = this.#pool?.threads.some((w) => w.threadId === hello.threadId) === true;
+    if (this.#destroying || !known || this.#links.some((l) => l.hello.threadId === hello.threadId)) {
+      if (!this.#destroying) debug('%s: ignored a second or unknown port for thread %d', this.spec.id, hello.threadId);
       hello.port.close();
       hello.syncPort.close();
       return;
     }
-    this.#links.add(hello);
-    hello.port.on('message', (message: ThreadMessage) => this.#onThreadMessage(hello, message));
-    // The ports must never keep the host alive; a call in flight is held open by piscina's own port.
+    const link: Link = { hello, running: 0 };
+    this.#links.push(link);
+    hello.port.on('message', (message: ThreadMessage) => this.#onThreadMessage(link, message));
+    hello.port.once('close', () => this.#portClosed(link));
+    // The ports never keep the host alive by themselves: #pump refs a thread's port while calls run on it.
     hello.port.unref();
     hello.syncPort.unref();
+    if (this.#links.length >= this.#threads) this.#allLinked?.();
   }
 
-  #onThreadMessage(link: CtxHello, message: ThreadMessage): void {
-    if (message.kind !== 'op' || this.#destroying) return;
+  /**
+   * The thread's end of its port is gone: the thread is dying. piscina keeps an idle thread's Worker unref'd (and
+   * refs it only once its own port closes, which it does not hear while no task of its runs), so with calls in
+   * flight we ref the Worker here: the host then stays up to hear its `exit` (with the cause) and to answer the
+   * calls that were running on it, instead of ending with them unsettled.
+   */
+  #portClosed(link: Link): void {
+    if (this.#destroying || link.running === 0) return;
+    const worker = this.#pool?.threads.find((w) => w.threadId === link.hello.threadId);
+    if (worker) worker.ref();
+    else setImmediate(() => this.#crash('crashed', `a thread of extension ${this.spec.id} ended`, undefined));
+  }
+
+  #onThreadMessage(link: Link, message: ThreadMessage): void {
+    if (this.#destroying) return;
+    if (message.kind === 'done') return this.#taskDone(link, message);
+    if (message.kind !== 'op') return;
     const { id, sync } = message;
     let pending: Promise<Json | undefined>;
     try {
@@ -577,7 +644,7 @@ class WorkerSandbox implements Sandbox {
     );
   }
 
-  #reply(link: CtxHello, sync: boolean, reply: HostMessage & { kind: 'reply' }): void {
+  #reply({ hello: link }: Link, sync: boolean, reply: HostMessage & { kind: 'reply' }): void {
     if (this.#destroying) return;
     try {
       if (sync) {

@@ -1,12 +1,16 @@
 // The worker runtime's wire contract, one file for both sides (STYLE.md: VS Code keeps its RPC contract in one
 // protocol file; Temporal tags messages to a thread with `type`). Two channels cross the thread boundary:
-//   1. piscina tasks (host → thread, answered by the task's result): `Task` in, `TaskResult` out;
-//   2. a private MessagePort per thread for ctx ops (thread → host, answered on the same port) and aborts
-//      (host → thread). The thread creates the port and hands it over once, in a `CtxHello` via parentPort.
+//   1. piscina tasks for the thread's lifecycle (host → thread, answered by the task's result): `Task` in,
+//      `TaskResult` out — ready, health, stop;
+//   2. a private MessagePort per thread for everything on the call path (issue 14: one piscina task per call cost
+//      a third of the throughput): stage calls and event deliveries (host → thread, inputs as JSON text), their
+//      answers (thread → host, results as JSON text), aborts (host → thread), and ctx ops (thread → host,
+//      answered on the same port). The thread creates the port and hands it over once, in a `CtxHello` via
+//      parentPort.
 // Everything here is erasable TypeScript plus plain functions: the thread runs it by Node's type stripping.
 import type { MessagePort } from 'node:worker_threads';
 import type { ContextOp } from '../types.ts';
-import type { Json, PlinthEvent } from '../../sdk/index.ts';
+import type { Json } from '../../sdk/index.ts';
 
 /** Largest stage result (as JSON text) a thread may hand back; past it the call fails RESULT_TOO_LARGE. */
 export const MAX_RESULT_BYTES = 8 * 1024 * 1024;
@@ -26,12 +30,16 @@ export interface ThreadData {
   maxResultBytes: number;
 }
 
-export type Task =
-  | { type: 'ready' }
-  | { type: 'call'; callId: number; stage: string; input: Json; runId: string | undefined; traceId: string }
-  | { type: 'event'; callId: number; event: PlinthEvent }
-  | { type: 'health'; callId: number }
-  | { type: 'stop'; callId: number };
+/** piscina tasks: the thread's lifecycle. */
+export type Task = { type: 'ready' } | { type: 'health'; callId: number } | { type: 'stop'; callId: number };
+
+/**
+ * Host → thread over the port: a stage call or an event delivery. `input` / `event` are JSON text, checked to be
+ * plain JSON data by the host before sending (plain-json.ts), parsed once in the thread.
+ */
+export type CallMessage =
+  | { kind: 'call'; callId: number; stage: string; input: string; runId: string | undefined; traceId: string }
+  | { kind: 'event'; callId: number; event: string };
 
 /** Codes the thread itself may report; the host maps them onto PlinthErrors. */
 export type ThreadErrorCode =
@@ -66,8 +74,8 @@ export interface CtxHello {
   flag: Int32Array;
 }
 
-/** Thread → host over the ctx port. */
-export type ThreadMessage = { kind: 'op'; id: number; op: ContextOp; sync: boolean };
+/** Thread → host over the port: a ctx op, or the answer to a CallMessage (sent once its log lines are acknowledged). */
+export type ThreadMessage = { kind: 'op'; id: number; op: ContextOp; sync: boolean } | ({ kind: 'done'; callId: number } & TaskResult);
 
 /** How a ctx op failed, as the extension will see it: an Error with `.code` (PLINTH_ERR_* or ENOENT, …). */
 export interface CtxFailure {
@@ -77,8 +85,9 @@ export interface CtxFailure {
   name?: string;
 }
 
-/** Host → thread over the ctx port (or the sync port for `sync` ops). */
+/** Host → thread over the port (or the sync port for replies to `sync` ops). */
 export type HostMessage =
+  | CallMessage
   | { kind: 'reply'; id: number; ok: true; value: Json | undefined }
   | { kind: 'reply'; id: number; ok: false; error: CtxFailure }
   | { kind: 'abort'; callId: number; code: 'PLINTH_ERR_STAGE_TIMEOUT' | 'PLINTH_ERR_CANCELLED' | 'PLINTH_ERR_SHUTDOWN'; message: string };
