@@ -79,7 +79,7 @@ describe('bus: publish', () => {
     bus.subscribe('#', (e) => void seen.push(e));
     bus.use((e, next) => next({ ...e, headers: { ...e.headers, traceId: 'enriched' } }));
     bus.use(function dropper(e, next) {
-      if (e.topic !== 'drop.me') return next(e);
+      return e.topic === 'drop.me' ? undefined : next(e);
     });
     bus.use((e, next) => {
       if (e.topic === 'reject.me') throw new Error('rejected by policy');
@@ -180,7 +180,7 @@ describe('bus: delivery', () => {
     const calls: string[] = [];
     bus.subscribe('hang.#', (e) => {
       calls.push(`${e.topic}#${e.attempt}`);
-      if (e.topic === 'hang.forever') return new Promise<void>(() => {});
+      return e.topic === 'hang.forever' ? new Promise<void>(() => {}) : undefined;
     }, { name: 'hanger' });
     const event = await bus.publish('hang.forever', { n: 1 });
     await until(() => calls.length === 1, 'the first attempt');
@@ -199,7 +199,7 @@ describe('bus: delivery', () => {
     const [letter] = bus.listDeadLetters({ subscriber: 'hanger' });
     assert.equal(letter?.event.id, event.id);
     assert.deepEqual(letter?.attempts.map((a) => a.error.code), ['PLINTH_ERR_EVENT_DELIVERY_TIMEOUT', 'PLINTH_ERR_EVENT_DELIVERY_TIMEOUT']);
-    assert.match(letter!.attempts[0]!.error.message, /events\.deliveryTimeout/);
+    assert.match(letter.attempts[0]!.error.message, /events\.deliveryTimeout/);
     await bus.close();
     store.close();
   });
@@ -210,7 +210,7 @@ describe('bus: delivery', () => {
     let finishFirst!: () => void;
     bus.subscribe('slow.t', (e) => {
       log.push(`${(e.payload as { n: number }).n}#${e.attempt}`);
-      if (e.attempt === 1 && (e.payload as { n: number }).n === 1) return new Promise<void>((r) => (finishFirst = r));
+      return e.attempt === 1 && (e.payload as { n: number }).n === 1 ? new Promise<void>((r) => (finishFirst = r)) : undefined;
     }, { name: 'late', deliveryTimeoutMs: 500 });
     await bus.publish('slow.t', { n: 1 });
     await bus.publish('slow.t', { n: 2 });
