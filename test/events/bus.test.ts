@@ -66,6 +66,26 @@ describe('bus: publish', () => {
     store.close();
   });
 
+  it('headers are bounded (at most 32, each at most 1024 bytes with its name, strings only) with PLINTH_ERR_EVENT_HEADERS_INVALID; nothing is stored', async () => {
+    const { bus, store } = await durableBus();
+    const seen: unknown[] = [];
+    bus.subscribe('#', (e) => void seen.push(e), { name: 'all' });
+    const many = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`h${i}`, 'v']));
+    await assert.rejects(bus.publish('a.b', 1, 'x', many), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    await assert.rejects(bus.publish('a.b', 1, 'x', { traceId: 'x'.repeat(1100) }), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    await assert.rejects(bus.publish('a.b', 1, 'x', { traceId: 5 as unknown as string }), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    // A middleware cannot slip past the bounds either.
+    const off = bus.use((e, next) => next({ ...e, headers: many }));
+    await assert.rejects(bus.publish('a.b', 1), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    off();
+    await bus.publish('a.b', 2, 'x', { traceId: 't' });
+    await bus.idle();
+    assert.equal(seen.length, 1);
+    assert.deepEqual([...store.pendingCounts()], []);
+    await bus.close();
+    store.close();
+  });
+
   it('the default payload bound is 1 MiB', async () => {
     const bus = new DurableBus();
     await assert.rejects(bus.publish('big.one', 'x'.repeat(1024 * 1024)), (err) => code(err, 'PLINTH_ERR_EVENT_TOO_LARGE'));
