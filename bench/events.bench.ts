@@ -101,4 +101,5 @@ async function isolateHandleEvent(): Promise<void> {
 }
 
 await inProcess();
-await isolateHandleEvent();
+// BENCH_EVENTS_ONLY=in-process skips the isolate part (for quick before/after runs of the durable path).
+if (process.env.BENCH_EVENTS_ONLY !== 'in-process') await isolateHandleEvent();

@@ -86,6 +86,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_STORE_NEWER: 'The store file was written by a newer Plinth (a higher store version than this one knows).',
   PLINTH_ERR_STORE_FAILED: 'A write to the store failed (disk full, I/O error); the event was not published.',
   PLINTH_ERR_EVENT_TOO_LARGE: "An event's payload is larger than `events.maxPayloadBytes` (default 1 MiB).",
+  PLINTH_ERR_EVENT_DELIVERY_TIMEOUT: 'A subscriber\'s handler did not return within `events.deliveryTimeout`: the attempt counts as failed (retried, then dead-lettered), so a handler that never returns cannot hold its delivery pending forever.',
   PLINTH_ERR_EVENT_QUEUE_FULL: 'A subscriber already has `events.maxQueuedPerSubscriber` events waiting: the publish was refused (nothing stored) so memory stays bounded.',
   PLINTH_ERR_EVENT_TOPIC_INVALID: 'A topic or topic pattern is not dot-separated words (`*` and `#` only in patterns).',
   PLINTH_ERR_EVENT_HEADERS_INVALID: "An event's headers are not string values, or too many or too long (32 headers, 1 KiB each).",

@@ -109,6 +109,8 @@ export interface EventsConfig {
   deadLetterTtl: number | string;
   maxQueuedPerSubscriber: number;
   maxInFlightPerSubscriber: number;
+  /** Bound on one delivery attempt: milliseconds, or a duration such as `60s` (read it with `durationMs`). */
+  deliveryTimeout: number | string;
   retry: { maxAttempts: number; backoff: 'exponential' | 'fixed'; baseMs: number; maxMs: number; jitter: boolean };
 }
 

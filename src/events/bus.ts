@@ -1,22 +1,24 @@
 // The event bus (issue 10, DESIGN.md §6): publish → middleware → journal (group commit) → per-subscriber queues.
-// Delivery is at-least-once: a durable subscriber's pending deliveries are rows in the store until acknowledged
-// (its handler returned), so a host killed with SIGKILL redelivers them after restart. Order holds per topic per
+// Nothing sees an event before it is committed: every subscriber, in-memory ones too, gets it after the group
+// commit that journals it. Delivery is at-least-once: a durable subscriber's pending deliveries are rows in the
+// store until acknowledged (its handler returned), so a host killed with SIGKILL redelivers them after restart.
+// Each attempt is bounded by `events.deliveryTimeout`: a handler that never returns is a failed attempt
+// (PLINTH_ERR_EVENT_DELIVERY_TIMEOUT), retried, then dead-lettered, so it cannot pin a pending row forever. Order holds per topic per
 // subscriber: the next event on a topic waits until the previous one was acknowledged or dead-lettered. Each
 // subscriber has its own queue and in-flight bound, so a slow or failing one never delays the others; a
 // publisher that outruns a subscriber's queue bound gets PLINTH_ERR_EVENT_QUEUE_FULL (nothing is stored, memory
 // stays bounded). Failed attempts are retried with exponential backoff and jitter, then dead-lettered.
 import { randomUUID } from 'node:crypto';
+import { eventId } from './ids.ts';
 import { PlinthError, isPlinthError } from '../errors.ts';
 import type { DeliveredEvent, EventHeaders, Json, PlinthEvent } from '../sdk/index.ts';
 import { SqliteStore, type AttemptRecord, type DeadLetter, type DeadLetterFilter, type Store } from '../store/index.ts';
 import { isValidPattern, isValidTopic, matchTopic } from './topics.ts';
 import { createTopicMatcher, type TopicMatcher } from './matcher.ts';
 import { systemClock, type Clock } from './clock.ts';
+import { runMiddleware, type Middleware } from './middleware.ts';
 
 export type EventHandler = (event: DeliveredEvent) => void | Promise<void>;
-
-/** Runs around every publish, in the order added: returns the event (changed or not) to go on, null to drop it; throws to reject the publish. */
-export type Middleware = (event: PlinthEvent) => PlinthEvent | null | Promise<PlinthEvent | null>;
 
 export interface RetryPolicy {
   /** Attempts in all, the first included; after the last failure the event is dead-lettered. */
@@ -40,6 +42,8 @@ export interface SubscribeOptions {
   maxInFlight?: number;
   /** Events waiting for this subscriber before a publish is refused with PLINTH_ERR_EVENT_QUEUE_FULL. */
   maxQueued?: number;
+  /** Bound on one handler call (ms); past it the attempt failed with PLINTH_ERR_EVENT_DELIVERY_TIMEOUT. Default: the bus's. */
+  deliveryTimeoutMs?: number;
 }
 
 export type Unsubscribe = () => void;
@@ -53,7 +57,8 @@ export interface EventBus extends EventPublisher {
   /** Resolves with the event once it is in the store (durable bus) and queued for every subscriber it matches. */
   publish(topic: string, payload: Json, source?: string, headers?: EventHeaders): Promise<PlinthEvent>;
   subscribe(patterns: string | readonly string[], handler: EventHandler, options?: SubscribeOptions): Unsubscribe;
-  use(middleware: Middleware): void;
+  /** Adds a link at the end of the middleware chain around publish (middleware.ts); returns its removal. */
+  use(middleware: Middleware): () => void;
   listDeadLetters(filter?: DeadLetterQuery): DeadLetter[];
   getDeadLetter(id: number): DeadLetter | undefined;
   /** Sends a dead letter's event again, to its original subscriber or to every current subscriber of its topic. */
@@ -79,6 +84,8 @@ export interface BusOptions {
   retry?: Partial<RetryPolicy>;
   maxQueuedPerSubscriber?: number;
   maxInFlightPerSubscriber?: number;
+  /** Bound on every handler call (ms), `events.deliveryTimeout`; a subscriber may set its own. */
+  deliveryTimeoutMs?: number;
   /** How long fully delivered events stay in the journal. */
   journalRetentionMs?: number;
   clock?: Clock;
@@ -94,6 +101,7 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 export const DEFAULT_DEAD_LETTER_TTL_MS = 24 * 60 * 60 * 1000;
 export const DEFAULT_MAX_QUEUED = 10_000;
 export const DEFAULT_MAX_IN_FLIGHT = 8;
+export const DEFAULT_DELIVERY_TIMEOUT_MS = 60_000;
 
 interface Delivery {
   seq: number | undefined;
@@ -111,6 +119,7 @@ class Subscriber {
   readonly retry: RetryPolicy;
   readonly maxInFlight: number;
   readonly maxQueued: number;
+  readonly deliveryTimeoutMs: number;
   /** FIFO per topic; the head is in flight or waiting for its retry, unless the topic is in `ready`. */
   readonly queues = new Map<string, Delivery[]>();
   /** Topics whose head may be attempted now. */
@@ -122,7 +131,8 @@ class Subscriber {
   pumping = false;
   closed = false;
 
-  constructor(name: string, patterns: readonly string[], handler: EventHandler, durable: boolean, retry: RetryPolicy, maxInFlight: number, maxQueued: number) {
+  constructor(name: string, patterns: readonly string[], handler: EventHandler, durable: boolean, retry: RetryPolicy, maxInFlight: number, maxQueued: number, deliveryTimeoutMs: number) {
+    this.deliveryTimeoutMs = deliveryTimeoutMs;
     this.name = name;
     this.patterns = patterns;
     this.handler = handler;
@@ -169,7 +179,7 @@ export class DurableBus implements EventBus {
   readonly #store: Store | undefined;
   /** Dead letters of an in-memory bus live in an in-memory SQLite database, so both kinds answer the same API. */
   readonly #letters: Store;
-  readonly #o: Required<Pick<BusOptions, 'maxPayloadBytes' | 'deadLetterTtlMs' | 'maxQueuedPerSubscriber' | 'maxInFlightPerSubscriber' | 'journalRetentionMs'>> & { retry: RetryPolicy };
+  readonly #o: Required<Pick<BusOptions, 'maxPayloadBytes' | 'deadLetterTtlMs' | 'maxQueuedPerSubscriber' | 'maxInFlightPerSubscriber' | 'journalRetentionMs' | 'deliveryTimeoutMs'>> & { retry: RetryPolicy };
   readonly #clock: Clock;
   readonly #random: () => number;
   readonly #matcher: TopicMatcher<Subscriber>;
@@ -193,6 +203,7 @@ export class DurableBus implements EventBus {
       maxQueuedPerSubscriber: options.maxQueuedPerSubscriber ?? DEFAULT_MAX_QUEUED,
       maxInFlightPerSubscriber: options.maxInFlightPerSubscriber ?? DEFAULT_MAX_IN_FLIGHT,
       journalRetentionMs: options.journalRetentionMs ?? 60 * 60 * 1000,
+      deliveryTimeoutMs: options.deliveryTimeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS,
       retry: { ...DEFAULT_RETRY, ...options.retry },
     };
     this.#clock = options.clock ?? systemClock;
@@ -208,8 +219,12 @@ export class DurableBus implements EventBus {
     return this.#store !== undefined;
   }
 
-  use(middleware: Middleware): void {
+  use(middleware: Middleware): () => void {
     this.#middleware.push(middleware);
+    return () => {
+      const i = this.#middleware.indexOf(middleware);
+      if (i >= 0) this.#middleware.splice(i, 1);
+    };
   }
 
   /** Returns the payload as JSON: the store writes that same text. */
@@ -228,41 +243,42 @@ export class DurableBus implements EventBus {
   async publish(topic: string, payload: Json, source?: string, headers?: EventHeaders): Promise<PlinthEvent> {
     if (this.#closed) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `the event bus is closed: "${topic}" was not published`);
     if (!isValidTopic(topic)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `not a valid topic: ${JSON.stringify(topic)}`, { hint: 'topics are dot-separated words of letters, digits, _ and -' });
-    let event: PlinthEvent = { id: randomUUID(), topic, time: new Date(this.#clock.now()).toISOString(), payload, ...(source ? { source } : {}) };
+    const now = this.#clock.now();
+    const event: PlinthEvent = { id: eventId(now), topic, time: new Date(now).toISOString(), payload, ...(source ? { source } : {}) };
     if (headers) event.headers = checkHeaders(headers);
-    let payloadJson = this.#checkSize(event);
-    for (const mw of this.#middleware) {
-      const next = await mw(event);
-      if (next === null) return event; // dropped by middleware: nothing stored, nothing delivered
-      if (next !== event) {
-        if (!isValidTopic(next.topic)) throw new PlinthError('PLINTH_ERR_EVENT_TOPIC_INVALID', `middleware produced an invalid topic: ${JSON.stringify(next.topic)}`);
-        payloadJson = this.#checkSize(next);
-      }
-      event = next;
-    }
-    if (this.#closed) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `the event bus is closed: "${topic}" was not published`);
-    const subscribers = [...new Set(this.#matcher.match(event.topic))];
+    const payloadJson = this.#checkSize(event);
+    if (this.#middleware.length === 0) return this.#commit(event, payloadJson);
+    return runMiddleware(this.#middleware, event, (next) => {
+      if (next === event) return this.#commit(event, payloadJson);
+      // A link changed it: the same checks again on what it passed on.
+      if (next.headers) next.headers = checkHeaders(next.headers);
+      return this.#commit(next, this.#checkSize(next));
+    });
+  }
+
+  /** Queues the event for the next group commit; resolves once it is committed (or at once on a bus without a store). */
+  #commit(event: PlinthEvent, payloadJson: string): Promise<PlinthEvent> {
+    if (this.#closed) return Promise.reject(new PlinthError('PLINTH_ERR_SHUTDOWN', `the event bus is closed: "${event.topic}" was not published`));
+    const subscribers = this.#matcher.match(event.topic);
     for (const s of subscribers) {
       if (s.queued + s.reserved >= s.maxQueued) {
-        throw new PlinthError('PLINTH_ERR_EVENT_QUEUE_FULL', `subscriber ${s.name} has ${s.queued + s.reserved} events waiting (events.maxQueuedPerSubscriber = ${s.maxQueued}): "${event.topic}" was not published`, {
+        return Promise.reject(new PlinthError('PLINTH_ERR_EVENT_QUEUE_FULL', `subscriber ${s.name} has ${s.queued + s.reserved} events waiting (events.maxQueuedPerSubscriber = ${s.maxQueued}): "${event.topic}" was not published`, {
           ...(event.source && event.source !== 'host' ? { extension: event.source } : {}),
           hint: `slow down, or raise events.maxQueuedPerSubscriber; see why ${s.name} is slow`,
-        });
+        }));
       }
     }
-    this.counters.published++;
-    // In-memory listeners get the event now (as the host's own events always have); durable subscribers once it
-    // is committed, with the sequence number their acknowledgement refers to.
-    const durable: Subscriber[] = [];
-    for (const s of subscribers) {
-      if (s.durable) {
-        s.reserved++;
-        durable.push(s);
-      } else this.#enqueue(s, { seq: undefined, event, attempts: [], redelivered: false });
+    if (!this.#store) {
+      // Nothing to commit: an in-memory bus delivers at once.
+      this.counters.published++;
+      for (const s of subscribers) this.#enqueue(s, { seq: undefined, event, attempts: [], redelivered: false });
+      return Promise.resolve(event);
     }
-    if (!this.#store) return event;
+    // Every subscriber, in-memory listeners included, gets the event once it is committed: nothing observes an
+    // event that a crash could still take back. Reserved places keep the queue bound exact meanwhile.
+    for (const s of subscribers) s.reserved++;
     return new Promise<PlinthEvent>((resolve, reject) => {
-      this.#batch.push({ event, payloadJson, subscribers: durable, resolve, reject });
+      this.#batch.push({ event, payloadJson, subscribers, resolve, reject });
       this.#scheduleFlush();
     });
   }
@@ -287,7 +303,7 @@ export class DurableBus implements EventBus {
     let seqs: number[];
     try {
       // Acknowledgements and new events in one transaction: one commit per turn of the event loop.
-      seqs = this.#store.appendEvents(batch.map((b) => ({ event: b.event, payloadJson: b.payloadJson, subscribers: b.subscribers.map((s) => s.name) })), acks);
+      seqs = this.#store.appendEvents(batch.map((b) => ({ event: b.event, payloadJson: b.payloadJson, subscribers: durableNames(b.subscribers) })), acks);
     } catch (err) {
       this.#acks.push(...acks);
       for (const b of batch) {
@@ -296,10 +312,11 @@ export class DurableBus implements EventBus {
       }
       return;
     }
+    this.counters.published += batch.length;
     batch.forEach((b, i) => {
       for (const s of b.subscribers) {
         s.reserved--;
-        this.#enqueue(s, { seq: seqs[i], event: b.event, attempts: [], redelivered: false });
+        this.#enqueue(s, { seq: s.durable ? seqs[i] : undefined, event: b.event, attempts: [], redelivered: false });
       }
       b.resolve(b.event);
     });
@@ -346,7 +363,11 @@ export class DurableBus implements EventBus {
     }
   }
 
-  /** Calls the handler; a handler that returns no promise settles at once (no microtask per event). */
+  /**
+   * Calls the handler; a handler that returns no promise settles at once (no microtask, no timer per event). A
+   * promise is raced against the subscriber's delivery timeout: whichever comes first settles the attempt, and the
+   * other is ignored (a late return after a timeout does not acknowledge what is being retried).
+   */
   #attempt(s: Subscriber, topic: string, d: Delivery): void {
     const attempt = d.attempts.length + 1;
     const startedAt = new Date(this.#clock.now()).toISOString();
@@ -357,12 +378,28 @@ export class DurableBus implements EventBus {
       this.#settle(s, topic, d, attempt, startedAt, err);
       return;
     }
-    if (result !== undefined && typeof (result).then === 'function') {
-      (result).then(
-        () => this.#settle(s, topic, d, attempt, startedAt, NO_ERROR),
-        (err: unknown) => this.#settle(s, topic, d, attempt, startedAt, err),
-      );
-    } else this.#settle(s, topic, d, attempt, startedAt, NO_ERROR);
+    if (result === undefined || typeof (result as { then?: unknown }).then !== 'function') {
+      this.#settle(s, topic, d, attempt, startedAt, NO_ERROR);
+      return;
+    }
+    let settled = false;
+    const timer = this.#clock.setTimeout(() => {
+      s.timers.delete(timer);
+      if (settled) return;
+      settled = true;
+      this.#settle(s, topic, d, attempt, startedAt, new PlinthError('PLINTH_ERR_EVENT_DELIVERY_TIMEOUT', `subscriber ${s.name}: its handler did not return within ${s.deliveryTimeoutMs} ms for "${d.event.topic}" (events.deliveryTimeout), counted as a failed attempt`, {
+        hint: 'make the handler return (or fail) sooner, or raise events.deliveryTimeout',
+      }));
+    }, s.deliveryTimeoutMs);
+    s.timers.add(timer);
+    const finish = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      s.timers.delete(timer);
+      this.#clock.clearTimeout(timer);
+      this.#settle(s, topic, d, attempt, startedAt, err);
+    };
+    result.then(() => finish(NO_ERROR), finish);
   }
 
   #settle(s: Subscriber, topic: string, d: Delivery, attempt: number, startedAt: string, err: unknown): void {
@@ -428,7 +465,7 @@ export class DurableBus implements EventBus {
     const name = options.name ?? `listener:${randomUUID()}`;
     if (this.#subscribers.has(name)) throw new PlinthError('PLINTH_ERR_USAGE', `a subscriber named ${name} is already subscribed`);
     const durable = this.#store !== undefined && options.name !== undefined && options.durable !== false;
-    const s = new Subscriber(name, list, handler, durable, { ...this.#o.retry, ...options.retry }, options.maxInFlight ?? this.#o.maxInFlightPerSubscriber, options.maxQueued ?? this.#o.maxQueuedPerSubscriber);
+    const s = new Subscriber(name, list, handler, durable, { ...this.#o.retry, ...options.retry }, options.maxInFlight ?? this.#o.maxInFlightPerSubscriber, options.maxQueued ?? this.#o.maxQueuedPerSubscriber, options.deliveryTimeoutMs ?? this.#o.deliveryTimeoutMs);
     this.#subscribers.set(name, s);
     for (const p of list) this.#matcher.add(p, s);
     if (durable && this.#store) {
@@ -550,6 +587,12 @@ export class DurableBus implements EventBus {
     if (!this.#store) this.#letters.close();
     return Promise.resolve();
   }
+}
+
+function durableNames(subscribers: readonly Subscriber[]): string[] {
+  const names: string[] = [];
+  for (const s of subscribers) if (s.durable) names.push(s.name);
+  return names;
 }
 
 const MAX_HEADERS = 32;

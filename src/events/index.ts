@@ -3,7 +3,8 @@
 // rules.
 export { isValidTopic, isValidPattern, matchTopic, topicWord, isReservedTopic, RESERVED_TOPIC_ROOTS, HOST_SOURCE } from './topics.ts';
 export { createTopicMatcher, normalizePattern, type TopicMatcher } from './matcher.ts';
-export { applyMiddleware, type Middleware, type Next, type OutgoingEvent, type PublishFunction } from './middleware.ts';
+export { runMiddleware, type Middleware, type Next, type PublishFunction } from './middleware.ts';
+export { eventId } from './ids.ts';
 export { LocalBus, type EventListener, type EventPublisher } from './local.ts';
 export {
   DurableBus,
@@ -13,9 +14,9 @@ export {
   DEFAULT_DEAD_LETTER_TTL_MS,
   DEFAULT_MAX_QUEUED,
   DEFAULT_MAX_IN_FLIGHT,
+  DEFAULT_DELIVERY_TIMEOUT_MS,
   type EventBus,
   type EventHandler,
-  type Middleware as BusMiddleware,
   type RetryPolicy,
   type SubscribeOptions,
   type Unsubscribe,

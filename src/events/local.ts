@@ -1,11 +1,11 @@
-// An in-process publish/subscribe bus with AMQP-style patterns. The full bus (ordering, retries, dead letters,
-// Redis) builds on this contract; the registry and sandboxes only need publish/subscribe. Fan-out goes through a
-// TopicMatcher (a trie), never a loop over every subscription; publish runs the middleware chain first.
-import { randomUUID } from 'node:crypto';
+// An in-process publish/subscribe bus with AMQP-style patterns, nothing persisted (the durable bus in bus.ts is
+// what the host uses). Fan-out goes through a TopicMatcher (a trie), never a loop over every subscription;
+// publish runs the same middleware chain as the durable bus (middleware.ts) first.
 import type { Json, PlinthEvent } from '../sdk/index.ts';
 import { isValidPattern, isValidTopic } from './topics.ts';
 import { createTopicMatcher, type TopicMatcher } from './matcher.ts';
-import { applyMiddleware, type Middleware, type PublishFunction } from './middleware.ts';
+import { runMiddleware, type Middleware } from './middleware.ts';
+import { eventId } from './ids.ts';
 
 export type EventListener = (event: PlinthEvent) => void | Promise<void>;
 
@@ -21,11 +21,9 @@ interface Subscription {
 export class LocalBus implements EventPublisher {
   readonly #matcher: TopicMatcher<Subscription>;
   readonly #middleware: Middleware[] = [];
-  readonly #publish: PublishFunction;
 
   constructor(options: { matcher?: TopicMatcher<Subscription> } = {}) {
     this.#matcher = options.matcher ?? createTopicMatcher<Subscription>();
-    this.#publish = applyMiddleware(this.#middleware, (topic, payload, source, headers) => this.#deliver(topic, payload, source, headers));
   }
 
   subscribe(pattern: string, listener: EventListener): () => void {
@@ -54,14 +52,16 @@ export class LocalBus implements EventPublisher {
     return this.#matcher.size;
   }
 
-  publish(topic: string, payload: Json, source?: string, headers?: Record<string, string>): Promise<void> {
-    if (!isValidTopic(topic)) return Promise.reject(new TypeError(`not a valid topic: ${JSON.stringify(topic)}`));
-    return this.#publish(topic, payload, source, headers);
+  async publish(topic: string, payload: Json, source?: string, headers?: Record<string, string>): Promise<void> {
+    if (!isValidTopic(topic)) throw new TypeError(`not a valid topic: ${JSON.stringify(topic)}`);
+    const now = Date.now();
+    const event: PlinthEvent = { id: eventId(now), topic, time: new Date(now).toISOString(), payload, ...(source ? { source } : {}), ...(headers && Object.keys(headers).length > 0 ? { headers } : {}) };
+    await runMiddleware(this.#middleware, event, (e) => this.#deliver(e));
   }
 
-  async #deliver(topic: string, payload: Json, source?: string, headers?: Record<string, string>): Promise<void> {
-    const event: PlinthEvent = { topic, payload, id: randomUUID(), time: new Date().toISOString(), ...(source ? { source } : {}), ...(headers && Object.keys(headers).length > 0 ? { headers } : {}) };
+  async #deliver(event: PlinthEvent): Promise<PlinthEvent> {
     // One listener's failure never stops delivery to the others.
-    await Promise.allSettled(this.#matcher.match(topic).map(async (s) => s.listener(event)));
+    await Promise.allSettled(this.#matcher.match(event.topic).map(async (s) => s.listener(event)));
+    return event;
   }
 }

@@ -1,9 +1,9 @@
 // Topic matching for fan-out (issue 10 "Topics and matching"): which subscriptions does a topic reach?
-// Built on qlobber, a trie made for AMQP topic semantics (it passes RabbitMQ's own topic-exchange tests), so
-// a publish walks the trie along the topic's words instead of testing every subscription's pattern, and
-// subscribing or unsubscribing touches only that pattern's path. The rules stay those of topics.ts.
-import { QlobberDedup } from 'qlobber';
-import { isValidPattern, isValidTopic, matchTopic } from './topics.ts';
+// A trie of patterns matched as an automaton (trie.ts; why our own and not qlobber is said there), so a publish
+// walks the topic's words instead of testing every subscription's pattern, and subscribing or unsubscribing
+// touches only that pattern's path. The rules stay those of topics.ts.
+import { PatternTrie } from './trie.ts';
+import { isValidPattern, isValidTopic } from './topics.ts';
 
 /** What the bus needs of a matcher; a second implementation (e.g. for Redis) can fill it. */
 export interface TopicMatcher<T> {
@@ -16,14 +16,6 @@ export interface TopicMatcher<T> {
   /** Number of (pattern, value) pairs held. */
   readonly size: number;
 }
-
-// A topic is at most 255 characters, so at most 128 words: qlobber must accept every valid topic.
-const MAX_WORDS = 128;
-// qlobber's walk branches at every `#`, so its cost grows with the number of `#` words in one pattern (it
-// refuses more than 3 by default). Patterns with more are rare; they are kept beside the trie and matched by
-// topics.ts's word-position matcher, which is polynomial whatever the pattern, so a hostile pattern costs
-// little and never changes what matches.
-const MAX_TRIE_WILDCARD_SOMES = 3;
 
 /**
  * The same pattern in its shortest spelling: in a run of wildcards, the `#`s collapse into one placed after the
@@ -51,12 +43,6 @@ export function normalizePattern(pattern: string): string {
   return out.join('.');
 }
 
-function countSomes(pattern: string): number {
-  let n = 0;
-  for (const word of pattern.split('.')) if (word === '#') n++;
-  return n;
-}
-
 export interface TopicMatcherOptions {
   /**
    * Distinct topics whose match is remembered until the next add or remove (default 4096; 0 = none). Busy buses
@@ -65,12 +51,10 @@ export interface TopicMatcherOptions {
   cacheSize?: number;
 }
 
-class QlobberTopicMatcher<T> implements TopicMatcher<T> {
-  readonly #trie = new QlobberDedup<T>({ separator: '.', wildcard_one: '*', wildcard_some: '#', max_words: MAX_WORDS, max_wildcard_somes: MAX_TRIE_WILDCARD_SOMES });
+class TrieTopicMatcher<T> implements TopicMatcher<T> {
+  readonly #trie = new PatternTrie<T>();
   /** How many times each value was added under each (normalized) pattern. */
   readonly #counts = new Map<string, Map<T, number>>();
-  /** Patterns with too many `#` for the trie, matched one by one (see MAX_TRIE_WILDCARD_SOMES). */
-  readonly #side = new Map<string, Set<T>>();
   #size = 0;
   readonly #cacheSize: number;
   #cache = new Map<string, T[]>();
@@ -93,13 +77,7 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
     this.#size++;
     if (n > 0) return;
     this.#changed();
-    if (countSomes(key) > MAX_TRIE_WILDCARD_SOMES) {
-      let side = this.#side.get(key);
-      if (!side) this.#side.set(key, (side = new Set()));
-      side.add(value);
-    } else {
-      this.#trie.add(key, value);
-    }
+    this.#trie.add(key, value);
   }
 
   remove(pattern: string, value: T): void {
@@ -116,13 +94,7 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
     values.delete(value);
     if (values.size === 0) this.#counts.delete(key);
     this.#changed();
-    const side = this.#side.get(key);
-    if (side) {
-      side.delete(value);
-      if (side.size === 0) this.#side.delete(key);
-    } else {
-      this.#trie.remove(key, value);
-    }
+    this.#trie.remove(key, value);
   }
 
   match(topic: string): T[] {
@@ -140,14 +112,7 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
   }
 
   #lookup(topic: string): T[] {
-    // qlobber may hand back a Set it keeps inside its trie (when one node matched): read it, never change it.
-    const inTrie = this.#trie.match(topic);
-    if (this.#side.size === 0) return [...inTrie];
-    const found = new Set(inTrie);
-    for (const [pattern, values] of this.#side) {
-      if (matchTopic(pattern, topic)) for (const v of values) found.add(v);
-    }
-    return [...found];
+    return this.#trie.match(topic);
   }
 
   get size(): number {
@@ -157,5 +122,5 @@ class QlobberTopicMatcher<T> implements TopicMatcher<T> {
 
 /** A matcher from AMQP-style patterns (`*` one word, `#` zero or more) to values, e.g. subscriptions. */
 export function createTopicMatcher<T>(options: TopicMatcherOptions = {}): TopicMatcher<T> {
-  return new QlobberTopicMatcher<T>(options);
+  return new TrieTopicMatcher<T>(options);
 }

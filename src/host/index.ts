@@ -83,6 +83,7 @@ export class Host {
       deadLetterTtlMs: durationMs(ev.deadLetterTtl),
       maxQueuedPerSubscriber: ev.maxQueuedPerSubscriber,
       maxInFlightPerSubscriber: ev.maxInFlightPerSubscriber,
+      deliveryTimeoutMs: durationMs(ev.deliveryTimeout),
       retry: ev.retry,
       ...(options.clock && 'setTimeout' in options.clock ? { clock: options.clock } : {}),
       onError: (message, fields) => this.log.error(fields, message),

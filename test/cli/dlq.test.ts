@@ -50,6 +50,7 @@ describe('events config', () => {
     assert.equal(durationMs(cfg.events.deadLetterTtl), 24 * 3600 * 1000);
     assert.equal(cfg.events.retry.backoff, 'exponential');
     assert.equal(cfg.events.retry.jitter, true);
+    assert.equal(durationMs(cfg.events.deliveryTimeout), 60_000, 'events.deliveryTimeout defaults to 60s');
     assert.equal(durationMs('30s'), 30_000);
     assert.equal(durationMs(1500), 1500);
   });

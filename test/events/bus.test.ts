@@ -66,6 +66,26 @@ describe('bus: publish', () => {
     store.close();
   });
 
+  it('headers are bounded (at most 32, each at most 1024 bytes with its name, strings only) with PLINTH_ERR_EVENT_HEADERS_INVALID; nothing is stored', async () => {
+    const { bus, store } = await durableBus();
+    const seen: unknown[] = [];
+    bus.subscribe('#', (e) => void seen.push(e), { name: 'all' });
+    const many = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`h${i}`, 'v']));
+    await assert.rejects(bus.publish('a.b', 1, 'x', many), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    await assert.rejects(bus.publish('a.b', 1, 'x', { traceId: 'x'.repeat(1100) }), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    await assert.rejects(bus.publish('a.b', 1, 'x', { traceId: 5 as unknown as string }), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    // A middleware cannot slip past the bounds either.
+    const off = bus.use((e, next) => next({ ...e, headers: many }));
+    await assert.rejects(bus.publish('a.b', 1), (err) => code(err, 'PLINTH_ERR_EVENT_HEADERS_INVALID'));
+    off();
+    await bus.publish('a.b', 2, 'x', { traceId: 't' });
+    await bus.idle();
+    assert.equal(seen.length, 1);
+    assert.deepEqual([...store.pendingCounts()], []);
+    await bus.close();
+    store.close();
+  });
+
   it('the default payload bound is 1 MiB', async () => {
     const bus = new DurableBus();
     await assert.rejects(bus.publish('big.one', 'x'.repeat(1024 * 1024)), (err) => code(err, 'PLINTH_ERR_EVENT_TOO_LARGE'));
@@ -73,21 +93,79 @@ describe('bus: publish', () => {
     await bus.close();
   });
 
-  it('middleware can enrich, transform, drop and reject', async () => {
-    const bus = new DurableBus();
+  it('middleware (the one shape, event + next) can enrich, transform and reject; not passing an event on rejects it', async () => {
+    const { bus, store } = await durableBus();
     const seen: DeliveredEvent[] = [];
     bus.subscribe('#', (e) => void seen.push(e));
-    bus.use((e) => ({ ...e, headers: { ...e.headers, traceId: 'enriched' } }));
-    bus.use((e) => (e.topic === 'drop.me' ? null : e));
-    bus.use((e) => {
+    bus.use((e, next) => next({ ...e, headers: { ...e.headers, traceId: 'enriched' } }));
+    bus.use(function dropper(e, next) {
+      return e.topic === 'drop.me' ? undefined : next(e);
+    });
+    bus.use((e, next) => {
       if (e.topic === 'reject.me') throw new Error('rejected by policy');
-      return e.topic === 'rename.me' ? { ...e, topic: 'renamed' } : e;
+      return next(e.topic === 'rename.me' ? { ...e, topic: 'renamed' } : e);
+    });
+    const first = await bus.publish('a.b', 1);
+    assert.equal(first.headers?.traceId, 'enriched', 'publish resolves with the event as published');
+    assert.deepEqual(store.getEvent(first.id), first, 'and it is in the store');
+    await assert.rejects(bus.publish('drop.me', 2), (err) => code(err, 'PLINTH_ERR_EVENT_REJECTED') && /dropper/.test((err as Error).message));
+    await assert.rejects(bus.publish('reject.me', 3), /rejected by policy/);
+    const renamed = await bus.publish('rename.me', 4);
+    assert.equal(renamed.topic, 'renamed');
+    await bus.idle();
+    assert.deepEqual(seen.map((e) => [e.topic, e.headers?.traceId]), [['a.b', 'enriched'], ['renamed', 'enriched']]);
+    assert.equal(store.getEvent(renamed.id)?.topic, 'renamed');
+    await bus.close();
+    store.close();
+  });
+
+  it('middleware awaiting next sees the committed event; catching a refused publish cannot turn it into a success', async () => {
+    const { bus, store } = await durableBus({ maxPayloadBytes: 50 });
+    const committed: boolean[] = [];
+    bus.use(async (e, next) => {
+      const published = await next(e);
+      committed.push(store.getEvent(published.id) !== undefined);
+    });
+    bus.use(async (e, next) => {
+      try {
+        await next(e.topic === 'grow.me' ? { ...e, payload: 'x'.repeat(100) } : e);
+      } catch {
+        // swallowed: the publisher must still hear of it
+      }
     });
     await bus.publish('a.b', 1);
-    await bus.publish('drop.me', 2);
-    await assert.rejects(bus.publish('reject.me', 3), /rejected by policy/);
-    await bus.publish('rename.me', 4);
-    assert.deepEqual(seen.map((e) => [e.topic, e.headers?.traceId]), [['a.b', 'enriched'], ['renamed', 'enriched']]);
+    assert.deepEqual(committed, [true]);
+    await assert.rejects(bus.publish('grow.me', 1), (err) => code(err, 'PLINTH_ERR_EVENT_TOO_LARGE'));
+    const removed = bus.use((_e, next) => next({ ..._e, topic: 'bad..topic' }));
+    await assert.rejects(bus.publish('a.b', 2), (err) => code(err, 'PLINTH_ERR_EVENT_REJECTED'));
+    removed();
+    await bus.publish('a.b', 3);
+    await bus.close();
+    store.close();
+  });
+
+  it('regression: an in-memory listener sees an event only after it is committed (it used to get it before the commit)', async () => {
+    const { bus, store } = await durableBus();
+    const inStoreWhenSeen: boolean[] = [];
+    bus.subscribe('orders.#', (e) => void inStoreWhenSeen.push(store.getEvent(e.id) !== undefined));
+    bus.subscribe('orders.#', (e) => void inStoreWhenSeen.push(store.getEvent(e.id) !== undefined), { name: 'durable-one' });
+    const pending = bus.publish('orders.created', { n: 1 });
+    assert.deepEqual(inStoreWhenSeen, [], 'nobody sees it before the group commit');
+    await pending;
+    await bus.idle();
+    assert.deepEqual(inStoreWhenSeen, [true, true]);
+    await bus.close();
+    store.close();
+  });
+
+  it('a listener does not see an event whose commit failed; the publisher gets PLINTH_ERR_STORE_FAILED or the store error', async () => {
+    const { bus, store } = await durableBus();
+    const seen: unknown[] = [];
+    bus.subscribe('#', (e) => void seen.push(e));
+    const pending = bus.publish('orders.created', { n: 1 });
+    store.close(); // the commit in the next turn fails
+    await assert.rejects(pending, (err) => isPlinthError(err));
+    assert.deepEqual(seen, []);
     await bus.close();
   });
 });
@@ -113,6 +191,72 @@ describe('bus: delivery', () => {
     clock.advance(100);
     await bus.idle();
     assert.deepEqual(log.slice(4), ['t.a:1#2', 't.a:2#1', 't.a:3#1']);
+    await bus.close();
+    store.close();
+  });
+
+  it('regression: a handler that never returns no longer pins its pending row: each attempt is bounded by the delivery timeout, then dead-lettered', async () => {
+    const { bus, clock, store } = await durableBus({ retry: { ...noJitter, maxAttempts: 2 }, deliveryTimeoutMs: 1000 });
+    const calls: string[] = [];
+    bus.subscribe('hang.#', (e) => {
+      calls.push(`${e.topic}#${e.attempt}`);
+      return e.topic === 'hang.forever' ? new Promise<void>(() => {}) : undefined;
+    }, { name: 'hanger' });
+    const event = await bus.publish('hang.forever', { n: 1 });
+    await until(() => calls.length === 1, 'the first attempt');
+    assert.equal(store.pending('hanger').length, 1);
+    await bus.publish('hang.other', { n: 2 });
+    await until(() => calls.includes('hang.other#1'), 'another topic goes on beside the hung one');
+    clock.advance(999);
+    assert.deepEqual(calls, ['hang.forever#1', 'hang.other#1'], 'not before the timeout');
+    clock.advance(1);
+    assert.equal(store.pending('hanger')[0]?.attempts[0]?.error.code, 'PLINTH_ERR_EVENT_DELIVERY_TIMEOUT', 'the timed-out attempt is recorded as a failure');
+    clock.advance(100); // backoff
+    assert.deepEqual(calls.slice(2), ['hang.forever#2']);
+    clock.advance(1000);
+    await bus.idle();
+    assert.equal(store.pending('hanger').length, 0, 'no pending row left');
+    const [letter] = bus.listDeadLetters({ subscriber: 'hanger' });
+    assert.equal(letter?.event.id, event.id);
+    assert.deepEqual(letter?.attempts.map((a) => a.error.code), ['PLINTH_ERR_EVENT_DELIVERY_TIMEOUT', 'PLINTH_ERR_EVENT_DELIVERY_TIMEOUT']);
+    assert.match(letter.attempts[0]!.error.message, /events\.deliveryTimeout/);
+    await bus.close();
+    store.close();
+  });
+
+  it('a late return after the delivery timeout is ignored: the retry decides, and the order on the topic holds', async () => {
+    const { bus, clock, store } = await durableBus({ retry: { ...noJitter, maxAttempts: 3 }, deliveryTimeoutMs: 500 });
+    const log: string[] = [];
+    let finishFirst!: () => void;
+    bus.subscribe('slow.t', (e) => {
+      log.push(`${(e.payload as { n: number }).n}#${e.attempt}`);
+      return e.attempt === 1 && (e.payload as { n: number }).n === 1 ? new Promise<void>((r) => (finishFirst = r)) : undefined;
+    }, { name: 'late', deliveryTimeoutMs: 500 });
+    await bus.publish('slow.t', { n: 1 });
+    await bus.publish('slow.t', { n: 2 });
+    await until(() => log.length === 1, 'first attempt');
+    clock.advance(500); // times out; n=2 still waits behind n=1
+    finishFirst(); // the late return must not acknowledge n=1 nor let n=2 go first
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(log, ['1#1']);
+    clock.advance(100);
+    await bus.idle();
+    assert.deepEqual(log, ['1#1', '1#2', '2#1']);
+    assert.equal(store.pending('late').length, 0);
+    assert.equal(bus.listDeadLetters().length, 0);
+    await bus.close();
+    store.close();
+  });
+
+  it('the delivery timeout defaults to 60 s (events.deliveryTimeout)', async () => {
+    const { bus, clock, store } = await durableBus({ retry: { ...noJitter, maxAttempts: 1 } });
+    bus.subscribe('x', () => new Promise<void>(() => {}), { name: 'x' });
+    await bus.publish('x', 1);
+    await until(() => store.pending('x').length === 1, 'pending');
+    clock.advance(59_999);
+    assert.equal(bus.listDeadLetters().length, 0);
+    clock.advance(1);
+    assert.equal(bus.listDeadLetters().length, 1);
     await bus.close();
     store.close();
   });

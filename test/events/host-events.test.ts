@@ -51,6 +51,8 @@ describe('host: routes and rules from host config', () => {
     await host.bus.publish('data.access', { userId: 'ann', classification: 'confidential' }, 'docs');
     t += 60_000;
     await host.bus.publish('data.export', { userId: 'ann', bytes: 50_000_000 }, 'docs');
+    // The derived event is an event like any other: its subscribers see it once it is committed.
+    await waitFor(() => events.some((e) => e.topic === 'security.exfiltration.suspected'), 'the derived event');
     const alert = events.find((e) => e.topic === 'security.exfiltration.suspected');
     assert.ok(alert, 'derived event published');
     assert.equal(alert.source, 'rule:exfiltration');
@@ -64,7 +66,7 @@ describe('host: routes and rules from host config', () => {
     await host.bus.publish('payment.started', { paymentId: 'p9' }, 'shop');
     t += 31_000;
     await host.events.rules.tick();
-    assert.ok(events.some((e) => e.topic === 'payment.stalled' && (e.payload as { key: string }).key === 'p9'));
+    await waitFor(() => events.some((e) => e.topic === 'payment.stalled' && (e.payload as { key: string }).key === 'p9'), 'payment.stalled for p9');
   });
 
   it("a route's transform runs a real isolate extension's stage", async () => {

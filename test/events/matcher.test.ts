@@ -106,7 +106,7 @@ describe('topic matcher: values and counts', () => {
     assert.deepEqual(m.match('a.x'), []);
   });
 
-  it('patterns with many `#` (beyond the trie) match exactly as topics.ts says, and a 128-word topic is fine', () => {
+  it('patterns with many `#` match exactly as topics.ts says, and a 128-word topic is fine', () => {
     const m = createTopicMatcher<string>();
     const many = '#.a.#.b.#.c.#.d.#';
     m.add(many, 'many');
@@ -117,11 +117,52 @@ describe('topic matcher: values and counts', () => {
     assert.deepEqual(m.match('a.b.c'), ['all']);
     m.remove(many, 'many');
     assert.deepEqual(m.match(long), ['all']);
-    // Regression: values of the side patterns were added into the Set qlobber keeps in its trie.
+    // Regression (qlobber era): values of side patterns were added into a Set the trie kept.
     m.add(many, 'many');
     m.match(long);
     m.remove(many, 'many');
     assert.deepEqual(m.match('x'), ['all']);
+  });
+
+  it('agrees with topics.ts matchTopic on thousands of random patterns and topics, through adds and removes (no cache)', () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const words = ['a', 'b', 'c'];
+    const pattern = () => Array.from({ length: 1 + rand(5) }, () => ['a', 'b', 'c', '*', '#', '#'][rand(6)]!).join('.');
+    const topic = () => Array.from({ length: 1 + rand(6) }, () => words[rand(3)]!).join('.');
+    const m = createTopicMatcher<number>({ cacheSize: 0 });
+    const held = new Map<number, string>();
+    for (let i = 0; i < 400; i++) {
+      const p = pattern();
+      m.add(p, i);
+      held.set(i, p);
+    }
+    const check = () => {
+      for (let k = 0; k < 300; k++) {
+        const t = topic();
+        const expected = [...held].filter(([, p]) => matchTopic(p, t)).map(([i]) => i).sort((x, y) => x - y);
+        assert.deepEqual(m.match(t).sort((x, y) => x - y), expected, t);
+      }
+    };
+    check();
+    for (let i = 0; i < 400; i += 2) {
+      m.remove(held.get(i)!, i);
+      held.delete(i);
+    }
+    check();
+  });
+
+  it('a hostile pattern of many `#` against a 128-word topic stays cheap (no backtracking blow-up)', () => {
+    const m = createTopicMatcher<string>({ cacheSize: 0 });
+    const hostile = Array.from({ length: 60 }, (_, i) => (i % 2 ? 'a' : '#')).join('.');
+    m.add(hostile, 'h');
+    const long = Array.from({ length: 127 }, () => 'a').concat('b').join('.');
+    // Linear in words × trie nodes (a few thousand steps); a backtracking walk would not finish here.
+    assert.deepEqual(m.match(long), []);
+    assert.deepEqual(m.match(Array.from({ length: 128 }, () => 'a').join('.')), ['h']);
   });
 
   it('the topic cache never serves a stale answer: a subscribe or unsubscribe after a match is seen by the next match', () => {

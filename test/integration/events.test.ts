@@ -128,6 +128,32 @@ describe('extension subscribers', () => {
   });
 });
 
+describe('bus bounds from host config', () => {
+  it('events.maxPayloadBytes, events.maxQueuedPerSubscriber and events.deliveryTimeout reach the host bus, each with its coded error naming the key', async () => {
+    const root = await workspace([], 'events:\n  maxPayloadBytes: 256\n  maxQueuedPerSubscriber: 2\n  deliveryTimeout: 300ms\n  retry: { maxAttempts: 1 }\n');
+    const host = await hostIn(root);
+    await host.start();
+    try {
+      await assert.rejects(host.bus.publish('big.one', { text: 'x'.repeat(300) }), (err: { code?: string; message?: string }) => err.code === 'PLINTH_ERR_EVENT_TOO_LARGE' && /events\.maxPayloadBytes/.test(err.message ?? ''));
+      // A subscriber that never returns: its own long timeout here, so the queue bound is what is met.
+      host.bus.subscribe('stuck.#', () => new Promise<void>(() => {}), { name: 'stuck', deliveryTimeoutMs: 600_000 });
+      await host.bus.publish('stuck.a', 1);
+      await host.bus.publish('stuck.a', 2);
+      await assert.rejects(host.bus.publish('stuck.a', 3), (err: { code?: string; message?: string }) => err.code === 'PLINTH_ERR_EVENT_QUEUE_FULL' && /events\.maxQueuedPerSubscriber/.test(err.message ?? ''));
+      // One that never returns under the host's deliveryTimeout: timed out, then dead-lettered (maxAttempts 1).
+      host.bus.subscribe('hang.#', () => new Promise<void>(() => {}), { name: 'hanger' });
+      const event = await host.bus.publish('hang.a', 1);
+      await waitFor(() => host.bus.listDeadLetters({ subscriber: 'hanger' }).length === 1, 'the hung delivery dead-lettered', 10_000);
+      const [letter] = host.bus.listDeadLetters({ subscriber: 'hanger' });
+      assert.equal(letter!.event.id, event.id);
+      assert.equal(letter!.attempts[0]!.error.code, 'PLINTH_ERR_EVENT_DELIVERY_TIMEOUT');
+      assert.equal(host.store.pending('hanger').length, 0, 'no pending row pinned');
+    } finally {
+      await host.stop();
+    }
+  });
+});
+
 describe('a refused store', () => {
   it('a host over a data dir whose plinth.db is not a Plinth store does not start, and leaves the file as it was', async () => {
     const root = await workspace([]);

@@ -104,6 +104,8 @@ describe('restarts', () => {
     await made[1]!.started.catch(() => undefined);
     await made[1]!.sandbox.stop(1000); // settles once the supervisor's own stop of it has finished
     assert.equal(ext.state, 'stopped', 'still stopped once the relaunch finished starting');
+    // Events reach listeners after their commit (issue 10): wait for the stopped one, bounded.
+    await waitFor(() => lifecycle(w.events, 'racy').at(-1) === 'stopped', 'the stopped event');
     const states = lifecycle(w.events, 'racy');
     assertLegal(states);
     assert.deepEqual(states.slice(-2), ['stopping', 'stopped']);

@@ -209,7 +209,7 @@ export interface RuleEngineOptions {
   clock?: Clock;
   /** Warnings (state bound reached, a derived event that could not be published); the host logs them. */
   onWarning?: (warning: PlinthError) => void;
-  /** Makes the matcher that finds a topic's rules (default: the qlobber trie). */
+  /** Makes the matcher that finds a topic's rules (default: createTopicMatcher, the pattern trie). */
   createMatcher?: <T>() => TopicMatcher<T>;
 }
 
