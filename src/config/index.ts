@@ -7,13 +7,21 @@ import { parse as parseYaml } from 'yaml';
 import { PlinthError, type Problem } from '../errors.ts';
 import { validators, toProblems, type SchemaLimits } from '../schema/index.ts';
 import type { TrustPolicy } from '../trust/index.ts';
-import type { BreakerSettings } from '../resilience/breaker.ts';
 import { compileRoutes, type RouteConfig } from '../events/routes.ts';
 import { compileRules, type CepSettings, type RuleConfig } from '../events/cep/index.ts';
 
 export const CONFIG_FILE_NAMES = ['plinth.config.yaml', 'plinth.config.yml', 'plinth.config.json'] as const;
 
-export type { BreakerSettings } from '../resilience/breaker.ts';
+/** Host `defaults.breaker`, overridden per extension by the manifest's `breaker` (src/resilience/breaker.ts runs it; the schemas document each field). */
+export interface BreakerSettings {
+  failureRateThreshold: number;
+  minimumCalls: number;
+  windowMs: number;
+  recoveryTimeoutMs: number;
+  halfOpenMaxCalls: number;
+  slowCallDurationMs: number;
+  slowCallRateThreshold: number;
+}
 
 export interface HostConfig {
   /** The file read, if any. */

@@ -4,8 +4,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PlinthError } from '../errors.ts';
 import { validators, toProblems, SchemaScope, DEFAULT_SCHEMA_LIMITS, type SchemaLimits, type SchemaValidator } from '../schema/index.ts';
-import type { BreakerSettings } from '../resilience/breaker.ts';
-import type { QuotaOverrides } from '../config/index.ts';
+import type { BreakerSettings, QuotaOverrides } from '../config/index.ts';
 
 export type Runtime = 'worker' | 'isolate' | 'remote';
 

@@ -22,17 +22,9 @@
 // (STYLE.md "State machines, named", the convention taken from opossum).
 import { EventEmitter } from 'node:events';
 import { PlinthError } from '../errors.ts';
+import type { BreakerSettings } from '../config/index.ts';
 
-/** Host `defaults.breaker`, overridden per extension by the manifest's `breaker` (schemas document each field). */
-export interface BreakerSettings {
-  failureRateThreshold: number;
-  minimumCalls: number;
-  windowMs: number;
-  recoveryTimeoutMs: number;
-  halfOpenMaxCalls: number;
-  slowCallDurationMs: number;
-  slowCallRateThreshold: number;
-}
+export type { BreakerSettings } from '../config/index.ts';
 
 export const BREAKER_STATES = { closed: 'closed', open: 'open', halfOpen: 'half-open' } as const;
 export type BreakerState = (typeof BREAKER_STATES)[keyof typeof BREAKER_STATES];
