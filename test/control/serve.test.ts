@@ -6,7 +6,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { runCli } from '../helpers.ts';
+import path from 'node:path';
+import { ROOT, runCli } from '../helpers.ts';
 import { rawClient, startServe, stopServe, upgradeStatus, type RawClient, type RunningServe } from './helpers.ts';
 
 const CLIENT_TOKEN = 'client-token-0123456789abcdef';
@@ -228,11 +229,20 @@ describe('plinth serve: the control channel', () => {
       assert.deepEqual((await admin.call('dlq.purge', { all: true })).result, { purged: 0 });
     });
 
-    it('pipelines.* and runs.* without a pipeline engine: PLINTH_ERR_RPC_UNAVAILABLE', async () => {
-      assert.equal(((await admin.call('host.info')).result as { pipelines: boolean }).pipelines, false);
-      for (const [m, p] of [['pipelines.validate', { file: 'x.yaml' }], ['pipelines.run', { file: 'x.yaml' }], ['pipelines.status', { runId: 'r' }], ['pipelines.cancel', { runId: 'r' }], ['pipelines.resume', { runId: 'r' }], ['runs.list', {}], ['runs.get', { runId: 'r' }]] as const) {
-        assert.equal((await admin.call(m, p)).error?.data?.code, 'PLINTH_ERR_RPC_UNAVAILABLE', m);
-      }
+    it('pipelines.* and runs.* against the host\'s engine: validate, run, wait for it, list and get it; unknown runs and bad params are coded', async () => {
+      assert.equal(((await admin.call('host.info')).result as { pipelines: boolean }).pipelines, true);
+      const file = path.join(ROOT, 'pipelines', 'quick-start.yaml');
+      const valid = (await admin.call('pipelines.validate', { file })).result as { valid: boolean; issues: unknown[] };
+      assert.deepEqual([valid.valid, valid.issues], [true, []]);
+      const { runId } = (await admin.call('pipelines.run', { file })).result as { runId: string };
+      const { run } = (await admin.call('pipelines.status', { runId, wait: true })).result as { run: { id: string; state: string; stages: Array<{ state: string }> } };
+      assert.equal(run.id, runId);
+      assert.equal(run.state, 'succeeded', JSON.stringify(run));
+      assert.ok(run.stages.every((st) => st.state === 'succeeded'));
+      const listed = (await admin.call('runs.list', {})).result as { runs: Array<{ id: string }> };
+      assert.ok(listed.runs.some((r) => r.id === runId));
+      assert.equal(((await admin.call('runs.get', { runId })).result as { run: { state: string } }).run.state, 'succeeded');
+      assert.equal((await admin.call('runs.get', { runId: 'no-such-run' })).error?.data?.code, 'PLINTH_ERR_RUN_NOT_FOUND');
       assert.equal((await admin.call('pipelines.run', {})).error?.code, -32602, 'file or definition');
     });
   });
