@@ -45,7 +45,9 @@ async function startServe(): Promise<{ child: ChildProcess; url: string; token: 
   await signExtension(dir, createPrivateKey(key.privateKeyPem), 'bench');
   await writeFile(path.join(root, 'trust.json'), JSON.stringify({ publishers: { bench: { keys: [key.publicKeyPem] } } }));
   await writeFile(path.join(root, 'plinth.config.json'), JSON.stringify({ plugins: ['plugins'], trust: { store: 'trust.json' }, dataDir: 'data', log: { level: 'warn' }, control: { port: 0, rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } } }));
-  const child = spawn(process.execPath, ['--no-node-snapshot', BIN, 'serve', '--no-watch', '--log-format', 'json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PLINTH_LOG_LEVEL: 'info' } });
+  // BENCH_PROFILE_DIR=<dir>: the serve process writes a V8 CPU profile there when it stops (--cpu-prof).
+  const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : [];
+  const child = spawn(process.execPath, ['--no-node-snapshot', ...profile, BIN, 'serve', '--no-watch', '--log-format', 'json'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PLINTH_LOG_LEVEL: 'info' } });
   await waitLine(child, 'stderr', /control channel on/);
   const info = JSON.parse(await readFile(path.join(root, 'data', 'serve.json'), 'utf8')) as { url: string };
   return { child, url: info.url, token: (await readFile(path.join(root, 'data', 'token'), 'utf8')).trim() };
@@ -55,6 +57,12 @@ async function startEcho(): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, [path.join(HERE, 'raw', 'ws-echo.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await waitLine(child, 'stdout', /\{"port":\d+\}/);
   return { child, url: `ws://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/rpc` };
+}
+
+/** CPU time (user + system, all threads) a process has used so far, in ms (clock ticks of 10 ms → /proc is coarse; summed over a round it is fine). */
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /s, '').split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
 const medianFigures = (all: Figures[]): Figures => ({ opsPerSec: median(all.map((f) => f.opsPerSec)), p50Ms: median(all.map((f) => f.p50Ms)), p99Ms: median(all.map((f) => f.p99Ms)) });
@@ -77,11 +85,20 @@ async function main(): Promise<void> {
     ] as const) {
       const a: Figures[] = [];
       const b: Figures[] = [];
+      let cpuOurs = 0;
+      let cpuRaw = 0;
       for (let r = 0; r < ROUNDS; r++) {
+        const t0 = await cpuMs(serve.child.pid!);
         a.push(await run(ourCall));
+        const t1 = await cpuMs(echo.child.pid!);
+        cpuOurs += (await cpuMs(serve.child.pid!)) - t0;
         b.push(await run(rawCall));
+        cpuRaw += (await cpuMs(echo.child.pid!)) - t1;
       }
       console.log(compareLine(label, medianFigures(a), medianFigures(b), 'raw ws echo'));
+      // Server CPU per call (warm-up calls included in both): what the host spends, not what the machine's load adds.
+      const perCall = (ms: number) => ((ms * 1000) / (ROUNDS * (CALLS + Math.min(200, CALLS)))).toFixed(0);
+      console.log(`${''.padEnd(34)} server CPU per call: host ${perCall(cpuOurs)} µs, raw ws echo ${perCall(cpuRaw)} µs`);
     }
     await ours.close();
     await raw.close();
@@ -108,8 +125,10 @@ async function main(): Promise<void> {
     console.log(`serve RSS ${(before / 1024).toFixed(1)} MB → ${(after / 1024).toFixed(1)} MB with ${connections} connections: ${((after - before) / IDLE).toFixed(1)} KB per connection (${((after - before) / 1024 / IDLE).toFixed(3)} MB)`);
     for (const ws of sockets) ws.terminate();
   } finally {
+    const exited = new Promise((r) => serve.child.once('exit', r));
     serve.child.kill('SIGTERM');
     echo.child.kill('SIGTERM');
+    await exited;
   }
 }
 
