@@ -4,7 +4,8 @@
 // stage is what the engine costs: scheduling, template resolution, journal writes, events, progress.
 // DAG: blocks of 10 stages chained one after another — a root, 8 stages that need it (fan-out), a join that needs
 // all 8 (fan-in); the next block's root needs the join. 1 000 stages (target ≤ 50 µs/stage) and 10 000 (linear?).
-// Not a test: numbers are printed, nothing is asserted. BENCH_PIPELINE_ROUNDS (default 3) rounds, median shown.
+// Not a test: numbers are printed, nothing is asserted. BENCH_PIPELINE_ROUNDS (default 3) rounds, median shown;
+// BENCH_PIPELINE_STAGES picks the sizes.
 import { cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,6 +20,8 @@ import type { PipelineDefinition, StageDefinition } from '../src/pipeline/index.
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_PIPELINE_ROUNDS ?? 3);
+// BENCH_PIPELINE_STAGES=1000 (comma-separated) runs only those sizes, e.g. a quick 1 000-stage check.
+const SIZES = (process.env.BENCH_PIPELINE_STAGES ?? '1000,10000').split(',').map(Number);
 const FAN = 8;
 const BLOCK = FAN + 2;
 
@@ -77,7 +80,7 @@ async function main(): Promise<void> {
     // Warm-up: the isolate, the store, the JIT.
     await direct(host, 100);
     await engine(host, dag(100));
-    for (const stages of [1000, 10_000]) {
+    for (const stages of SIZES) {
       const def = dag(stages);
       const e: number[] = [];
       const d: number[] = [];
