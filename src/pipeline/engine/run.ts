@@ -66,6 +66,8 @@ export class RunExecution implements SchedulableRun {
   readonly scope: RunScope;
   #phase: Phase = 'idle';
   #active = 0;
+  /** Stage outputs queued for the journal whose commit has not landed yet (the run ends only after them). */
+  #committing = 0;
   /** Stages not in a final state yet (a stage waiting for its retry counts). */
   #unfinished = 0;
   #ending: { state: 'failed' | 'cancelled'; error: PlinthError } | undefined;
@@ -234,12 +236,12 @@ export class RunExecution implements SchedulableRun {
   /** After any change: offer more work, or move to the next phase when nothing runs. */
   #settle(): void {
     if (this.#phase === 'running') {
-      if (this.#unfinished === 0 && this.#active === 0) {
+      if (this.#unfinished === 0 && this.#active === 0 && this.#committing === 0) {
         this.#end('succeeded');
         return;
       }
       if (this.wantsSlot()) this.#env.scheduler.offer(this);
-    } else if (this.#phase === 'stopping' && this.#active === 0) {
+    } else if (this.#phase === 'stopping' && this.#active === 0 && this.#committing === 0) {
       void this.#compensate().catch((err: unknown) => this.#end('failed', errorOf(err)));
     }
   }
@@ -317,14 +319,30 @@ export class RunExecution implements SchedulableRun {
       rec.state = 'succeeded';
       rec.endedAt = endedAt;
       rec.durationMs = Date.parse(endedAt) - Date.parse(rec.startedAt);
-      // Committed before any dependent can read it.
+      // The dependents are released now, in memory: their `running` rows go in the same group commit as this
+      // output, and each awaits that commit before its call — so the output is journaled before any dependent
+      // runs, at one commit per DAG level instead of two (a resume sees the output, its dependents running).
+      // The slot is free once the call returned; the run cannot end (nor report) before this commit lands.
       this.#saveStages(node);
-      await this.#committed();
-      if (this.#is('done')) return;
       this.#completed.push(node);
       this.scope.stages[rec.id] = { output: rec.output, state: 'succeeded' };
-      this.#reportStage(node);
       this.#finish(node);
+      this.#committing++;
+      this.#committed().then(
+        () => {
+          this.#committing--;
+          if (this.#is('done')) return;
+          // Listeners and the bus hear of it only once it is committed.
+          this.#reportStage(node);
+          this.#settle();
+        },
+        (err: unknown) => {
+          // The journal refused the write: the run cannot go on truthfully.
+          this.#committing--;
+          this.#stop('failed', errorOf(err));
+          this.#settle();
+        },
+      );
       return;
     }
     attempt.error = brief(failure);

@@ -1,0 +1,75 @@
+// The journal's ordering guarantees, seen from inside the stage calls (issue 11 "Execution"): when a stage's call
+// starts, its own `running` row and every upstream output are committed — read by a second connection to the same
+// store file — and progress reports a stage's success before its dependents start and the run's end last.
+// The engine (group commits: one upstream output and its dependents' `running` rows share a commit) must never be
+// ahead of the journal it acts on.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { PipelineEngine, type EngineProgress, type PipelineDefinition } from '../../../src/pipeline/index.ts';
+import { evaluateCondition, resolveTemplate } from '../../../src/pipeline/definition/index.ts';
+import { openStore, type Store } from '../../../src/store/index.ts';
+import type { Json } from '../../../src/sdk/index.ts';
+import { tempDir } from '../../helpers.ts';
+import { pipeline, stage } from '../helpers.ts';
+
+describe('pipeline engine: the journal is never behind a stage call', () => {
+  const stores: Store[] = [];
+  after(() => {
+    for (const s of stores) s.close();
+  });
+
+  it('each call sees its upstream outputs and its own `running` committed; success is reported before dependents start, the run last', async () => {
+    const dir = await tempDir('plinth-journal-order-');
+    const store = openStore(path.join(dir, 'data'));
+    const reader = openStore(path.join(dir, 'data'));
+    stores.push(store, reader);
+    // root → 4 in parallel → join, then a chain of 3: fan-out, fan-in and chains.
+    const stages = [stage('root', { stage: 'echo', with: { n: 0 } })];
+    for (let i = 0; i < 4; i++) stages.push(stage(`mid${i}`, { stage: 'echo', with: { up: '${{ stages.root.output.n }}', n: i + 1 }, needs: ['root'] }));
+    stages.push(stage('join', { stage: 'echo', with: { n: 5 }, needs: ['mid0', 'mid1', 'mid2', 'mid3'] }));
+    for (let i = 0; i < 3; i++) stages.push(stage(`tail${i}`, { stage: 'echo', with: { n: 6 + i }, needs: [i === 0 ? 'join' : `tail${i - 1}`] }));
+    const def: PipelineDefinition = pipeline('journal-order', stages, { maxConcurrentStages: 4 });
+    const byId = new Map(def.stages.map((s) => [s.id, s]));
+    const problems: string[] = [];
+    const progress: EngineProgress[] = [];
+    let runId = '';
+    const engine = new PipelineEngine({
+      journal: () => store.runs,
+      resolveTemplate,
+      evaluateCondition,
+      maxConcurrentStages: 4,
+      call: async (_extension, _stage, input) => {
+        const n = (input as { n: number }).n;
+        const id = def.stages[n]!.id;
+        const row = reader.runs.get(runId);
+        const states = new Map(row?.stages.map((s) => [s.stageId, { state: s.state, record: JSON.parse(s.record) as { output?: Json } }]) ?? []);
+        if (states.get(id)?.state !== 'running') problems.push(`${id} called while the journal has it ${states.get(id)?.state}`);
+        for (const need of byId.get(id)!.needs) {
+          const up = states.get(need);
+          if (up?.state !== 'succeeded' || up.record.output === undefined) problems.push(`${id} called while the journal has ${need} ${up?.state} without its output`);
+        }
+        const started = progress.findIndex((p) => p.stage === id && p.state === 'running');
+        for (const need of byId.get(id)!.needs) {
+          const done = progress.findIndex((p) => p.stage === need && p.state === 'succeeded');
+          if (done < 0 || done > started) problems.push(`${id} reported running before ${need} was reported succeeded`);
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        return input;
+      },
+    });
+    engine.onProgress((p) => void progress.push(p));
+    runId = engine.start(def).runId;
+    const run = await engine.wait(runId);
+    engine.close();
+    assert.equal(run.state, 'succeeded');
+    assert.deepEqual(problems, []);
+    const last = progress.at(-1)!;
+    assert.equal(last.stage, undefined, 'the run is reported last');
+    assert.equal(last.state, 'succeeded');
+    assert.equal(progress.filter((p) => p.state === 'succeeded' && p.stage !== undefined).length, def.stages.length, 'every stage reported succeeded once');
+    const row = reader.runs.get(runId)!;
+    assert.equal(row.run.state, 'succeeded');
+    assert.ok(row.stages.every((s) => s.state === 'succeeded'), 'every stage journaled succeeded');
+  });
+});
