@@ -7,7 +7,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { openSync, readSync, closeSync, statSync } from 'node:fs';
 import { PlinthError } from '../errors.ts';
 import type { PlinthEvent } from '../sdk/index.ts';
-import type { AttemptRecord, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, PendingDelivery, RunJournalBacking, RunRow, StageRow, Store } from './types.ts';
+import type { AttemptRecord, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, PendingDelivery, RunJournalBacking, RunRow, RunRowChange, StageRow, Store } from './types.ts';
 
 /** `PRAGMA application_id` of a Plinth store ("Plnt"): how a Plinth file is told from any other SQLite file. */
 export const APPLICATION_ID = 0x506c6e74;
@@ -177,6 +177,7 @@ export class SqliteStore implements Store {
       kvDelete: p('DELETE FROM kv WHERE extension = ? AND key = ?'),
       runSave: p('INSERT INTO pipeline_runs (id, pipeline, state, created_at, record, definition, owner) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, record = excluded.record, owner = excluded.owner'),
       stageSave: p('INSERT INTO pipeline_stages (run_id, stage_id, position, state, record) VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, stage_id) DO UPDATE SET state = excluded.state, record = excluded.record'),
+      runUpdate: p('UPDATE pipeline_runs SET state = ?, record = ?, owner = ? WHERE id = ?'),
       runGet: p('SELECT * FROM pipeline_runs WHERE id = ?'),
       stagesOf: p('SELECT * FROM pipeline_stages WHERE run_id = ? ORDER BY position'),
     };
@@ -208,9 +209,12 @@ export class SqliteStore implements Store {
 
   readonly runs: RunJournalBacking;
 
-  #saveRun(run: RunRow | undefined, stages: readonly StageRow[]): void {
+  #saveRun(run: RunRowChange | undefined, stages: readonly StageRow[]): void {
     const write = () => {
-      if (run) this.#s.runSave!.run(run.id, run.pipeline, run.state, run.createdAt, run.record, run.definition, run.owner);
+      if (run?.definition !== undefined) this.#s.runSave!.run(run.id, run.pipeline, run.state, run.createdAt, run.record, run.definition, run.owner);
+      else if (run && Number(this.#s.runUpdate!.run(run.state, run.record, run.owner, run.id).changes) !== 1) {
+        throw new PlinthError('PLINTH_ERR_STORE_FAILED', `the store ${this.location} has no row for run ${run.id} to update`, { file: this.location, hint: 'the run row was removed from under the host: start the run again' });
+      }
       for (const st of stages) this.#s.stageSave!.run(st.runId, st.stageId, st.position, st.state, st.record);
     };
     // One statement is its own transaction; several share one commit.

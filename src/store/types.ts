@@ -99,6 +99,9 @@ export interface Store {
 export type { Json };
 
 /** A pipeline run as journaled: the engine's record (JSON) plus the columns runs are listed and found by. */
+/** A run row to save: without `definition`, an update of the row already there. */
+export type RunRowChange = Omit<RunRow, 'definition'> & { definition?: string };
+
 export interface RunRow {
   id: string;
   pipeline: string;
@@ -125,7 +128,11 @@ export interface StageRow {
 /** Where the pipeline engine journals runs (src/pipeline/engine/journal.ts reads and writes through this). */
 export interface RunJournalBacking {
   /** Inserts or replaces the run row and the given stage rows in one transaction. */
-  save(run: RunRow | undefined, stages: readonly StageRow[]): void;
+  /**
+   * One commit: the run row (when given) and the stage rows. A run row without `definition` updates the row
+   * written before (state, record, owner), so a large definition is written once, not at every run change.
+   */
+  save(run: RunRowChange | undefined, stages: readonly StageRow[]): void;
   get(id: string): { run: RunRow; stages: StageRow[] } | undefined;
   /** Newest first. */
   list(filter?: { pipeline?: string; states?: readonly string[]; limit?: number }): RunRow[];

@@ -159,3 +159,34 @@ describe('store: ctx.kv is durable', () => {
     assert.equal(path.basename(storeFile(dir)), 'plinth.db');
   });
 });
+
+describe('store: the run journal', () => {
+  it('a run row saved without its definition updates state, record and owner and keeps the definition written first', async () => {
+    const store = openStore(await tempDir());
+    try {
+      const row = { id: 'r1', pipeline: 'p', state: 'pending', createdAt: '2026-01-01T00:00:00.000Z', record: '{"a":1}', owner: '1@h' };
+      store.runs.save({ ...row, definition: '{"name":"p"}' }, [{ runId: 'r1', stageId: 's', position: 0, state: 'pending', record: '{}' }]);
+      store.runs.save({ ...row, state: 'running', record: '{"a":2}', owner: '2@h' }, [{ runId: 'r1', stageId: 's', position: 0, state: 'running', record: '{"x":1}' }]);
+      const got = store.runs.get('r1')!;
+      assert.deepEqual([got.run.state, got.run.record, got.run.owner, got.run.definition], ['running', '{"a":2}', '2@h', '{"name":"p"}']);
+      assert.deepEqual(got.stages.map((s) => [s.state, s.record]), [['running', '{"x":1}']]);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('an update of a run row that is not there is PLINTH_ERR_STORE_FAILED and writes none of its stage rows', async () => {
+    const store = openStore(await tempDir());
+    try {
+      const row = { id: 'gone', pipeline: 'p', state: 'running', createdAt: '2026-01-01T00:00:00.000Z', record: '{}', owner: '1@h' };
+      assert.throws(
+        () => store.runs.save(row, [{ runId: 'gone', stageId: 's', position: 0, state: 'running', record: '{}' }]),
+        (err: unknown) => isPlinthError(err) && err.code === 'PLINTH_ERR_STORE_FAILED' && err.message.includes('gone'),
+      );
+      assert.equal(store.runs.get('gone'), undefined);
+      assert.equal(store.runs.list().length, 0);
+    } finally {
+      store.close();
+    }
+  });
+});

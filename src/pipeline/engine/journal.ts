@@ -3,7 +3,7 @@
 // A run row carries the definition it executes and which process owns it, so a resume (in this process or a later
 // one) runs what was started, and a run whose owner is gone is told from a live one.
 import { hostname } from 'node:os';
-import type { RunJournalBacking, RunRow, StageRow } from '../../store/index.ts';
+import type { RunJournalBacking, RunRowChange, StageRow } from '../../store/index.ts';
 import type { PipelineDefinition, RunRecord, RunState, StageRecord } from '../types.ts';
 
 /** This process, as journaled in a run's `owner`. */
@@ -42,6 +42,8 @@ export interface JournaledRun {
 export class RunJournal {
   readonly #backing: () => RunJournalBacking;
   readonly #positions = new Map<string, Map<string, number>>();
+  /** Runs whose row (with its definition) this journal has written: later saves update the row, not the definition. */
+  readonly #written = new Set<string>();
   /**
    * Group commit: stage changes queued within one turn of the event loop go in one transaction (a commit costs
    * ~40 µs on these machines, more than the engine's own work per stage). The engine awaits `committed()` before
@@ -73,7 +75,10 @@ export class RunJournal {
     void _omitted;
     this.#position(record.id, '', record);
     this.queue(record, stages);
-    this.flushNow({ id: record.id, pipeline: record.pipeline, state: record.state, createdAt: record.createdAt, record: JSON.stringify(rest), definition, owner });
+    const first = !this.#written.has(record.id);
+    const row: RunRowChange = { id: record.id, pipeline: record.pipeline, state: record.state, createdAt: record.createdAt, record: JSON.stringify(rest), owner, ...(first ? { definition } : {}) };
+    this.flushNow(row);
+    this.#written.add(record.id);
   }
 
   /** Stage changes for the next group commit (serialised then: the latest state of each stage is written). */
@@ -112,7 +117,7 @@ export class RunJournal {
   }
 
   /** Commits what is queued (and `run`, when given) in one transaction, now. */
-  flushNow(run?: RunRow): void {
+  flushNow(run?: RunRowChange): void {
     const flush = this.#flush;
     this.#flush = undefined;
     const rows: StageRow[] = [];
@@ -147,5 +152,6 @@ export class RunJournal {
 
   forget(runId: string): void {
     this.#positions.delete(runId);
+    this.#written.delete(runId);
   }
 }
