@@ -67,8 +67,8 @@ function escapePointer(segment: string): string {
   return segment.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
-/** Edit distance, to suggest the key an unknown property was probably meant to be. */
-function distance(a: string, b: string): number {
+/** Edit distance (Levenshtein), to suggest the name a misspelt one was probably meant to be. */
+export function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     let prev = row[0]!;

@@ -3,6 +3,7 @@
 // carrying these issues.
 import { PlinthError } from '../../errors.ts';
 import type { PipelineIssue, SourceLocation } from '../types.ts';
+import { distance } from '../../schema/index.ts';
 
 export const ISSUE_CODES = {
   SYNTAX: 'The file is not valid YAML or JSON.',
@@ -55,21 +56,6 @@ export class PipelineInvalidError extends PlinthError {
   override toJSON(): Record<string, unknown> {
     return { ...super.toJSON(), issues: this.issues };
   }
-}
-
-/** Edit distance (Levenshtein), for "did you mean". */
-export function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
 }
 
 /** The closest candidate within a third of the word's length (at least 2 edits), if any. */
