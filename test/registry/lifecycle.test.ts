@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import { Host } from '../../src/host/index.ts';
 import { IsolateProcess } from '../../src/sandbox/index.ts';
-import { rejectsWith, runCli } from '../helpers.ts';
+import { rejectsWith, runCli, tempDir } from '../helpers.ts';
 import { signExtension } from '../../src/trust/index.ts';
 import { workspace, writeExt, states, publisher } from './helpers.ts';
 
@@ -15,12 +15,18 @@ type Started = { id: string; t0: number; t1: number };
 
 describe('start and stop order', () => {
   it('starts dependencies first, independent extensions in parallel, and stops in reverse order', async () => {
-    const w = await workspace([
-      { id: 'a' },
-      { id: 'b', dependencies: { a: '^1.0.0' } },
-      { id: 'c', dependencies: { b: '~1.0.0', a: '*' } },
-      { id: 'd' },
-    ]);
+    // a and d meet at a barrier inside start(): the run below fails unless both are starting at once.
+    const barrier = await tempDir();
+    const meet = JSON.stringify({ dir: barrier, with: ['a', 'd'] });
+    const w = await workspace(
+      [
+        { id: 'a' },
+        { id: 'b', dependencies: { a: '^1.0.0' } },
+        { id: 'c', dependencies: { b: '~1.0.0', a: '*' } },
+        { id: 'd' },
+      ],
+      { config: `extensions:\n  a:\n    config: { rendezvous: ${meet} }\n  d:\n    config: { rendezvous: ${meet} }\n` },
+    );
     try {
       assert.deepEqual(states(w.host), { a: 'active', b: 'active', c: 'active', d: 'active' });
       const started = new Map(w.events.filter((e) => e.topic === 'test.started').map((e) => [(e.payload as Started).id, e.payload as Started]));

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { PlinthError } from '../../../src/errors.ts';
 import type { SandboxExit } from '../../../src/sandbox/types.ts';
-import { delay, harness, lineOf, opts, within, WORKER_FIXTURES, type Harness } from './harness.ts';
-import { rejectsWith } from '../../helpers.ts';
+import { harness, lineOf, opts, within, WORKER_FIXTURES, type Harness } from './harness.ts';
+import { rejectsWith, waitFor } from '../../helpers.ts';
 
 const FAILING = path.join(WORKER_FIXTURES, 'failing');
 const FAILING_MAIN = path.join(FAILING, 'index.js');
@@ -117,15 +117,21 @@ describe('worker runtime: failure containment', () => {
     const { h } = await crashes('ignores_signal', 300, 'PLINTH_ERR_STAGE_TIMEOUT', 'killed', 3_000);
     const logged = h.logs.length;
     assert.ok(logged > 3, `the runaway logged ${logged} lines before it was stopped`);
-    await delay(300);
+    // It logged every 20 ms while alive: let the host's event loop serve five more background pings (≥ 250 ms of
+    // turns, however loaded the machine) and not one more line may have arrived.
+    const seen = pings;
+    await waitFor(() => pings >= seen + 5, 'five more neighbour pings', 10_000);
     assert.equal(h.logs.length, logged, 'the runaway code kept running after it was killed');
   });
 
   it('a stage that honours ctx.signal at its deadline: STAGE_TIMEOUT, and the sandbox is not killed', async () => {
-    const h = await failing();
+    // One slot: the next call is dispatched only once the thread itself reported the timed-out call finished, which
+    // is what calls off its kill (no timer needed to prove that nothing happens later).
+    const h = await harness(FAILING, { limits: { concurrency: 1 } });
+    await within(h.sandbox.start(), 10_000, 'failing start');
     try {
       await within(rejectsWith(h.sandbox.call('honours_signal', null, opts(300)), 'PLINTH_ERR_STAGE_TIMEOUT'), 3_000, 'honours_signal');
-      await delay(800); // past the kill grace
+      await within(rejectsWith(h.sandbox.call('throws', { what: 'next' }, opts()), 'PLINTH_ERR_STAGE_FAILED'), 3_000, 'the next call on the one slot');
       assert.deepEqual(h.exits, []);
       assert.deepEqual(h.logs.map((l) => l.fields), [{ code: 'PLINTH_ERR_STAGE_TIMEOUT' }]);
       assert.equal(await h.sandbox.health(1_000), true);
