@@ -184,6 +184,7 @@ export class Host {
       ...(this.#options.pipelineClock ? { clock: this.#options.pipelineClock } : {}),
       ...(this.#options.pipelineRandom ? { random: this.#options.pipelineRandom } : {}),
       env: this.#options.env ?? process.env,
+      maxHops: this.config.events.maxHops,
     });
     return this.#pipelines;
   }

@@ -4,12 +4,13 @@
 // Triggers (event, schedule, webhook) start only when `startTriggers` is called — `plinth serve` does.
 import { Cron } from 'croner';
 import { PlinthError } from '../errors.ts';
-import type { Json, PlinthEvent } from '../sdk/index.ts';
+import type { EventHeaders, Json, PlinthEvent } from '../sdk/index.ts';
 import type { Clock } from '../events/clock.ts';
 import { isValidPattern } from '../events/topics.ts';
+import { derivedHeaders } from '../events/hops.ts';
 import type { RunJournalBacking } from '../store/index.ts';
 import { PipelineInvalidError, applyVariableDefaults, checkPipeline, evaluateCondition, loadPipelineFile, parsePipeline, resolveTemplate } from './definition/index.ts';
-import { PipelineEngine } from './engine/index.ts';
+import { PipelineEngine, TERMINAL_RUN_STATES } from './engine/index.ts';
 import type { PipelineDefinition, PipelineIssue, PipelineService, RunProgress, RunRecord, RunState, StageCatalog, TriggerDefinition } from './types.ts';
 
 export type * from './types.ts';
@@ -21,7 +22,7 @@ export interface PipelineHost {
   stageCatalog(): StageCatalog;
   readonly store: { readonly runs: RunJournalBacking };
   readonly bus: {
-    publish(topic: string, payload: Json, source?: string): Promise<unknown>;
+    publish(topic: string, payload: Json, source?: string, headers?: EventHeaders): Promise<unknown>;
     subscribe(patterns: string | readonly string[], handler: (event: PlinthEvent) => void | Promise<void>): () => void;
   };
   readonly log?: { info(fields: object, message: string): void; warn(fields: object, message: string): void; error(fields: object, message: string): void };
@@ -34,6 +35,8 @@ export interface PipelineServiceOptions {
   random?: () => number;
   /** Environment for webhook secrets (`secretEnv`); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** `events.maxHops`: how many event-triggered runs may follow from one event (each run's events count one more). */
+  maxHops?: number;
 }
 
 export interface WebhookRequest {
@@ -63,11 +66,20 @@ export interface PipelineServiceHandle extends PipelineService {
   close(): void;
 }
 
+/** A run's own progress (not a stage's) into a state it does not leave in this process. */
+function ended(p: { stage?: string; state?: string }): boolean {
+  return p.stage === undefined && (TERMINAL_RUN_STATES.has(p.state as RunState) || p.state === 'interrupted');
+}
+
 export function createPipelineService(host: PipelineHost, options: PipelineServiceOptions = {}): PipelineServiceHandle {
   const engine = new PipelineEngine({
     call: (extension, stage, input, request) => host.call(extension, stage, input, request),
     journal: () => host.store.runs,
-    publish: (topic, payload) => host.bus.publish(topic, payload, 'host'),
+    publish: (topic, payload, runId) => {
+      const headers = causes.get(runId);
+      if (headers && ended(payload as { stage?: string; state?: string })) causes.delete(runId);
+      return host.bus.publish(topic, payload, 'host', headers);
+    },
     resolveTemplate,
     evaluateCondition,
     ...(options.clock ? { clock: options.clock } : {}),
@@ -77,6 +89,23 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
     onError: (message, fields) => host.log?.warn(fields, message),
   });
   const env = options.env ?? process.env;
+  const maxHops = options.maxHops ?? 8;
+  // A run started by an event publishes its pipeline.* events as derived from it (causationId, one more hop), so an
+  // event trigger that matches its own pipeline's events — or two pipelines triggering each other — ends at
+  // events.maxHops instead of looping. Kept while the run is in this process.
+  const causes = new Map<string, EventHeaders>();
+  engine.onProgress((p) => {
+    if (!ended(p)) return;
+    const trigger = triggered.get(p.runId);
+    if (!trigger) return;
+    triggered.delete(p.runId);
+    const fields = { pipeline: p.pipeline, runId: p.runId, trigger, state: p.state, ...(p.durationMs !== undefined ? { durationMs: p.durationMs } : {}), ...(p.error ? { code: p.error.code } : {}) };
+    const message = `pipeline ${p.pipeline}: run ${p.runId} (started by its ${trigger} trigger) ${p.state}${p.error ? `: ${p.error.message}` : ''}`;
+    if (p.state === 'succeeded') host.log?.info(fields, message);
+    else host.log?.warn(fields, message);
+  });
+  /** Runs started by a trigger, whose end is logged as their start was (nobody else watches them). */
+  const triggered = new Map<string, string>();
   const stopTriggers: Array<() => void> = [];
   const webhooks = new Map<string, { definition: PipelineDefinition; trigger: Extract<TriggerDefinition, { type: 'webhook' }> }>();
 
@@ -103,9 +132,12 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
     return Object.hasOwn(declared, 'event') ? { event } : {};
   }
 
-  function fromTrigger(definition: PipelineDefinition, variables: Record<string, Json>, trigger: RunRecord['trigger']): void {
+  function fromTrigger(definition: PipelineDefinition, variables: Record<string, Json>, trigger: RunRecord['trigger'], cause?: PlinthEvent): void {
     try {
+      const headers = cause ? derivedHeaders(cause, `pipeline ${definition.name}'s event trigger`, maxHops) : undefined;
       const { runId } = startChecked(definition, variables, trigger);
+      if (headers) causes.set(runId, headers);
+      triggered.set(runId, trigger.type);
       host.log?.info({ pipeline: definition.name, runId, trigger: trigger.type }, `pipeline ${definition.name}: run ${runId} started by its ${trigger.type} trigger`);
     } catch (err) {
       const e = err as PlinthError;
@@ -187,7 +219,7 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
                 }
                 if (!pass) return;
               }
-              fromTrigger(definition, eventVariables(definition, eventVar), { type: 'event', detail: { topic: event.topic, eventId: event.id } });
+              fromTrigger(definition, eventVariables(definition, eventVar), { type: 'event', detail: { topic: event.topic, eventId: event.id } }, event);
             });
             stopTriggers.push(unsubscribe);
           } else if (trigger.type === 'schedule') {

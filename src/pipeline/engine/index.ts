@@ -27,7 +27,7 @@ export interface EngineOptions {
   /** The store's run journal (a function: the host opens its store lazily). */
   journal: () => RunJournalBacking;
   /** Publishes the host's `pipeline.*` events; failures are reported to `onError`, never fail a run. */
-  publish?: (topic: string, payload: Json) => Promise<unknown>;
+  publish?: (topic: string, payload: Json, runId: string) => Promise<unknown>;
   resolveTemplate: (template: Json, scope: RunScope) => Json;
   evaluateCondition: (expr: string, scope: RunScope) => boolean;
   /** Retry delays and the overall timeout; tests move a ManualClock. */
@@ -96,7 +96,7 @@ export class PipelineEngine {
     if (change.durationMs !== undefined) payload.durationMs = change.durationMs;
     if (change.retryInMs !== undefined) payload.retryInMs = change.retryInMs;
     if (change.error) payload.error = { code: change.error.code, message: change.error.message };
-    publish(topic, payload).catch((err: unknown) => this.#options.onError?.(`could not publish ${topic}`, { err, runId: change.runId }));
+    publish(topic, payload, change.runId).catch((err: unknown) => this.#options.onError?.(`could not publish ${topic}`, { err, runId: change.runId }));
   }
 
   onProgress(listener: (p: EngineProgress) => void): () => void {
