@@ -2,12 +2,34 @@
 // the step that depends on it (a stage's output before its dependents start, a stage's `running` before its call).
 // A run row carries the definition it executes and which process owns it, so a resume (in this process or a later
 // one) runs what was started, and a run whose owner is gone is told from a live one.
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { RunJournalBacking, RunRowChange, StageRow } from '../../store/index.ts';
 import type { PipelineDefinition, RunRecord, RunState, StageRecord } from '../types.ts';
 
+/**
+ * When a process started, in clock ticks since boot (`/proc/<pid>/stat` field 22), where the system has /proc: with
+ * the pid it names one process for good, even after the pid is reused. undefined when there is no such process
+ * or no /proc.
+ */
+export function processStartTicks(pid: number | 'self'): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Journals a run's `owner`: `<pid>.<start ticks>@<host>` (`<pid>@<host>` where there is no /proc). */
+export function ownerOf(pid: number | 'self', host = hostname()): string {
+  const ticks = processStartTicks(pid);
+  return `${pid === 'self' ? process.pid : pid}${ticks ? `.${ticks}` : ''}@${host}`;
+}
+
 /** This process, as journaled in a run's `owner`. */
-export const SELF_OWNER = `${process.pid}@${hostname()}`;
+export const SELF_OWNER = ownerOf('self');
 
 export const TERMINAL_RUN_STATES: ReadonlySet<RunState> = new Set(['succeeded', 'failed', 'cancelled', 'compensated']);
 
@@ -16,14 +38,20 @@ export const LIVE_RUNS = new Set<string>();
 
 /**
  * Is the process that owns a run still running it? Only answerable on the same machine: another machine's run
- * counts as live. (A pid reused by an unrelated process after a crash makes a dead run look live until then.)
+ * counts as live. The owner's start time tells its pid from the same pid reused by a later process (without /proc,
+ * or in an owner journaled before it was recorded, a reused pid makes a dead run look live).
  */
 export function ownerAlive(owner: string, runId: string): boolean {
   const at = owner.indexOf('@');
-  const pid = Number(owner.slice(0, at));
   if (owner.slice(at + 1) !== hostname()) return true;
+  const [pidText = '', ticks] = owner.slice(0, at).split('.');
+  const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return LIVE_RUNS.has(runId);
+  if (pid === process.pid && (ticks === undefined || ticks === processStartTicks('self'))) return LIVE_RUNS.has(runId);
+  if (ticks !== undefined) {
+    const now = processStartTicks(pid);
+    if (now !== undefined) return now === ticks;
+  }
   try {
     process.kill(pid, 0);
     return true;
