@@ -3,6 +3,8 @@
 // mistakes never retried. Also the events on the bus, fair scheduling and per-pipeline concurrency.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { ManualClock } from '../../../src/events/index.ts';
 import type { Host } from '../../../src/host/index.ts';
 import type { EngineProgress, RunRecord, StageDefinition } from '../../../src/pipeline/index.ts';
@@ -120,19 +122,33 @@ describe('pipeline engine: retries, events, scheduling', () => {
   });
 
   it('shares the host\'s stage slots fairly: a small run is not starved behind a wide one', async () => {
-    // pipelines.maxConcurrentStages = 2 for the host. A run with 6 independent 150 ms stages starts first; a
-    // one-stage run started just after must not wait for all six (round-robin gives it the next free slot).
-    const wide = pipeline('wide', Array.from({ length: 6 }, (_, i) => stage(`w${i}`, { stage: 'wait', with: { ms: 150 } })));
-    const small = pipeline('small', [stage('only', { stage: 'wait', with: { ms: 0 } })]);
+    // pipelines.maxConcurrentStages = 2 for the host. A run with 6 independent stages holds both slots (its stages
+    // wait for a release file); a one-stage run started meanwhile must get the second slot freed, not the seventh
+    // (round-robin). Read from the order the engine started stages in, not from timings.
+    const release = `calls/release-fair-${++key}`;
+    const wide = pipeline(`wide-${key}`, Array.from({ length: 6 }, (_, i) => stage(`w${i}`, { stage: 'count', with: { tag: `w${i}`, until: release } })));
+    const small = pipeline(`small-${key}`, [stage('only', { stage: 'count', with: { tag: 'small' } })]);
     const w = host.pipelines.startDefinition(wide);
+    const runningStages = (runId: string) => progress.filter((p) => p.runId === runId && p.stage !== undefined && p.state === 'running');
+    await waitFor(() => runningStages(w.runId).length === 2, 'the wide run to hold both slots');
     const s = host.pipelines.startDefinition(small);
-    const [wideRun, smallRun] = await Promise.all([host.pipelines.wait(w.runId), host.pipelines.wait(s.runId)]);
-    const ends = wideRun.stages.map((st) => (st.output as { endedAt: number }).endedAt).sort((a, b) => a - b);
-    const smallStart = (stageOf(smallRun, 'only').output as { startedAt: number }).startedAt;
-    assert.ok(smallStart <= ends[1]! + 50, `the small run started at ${smallStart - ends[0]!} ms after the first wide stage ended, before the wide run's second round ended`);
-    // Never more than 2 stages of the host at once: the wide run's stages ran in rounds.
-    const starts = wideRun.stages.map((st) => (st.output as { startedAt: number }).startedAt).sort((a, b) => a - b);
-    assert.ok(starts[2]! >= ends[0]! - 5, 'the third wide stage waited for a slot');
+    await waitFor(() => progress.some((p) => p.runId === s.runId && p.stage === undefined && p.state === 'running'), 'the small run to be running');
+    assert.equal(runningStages(s.runId).length, 0, 'no slot was free for the small run yet');
+    const file = path.join(host.config.dataDir, 'extensions', 'pipe-probe', release);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, 'go');
+    await Promise.all([host.pipelines.wait(w.runId), host.pipelines.wait(s.runId)]);
+    const mine = progress.filter((p) => (p.runId === w.runId || p.runId === s.runId) && p.stage !== undefined);
+    const order = mine.filter((p) => p.state === 'running').map((p) => p.stage);
+    assert.ok(order.indexOf('only') <= 3, `stages started in the order ${order.join(', ')}: the small run waited behind the wide one`);
+    // Never more than 2 stages of the host at once.
+    let now = 0;
+    let peak = 0;
+    for (const p of mine) {
+      if (p.state === 'running') peak = Math.max(peak, ++now);
+      else if (p.state === 'succeeded' || p.state === 'failed') now--;
+    }
+    assert.equal(peak, 2);
   });
 
   it('concurrency 1: a second run of the pipeline waits (pending) until the first ends', async () => {
