@@ -162,8 +162,13 @@ function onIvmError(g: Guest, err: unknown, call?: ActiveCall): void {
   else kill(g, 'crashed', `isolated-vm: ${cap(messageOf(err), 500)}`, call);
 }
 
-/** CPU an isolate may use with no call in flight (GC, a finaliser) before it is stopped: code gets CPU only in calls. */
-const IDLE_CPU_LIMIT_NS = 100_000_000n;
+/**
+ * CPU an isolate may use with no call in flight (GC, a finaliser) before it is stopped: code gets CPU only in calls.
+ * isolated-vm's cpuTime grows while the isolate's thread waits for a core ("CPU time may vary drastically if there
+ * is contention for the CPU", its docs): at 100 ms, collecting after a few 4 MB results on a 2-core machine at load
+ * 15 tripped it between two calls of a well-behaved stage. 1 s still ends code left running within a second.
+ */
+const IDLE_CPU_LIMIT_NS = 1_000_000_000n;
 
 function watchdog(): void {
   const now = Date.now();
