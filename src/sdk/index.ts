@@ -93,7 +93,8 @@ export interface Extension<Config = Record<string, Json>, S extends Stages = Sta
 }
 
 /** The stages map of a defined extension (`StagesOf<typeof ext>`). */
-export type StagesOf<E> = E extends Extension<infer _C, infer S> ? S : never;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any config
+export type StagesOf<E> = E extends Extension<any, infer S> ? S : never;
 /** The stage names of a defined extension. */
 export type StageName<E> = keyof StagesOf<E> & string;
 /** What stage `K` of extension `E` takes: `StageInput<typeof ext, 'parse'>`. */
@@ -101,7 +102,7 @@ export type StageInput<E, K extends StageName<E>> = Parameters<StagesOf<E>[K]>[0
 /** What stage `K` of extension `E` resolves to (promises unwrapped). */
 export type StageOutput<E, K extends StageName<E>> = Awaited<ReturnType<StagesOf<E>[K]>>;
 /** The config `initialize` receives. */
-export type ConfigOf<E> = E extends Extension<infer C, infer _S> ? C : never;
+export type ConfigOf<E> = E extends Extension<infer C, Stages> ? C : never;
 
 /**
  * Declares an extension with its types flowing through: each stage's input and output types are those of its
@@ -116,7 +117,8 @@ export type ConfigOf<E> = E extends Extension<infer C, infer _S> ? C : never;
  * ```
  */
 export function defineExtension<Config = Record<string, Json>, S extends Stages = Stages>(extension: Extension<Config, S>): Extension<Config, CallableStages<S>> {
-  return extension as Extension<Config, CallableStages<S>>;
+  // The same object: only its type is restated (every host calls a stage as (input, ctx)).
+  return extension;
 }
 
 /** Each stage as the host calls it, `(input, ctx) => output`, whatever parameters its function spelled out. */

@@ -2,6 +2,7 @@
 // wrong input type is refused by the compiler. `npm run typecheck` checks the `@ts-expect-error` lines below (an
 // expected error that does not occur fails the type-check); `npm test` checks the runtime half: the object is
 // returned unchanged, so the same module runs as worker, isolate or remote.
+/* eslint-disable @typescript-eslint/no-unsafe-call -- the refused calls below do not type-check, on purpose */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { defineExtension, type StageContext, type StageFunction, type StageInput, type StageOutput, type ConfigOf, type StageName } from '../../src/sdk/index.ts';
@@ -12,7 +13,7 @@ const greeter = defineExtension({
   },
   stages: {
     greet: (input: { name: string; times?: number }) => ({ message: `hello ${input.name}`, length: input.name.length }),
-    count: async (input: { items: string[] }) => ({ count: input.items.length }),
+    count: async (input: { items: string[] }) => ({ count: await Promise.resolve(input.items.length) }),
   },
 });
 
@@ -72,5 +73,6 @@ describe('defineExtension', () => {
     assert.equal(defineExtension(definition), definition);
     assert.deepEqual(await greeter.stages?.count({ items: ['a', 'b'] }, {} as StageContext), { count: 2 });
     assert.equal(typeof refusedAtCompileTime, 'function');
+    assert.deepEqual(await declared.stages?.parse({ text: 'a,b' }, {} as StageContext), { rows: [['a', 'b']] });
   });
 });
