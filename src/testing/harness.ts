@@ -59,6 +59,20 @@ async function stageSignedCopy(dir: string, into: string, runtime: Runtime, pkg:
   return { plugins, trust };
 }
 
+/** The error with the staged copy's paths replaced by the author's folder, which is what they know. */
+function inAuthorsTerms(err: unknown, copy: string, dir: string): unknown {
+  if (!(err instanceof PlinthError)) return err;
+  const swap = (text: string | undefined) => text?.split(copy).join(dir);
+  return new PlinthError(err.code, swap(err.message) ?? err.message, {
+    ...(err.extension ? { extension: err.extension } : {}),
+    ...(err.file ? { file: swap(err.file)! } : {}),
+    ...(err.hint ? { hint: swap(err.hint)! } : {}),
+    ...(err.extensionStack ? { extensionStack: err.extensionStack } : {}),
+    problems: err.problems.map((p) => ({ ...p, message: swap(p.message) ?? p.message })),
+    cause: err,
+  });
+}
+
 /** Why the extension is not serving: the host's own reason (code, problems, hint), as `plinth call` reports it. */
 function notServing(host: Host, id: string, dir: string): PlinthError | undefined {
   const entries = host.list().filter((e) => e.id === id);
@@ -72,6 +86,7 @@ export async function loadExtension(dirArg: string, options: TestOptions): Promi
   const dir = path.resolve(dirArg);
   const { id, runtime, pkg } = await readManifest(dir);
   const temp = await mkdtemp(path.join(os.tmpdir(), 'plinth-test-'));
+  const copy = path.join(temp, 'plugins', 'extension');
   const logs: LogRecord[] = [];
   const logger = pino(
     { level: 'debug', base: undefined },
@@ -114,7 +129,7 @@ export async function loadExtension(dirArg: string, options: TestOptions): Promi
     if (refusal) throw refusal;
   } catch (err) {
     await stop();
-    throw err;
+    throw inAuthorsTerms(err, copy, dir);
   }
   const started = host;
   const version = host.list().find((e) => e.id === id)?.version ?? String(pkg.version);
@@ -127,7 +142,9 @@ export async function loadExtension(dirArg: string, options: TestOptions): Promi
     call: (stage: string, input: Json, callOptions: { timeoutMs?: number; signal?: AbortSignal } = {}) => {
       if (stopped) return Promise.reject(new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${id} was stopped by the test`, { extension: id, hint: 'call it before stop()' }));
       const timeoutMs = callOptions.timeoutMs ?? options.timeoutMs;
-      return started.call(id, stage, input, { ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(callOptions.signal ? { signal: callOptions.signal } : {}) });
+      return started.call(id, stage, input, { ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(callOptions.signal ? { signal: callOptions.signal } : {}) }).catch((err: unknown) => {
+        throw inAuthorsTerms(err, copy, dir);
+      });
     },
     stop,
     [Symbol.asyncDispose]: stop,
