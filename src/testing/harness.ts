@@ -2,7 +2,7 @@
 // directory holding the extension, so a test exercises exactly what a host would run — snapshot, signature,
 // manifest and schemas, grants, limits, the real worker or isolate sandbox.
 import { createPrivateKey } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -10,6 +10,7 @@ import { PlinthError } from '../errors.ts';
 import { loadHostConfig, type HostConfig } from '../config/index.ts';
 import { startHost, type Host } from '../host/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
+import { removeTree } from '../snapshot/index.ts';
 import { generateKeyPair, loadTrustStore, signExtension, verifyExtension, SIGNATURE_FILE } from '../trust/index.ts';
 import type { Runtime } from '../manifest/index.ts';
 import type { Json } from '../sdk/index.ts';
@@ -85,7 +86,7 @@ function notServing(host: Host, id: string, dir: string): PlinthError | undefine
 export async function loadExtension(dirArg: string, options: TestOptions): Promise<LoadedExtension<never>> {
   const dir = path.resolve(dirArg);
   const { id, runtime, pkg } = await readManifest(dir);
-  const temp = await mkdtemp(path.join(os.tmpdir(), 'plinth-test-'));
+  const temp = await mkdtemp(path.join(os.tmpdir(), 'plinth-harness-'));
   const copy = path.join(temp, 'plugins', 'extension');
   const logs: LogRecord[] = [];
   const logger = pino(
@@ -109,7 +110,8 @@ export async function loadExtension(dirArg: string, options: TestOptions): Promi
         await host?.stop();
       } finally {
         if (--running === 0) await IsolateProcess.shutdownAll();
-        await rm(temp, { recursive: true, force: true });
+        // The host's snapshots are read-only folders: removeTree makes them writable first (a plain rm fails unless root).
+        await removeTree(temp);
       }
     })());
   try {

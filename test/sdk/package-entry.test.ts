@@ -52,5 +52,10 @@ describe('plinth/sdk as a package entry', () => {
     const shellPath = (process.env.PATH ?? '').split(path.delimiter).filter((p) => !p.includes(`node_modules${path.sep}.bin`)).join(path.delimiter);
     const r = await exec('node', [path.join(ROOT, 'bin', 'plinth-node.js'), 'plain.mjs'], { cwd: dir, env: { ...process.env, PATH: shellPath } });
     assert.deepEqual(JSON.parse(r.stdout), { defineExtension: 'function', runStage: 'function', node: '24' });
+    // The plinth launcher too: `node <clone>/bin/plinth.js` from such a shell runs, on Node 24, with its exit code.
+    const version = await exec('node', [path.join(ROOT, 'bin', 'plinth.js'), '--version'], { cwd: dir, env: { ...process.env, PATH: shellPath } });
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+    const usage = await exec('node', [path.join(ROOT, 'bin', 'plinth.js'), 'new'], { cwd: dir, env: { ...process.env, PATH: shellPath } }).catch((err: { code: number }) => err);
+    assert.equal((usage as { code: number }).code, 2);
   });
 });

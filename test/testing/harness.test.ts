@@ -31,6 +31,23 @@ describe('loadExtension / runStage', () => {
     await assert.rejects(ext.call('scale', { n: 1 }), { code: 'PLINTH_ERR_SHUTDOWN' });
   });
 
+  it('stop() removes everything it made (read-only snapshots included) and is idempotent', async () => {
+    const tmp = await tempDir();
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      const ext = await loadExtension(fixture('where-isolate'));
+      assert.equal((await readdir(tmp)).length, 1);
+      assert.deepEqual(await ext.call('scale', { n: 1 }), { n: 2 });
+      await Promise.all([ext.stop(), ext.stop()]);
+      await ext.stop();
+      assert.deepEqual(await readdir(tmp), []);
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
+    }
+  });
+
   it('runs a worker extension in a worker, and a remote one in a worker too', async () => {
     assert.deepEqual(await runStage(path.join(ROOT, 'test', 'fixtures', 'cli', 'talk-worker'), 'say', { a: 1 }, { config: { greeting: 'hey' } }).then((o) => typeof o), 'object');
     await using remote = await loadExtension(fixture('where-remote'));
