@@ -84,6 +84,7 @@ describe('plinth new, then npm test inside the new folder', () => {
       assert.ok(pkg.plinth.permissions && pkg.plinth.limits);
       if (c.runtime === 'remote') assert.match(pkg.scripts.start ?? '', /plinth-node\.js' start\.js$/);
       assert.match(await readFile(path.join(data.dir, c.main), 'utf8'), /defineExtension\(/);
+      for (const f of data.files) assert.doesNotMatch(await readFile(path.join(data.dir, f), 'utf8'), /\{\{\w+\}\}/, `${f} has a template placeholder left`);
       // Nothing of Plinth in the package: the folder signs and verifies as it is.
       assert.deepEqual((await readdir(data.dir)).filter((f) => f === 'node_modules'), []);
 

@@ -195,6 +195,7 @@ export async function newExtension(io: Io, name: string, flags: NewFlags, env: N
         : '',
     keyFile: tilde(key.keyFile),
     publicKeyFile: tilde(key.publicKeyFile),
+    trustStore: tilde(key.trustStore),
     publisher: key.publisher,
     plinthRoot: PLINTH_ROOT,
   };
