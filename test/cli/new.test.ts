@@ -104,6 +104,19 @@ describe('plinth new, then npm test inside the new folder', () => {
   }
 });
 
+describe('plinth new --runtime isolate --lang ts', () => {
+  it('writes the isolate code as JSDoc-typed JavaScript (an isolate runs JavaScript only) that tsc checks, and the tests in TypeScript', async () => {
+    const root = await tempDir('plinth-new-');
+    const r = await plinthNew(['typed', '--dir', path.join(root, 'typed'), '--runtime', 'isolate', '--lang', 'ts', '--json'], path.join(root, 'home'));
+    assert.equal(r.code, 0, r.stderr);
+    const data = (JSON.parse(r.stdout) as { data: NewData }).data;
+    assert.deepEqual(data.files, ['.gitignore', 'README.md', 'index.js', 'package.json', 'plinth-sdk.js', 'plinth.sig', 'test/greet.test.ts', 'tsconfig.json']);
+    assert.match(await readFile(path.join(data.dir, 'index.js'), 'utf8'), /^\/\/ @ts-check/);
+    const tsc = await exec(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', data.dir], { cwd: data.dir }).catch((err: { stdout: string }) => ({ stdout: err.stdout, failed: true }));
+    assert.ok(!('failed' in tsc), tsc.stdout);
+  });
+});
+
 describe('plinth new refuses', () => {
   it('a name that is not a valid npm package name or extension id, writing nothing', async () => {
     const root = await tempDir('plinth-new-');
