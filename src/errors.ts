@@ -113,6 +113,8 @@ export const ERROR_CODES = {
   PLINTH_ERR_SUBSCRIPTION_NOT_FOUND: 'No subscription of this connection has that id (already unsubscribed, or made on another connection).',
   PLINTH_ERR_WEBHOOK_NOT_FOUND: 'No pipeline declares a webhook trigger with that name.',
   PLINTH_ERR_WEBHOOK_REFUSED: 'A webhook delivery was refused: no valid token or X-Hub-Signature-256, a replayed delivery id, or a body over `control.hooks.maxBodyBytes`.',
+  PLINTH_ERR_EXTENSION_NAME_INVALID: '`plinth new` was given a name that is not a valid npm package name (lower case, URL-safe, at most 214 characters, optionally @scope/name) or not a valid extension id.',
+  PLINTH_ERR_TARGET_NOT_EMPTY: '`plinth new` would write into a folder that already exists and is not empty; nothing was written.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -13,6 +13,7 @@ import { validate } from './commands/validate.ts';
 import { dlqRemote, hostServing, status, lsRemote, callRemote, emit, subscribe, logsFollow, reload, runs as runsRemote, runRemote, parseJsonArg, type RemoteFlags } from './commands/remote.ts';
 import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
 import { run as runPipeline, resume as resumeRun, runsLs, runsShow, type RunFlags, type RunsFlags } from './commands/run.ts';
+import { newExtension, LANGS, RUNTIMES, type NewFlags } from './commands/new.ts';
 
 const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
 
@@ -393,6 +394,20 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     json = o.json ?? false;
     return run(() => runsShow(io, id, runsFlags(o)))();
   });
+
+  program
+    .command('new')
+    .description('scaffold a signed extension: manifest, code, a test in a real sandbox, README (`npm test` inside passes)')
+    .argument('<name>', 'its npm package name, which is its extension id (e.g. hello, @me/hello)')
+    .addOption(new Option('--runtime <runtime>', 'where it runs').choices(RUNTIMES).default('isolate'))
+    .addOption(new Option('--lang <lang>', 'JavaScript or TypeScript').choices(LANGS).default('js'))
+    .option('--dir <folder>', 'the folder to create (default: the name without its @scope)')
+    .option('--publisher <id>', 'publisher id to sign as (default: remembered in ~/.plinth/author.json, else the @scope or your user name)')
+    .option('--json', 'print JSON for scripts')
+    .action(function (this: Command, name: string) {
+      const o = this.opts<NewFlags>();
+      return run(() => newExtension(io, name, o))();
+    });
 
   // Bare `plinth`: the help, and success (it is how people ask what the command does).
   if (argv.length === 0) {

@@ -6,7 +6,7 @@ import { PlinthError, isPlinthError, type ErrorCode } from '../errors.ts';
 export const EXIT = { ok: 0, failed: 1, usage: 2, invalid: 3 } as const;
 
 /** Errors in how Plinth was invoked or configured, rather than in what it found: exit 2. */
-const USAGE_CODES = new Set<ErrorCode>(['PLINTH_ERR_USAGE', 'PLINTH_ERR_CONFIG_INVALID', 'PLINTH_ERR_CONFIG_UNREADABLE', 'PLINTH_ERR_PLUGIN_DIR_MISSING']);
+const USAGE_CODES = new Set<ErrorCode>(['PLINTH_ERR_USAGE', 'PLINTH_ERR_CONFIG_INVALID', 'PLINTH_ERR_CONFIG_UNREADABLE', 'PLINTH_ERR_PLUGIN_DIR_MISSING', 'PLINTH_ERR_EXTENSION_NAME_INVALID']);
 
 export interface Io {
   out: (text: string) => void;

@@ -73,18 +73,53 @@ export interface DeliveredEvent extends PlinthEvent {
 
 export type HealthResult = boolean | { healthy: boolean; detail?: string };
 
+/** One stage: what it takes and what it returns (both JSON, checked by the host against the manifest's schemas). */
 export type StageFunction<In = Json, Out = Json> = (input: In, ctx: StageContext) => Out | Promise<Out>;
 
-export interface Extension<Config = Record<string, Json>> {
+/** A stage of any input and output: the constraint every `stages` map satisfies. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each stage declares its own input/output types
+export type AnyStage = StageFunction<any, any>;
+
+/** The stages an extension exports, by name. */
+export type Stages = Record<string, AnyStage>;
+
+export interface Extension<Config = Record<string, Json>, S extends Stages = Stages> {
   initialize?(config: Config, ctx: ExtensionContext): void | Promise<void>;
   start?(ctx: ExtensionContext): void | Promise<void>;
   stop?(ctx: ExtensionContext): void | Promise<void>;
   healthCheck?(ctx: ExtensionContext): HealthResult | Promise<HealthResult>;
   handleEvent?(event: DeliveredEvent, ctx: ExtensionContext): void | Promise<void>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each stage declares its own input/output types
-  stages?: Record<string, StageFunction<any, any>>;
+  stages?: S;
 }
 
-export function defineExtension<Config = Record<string, Json>>(extension: Extension<Config>): Extension<Config> {
+/** The stages map of a defined extension (`StagesOf<typeof ext>`). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any config
+export type StagesOf<E> = E extends Extension<any, infer S> ? S : never;
+/** The stage names of a defined extension. */
+export type StageName<E> = keyof StagesOf<E> & string;
+/** What stage `K` of extension `E` takes: `StageInput<typeof ext, 'parse'>`. */
+export type StageInput<E, K extends StageName<E>> = Parameters<StagesOf<E>[K]>[0];
+/** What stage `K` of extension `E` resolves to (promises unwrapped). */
+export type StageOutput<E, K extends StageName<E>> = Awaited<ReturnType<StagesOf<E>[K]>>;
+/** The config `initialize` receives. */
+export type ConfigOf<E> = E extends Extension<infer C, Stages> ? C : never;
+
+/**
+ * Declares an extension with its types flowing through: each stage's input and output types are those of its
+ * function (annotate the input parameter, or give the stages map as the second type argument and the functions
+ * are checked against it), and `initialize` gets the config type. It returns the object unchanged, so the same
+ * module runs as worker, isolate or remote, and a plain default-exported object of this shape is just as valid.
+ *
+ * ```ts
+ * export default defineExtension({
+ *   stages: { greet: (input: { name: string }) => ({ message: `hello ${input.name}` }) },
+ * });
+ * ```
+ */
+export function defineExtension<Config = Record<string, Json>, S extends Stages = Stages>(extension: Extension<Config, S>): Extension<Config, CallableStages<S>> {
+  // The same object: only its type is restated (every host calls a stage as (input, ctx)).
   return extension;
 }
+
+/** Each stage as the host calls it, `(input, ctx) => output`, whatever parameters its function spelled out. */
+export type CallableStages<S extends Stages> = { [K in keyof S]: StageFunction<Parameters<S[K]>[0], Awaited<ReturnType<S[K]>>> };
