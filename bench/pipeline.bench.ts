@@ -37,6 +37,12 @@ function dag(stages: number): PipelineDefinition {
   return { name: `bench-${stages}`, version: '1.0.0', maxConcurrentStages: FAN, onFailure: 'stop', triggers: [{ type: 'manual' }], stages: list };
 }
 
+/** CPU time (user + system, all threads) of this process so far, in µs: where the engine's own work shows. */
+function cpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
 /** The same calls, same dependencies, no engine. */
 async function direct(host: Host, stages: number): Promise<number> {
   const call = (n: number) => host.call('echo-isolate', 'echo', { n });
@@ -85,24 +91,38 @@ async function main(): Promise<void> {
       const e: number[] = [];
       const d: number[] = [];
       const c: number[] = [];
+      // Host-process CPU per stage of each side: the engine's own work, apart from how the machine's load
+      // stretches the wall clock (2 shared cores: the wall-clock difference also holds scheduling delays).
+      const eCpu: number[] = [];
+      const dCpu: number[] = [];
+      const runDirect = async () => {
+        const t = cpuUs();
+        d.push(await direct(host, stages));
+        dCpu.push((cpuUs() - t) / stages);
+      };
+      const runEngine = async () => {
+        const t = cpuUs();
+        const x = await engine(host, def);
+        eCpu.push((cpuUs() - t) / stages);
+        e.push(x.totalMs);
+        c.push(x.checkMs);
+      };
       for (let r = 0; r < ROUNDS; r++) {
         // Alternate which goes first, so neither always runs on a warmer machine.
         if (r % 2 === 0) {
-          d.push(await direct(host, stages));
-          const x = await engine(host, def);
-          e.push(x.totalMs);
-          c.push(x.checkMs);
+          await runDirect();
+          await runEngine();
         } else {
-          const x = await engine(host, def);
-          e.push(x.totalMs);
-          c.push(x.checkMs);
-          d.push(await direct(host, stages));
+          await runEngine();
+          await runDirect();
         }
       }
       const overheads = e.map((ms, i) => ((ms - d[i]!) * 1000) / stages);
+      const cpuOverheads = eCpu.map((us, i) => us - dCpu[i]!);
       console.log(
         `${String(stages).padStart(6)} stages: engine ${median(e).toFixed(0)} ms, direct ${median(d).toFixed(0)} ms → overhead ${median(overheads).toFixed(1)} µs/stage ` +
-          `(rounds: ${overheads.map((o) => o.toFixed(1)).join(', ')}; of which the pre-run check ${((median(c) * 1000) / stages).toFixed(1)} µs/stage)`,
+          `(rounds: ${overheads.map((o) => o.toFixed(1)).join(', ')}; of which the pre-run check ${((median(c) * 1000) / stages).toFixed(1)} µs/stage)\n` +
+          `${''.padStart(14)}host CPU per stage: engine ${median(eCpu).toFixed(1)} µs, direct ${median(dCpu).toFixed(1)} µs → engine's own CPU ${median(cpuOverheads).toFixed(1)} µs/stage (rounds: ${cpuOverheads.map((o) => o.toFixed(1)).join(', ')})`,
       );
     }
   } finally {

@@ -286,25 +286,52 @@ export class DurableBus implements EventBus {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    // Group commit: everything published in this turn of the event loop goes into one transaction.
+    // Group commit: everything published in this turn of the event loop goes into one transaction — shared with
+    // the store's other writers of the turn (the run journal) when the store offers that.
+    const store = this.#store;
+    if (store?.groupCommit) {
+      let taken: { batch: PendingPublish[]; acks: Array<{ subscriber: string; seq: number }> } | undefined;
+      let seqs: number[] = [];
+      store.groupCommit({
+        write: () => {
+          taken = this.#take();
+          seqs = this.#write(taken.batch, taken.acks);
+        },
+        done: (err) => {
+          if (!taken) taken = this.#take(); // the transaction never began (a closed store): fail what is waiting
+          this.#written(taken.batch, taken.acks, err === undefined ? { seqs } : { err });
+        },
+      });
+      return;
+    }
     setImmediate(() => this.#flush());
   }
 
-  #flush(): void {
+  /** What the next commit writes: the events published and the acknowledgements recorded since the last one. */
+  #take(): { batch: PendingPublish[]; acks: Array<{ subscriber: string; seq: number }> } {
     this.#flushScheduled = false;
     const batch = this.#batch;
     this.#batch = [];
+    if (batch.length === 0 || !this.#store) return { batch, acks: [] };
+    const acks = this.#acks;
+    this.#acks = [];
+    return { batch, acks };
+  }
+
+  #write(batch: PendingPublish[], acks: Array<{ subscriber: string; seq: number }>): number[] {
+    if (batch.length === 0 || !this.#store) return [];
+    // Acknowledgements and new events in one transaction: one commit per turn of the event loop.
+    return this.#store.appendEvents(batch.map((b) => ({ event: b.event, payloadJson: b.payloadJson, subscribers: durableNames(b.subscribers) })), acks);
+  }
+
+  /** After the commit: the events go to their subscribers and the publishers hear; or every publisher hears why not. */
+  #written(batch: PendingPublish[], acks: Array<{ subscriber: string; seq: number }>, outcome: { seqs: number[] } | { err: unknown }): void {
     if (batch.length === 0 || !this.#store) {
       this.#flushAcks();
       return;
     }
-    const acks = this.#acks;
-    this.#acks = [];
-    let seqs: number[];
-    try {
-      // Acknowledgements and new events in one transaction: one commit per turn of the event loop.
-      seqs = this.#store.appendEvents(batch.map((b) => ({ event: b.event, payloadJson: b.payloadJson, subscribers: durableNames(b.subscribers) })), acks);
-    } catch (err) {
+    if ('err' in outcome) {
+      const err = outcome.err;
       this.#acks.push(...acks);
       for (const b of batch) {
         for (const s of b.subscribers) s.reserved--;
@@ -312,6 +339,7 @@ export class DurableBus implements EventBus {
       }
       return;
     }
+    const { seqs } = outcome;
     this.counters.published += batch.length;
     batch.forEach((b, i) => {
       for (const s of b.subscribers) {
@@ -320,6 +348,18 @@ export class DurableBus implements EventBus {
       }
       b.resolve(b.event);
     });
+  }
+
+  #flush(): void {
+    const { batch, acks } = this.#take();
+    let seqs: number[];
+    try {
+      seqs = this.#write(batch, acks);
+    } catch (err) {
+      this.#written(batch, acks, { err });
+      return;
+    }
+    this.#written(batch, acks, { seqs });
   }
 
   #flushAcks(): void {

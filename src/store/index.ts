@@ -6,7 +6,7 @@ import { PlinthError } from '../errors.ts';
 import { SqliteStore } from './sqlite.ts';
 import type { Store } from './types.ts';
 
-export type { Store, AttemptRecord, PendingDelivery, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, RunJournalBacking, RunRow, RunRowChange, StageRow } from './types.ts';
+export type { Store, CommitParticipant, AttemptRecord, PendingDelivery, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, RunJournalBacking, RunRow, RunRowChange, StageRow } from './types.ts';
 export { SqliteStore, APPLICATION_ID, STORE_VERSION, MIGRATIONS } from './sqlite.ts';
 
 /** The store file of a data dir. */

@@ -7,7 +7,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { openSync, readSync, closeSync, statSync } from 'node:fs';
 import { PlinthError } from '../errors.ts';
 import type { PlinthEvent } from '../sdk/index.ts';
-import type { AttemptRecord, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, PendingDelivery, RunJournalBacking, RunRow, RunRowChange, StageRow, Store } from './types.ts';
+import type { AttemptRecord, CommitParticipant, DeadLetter, DeadLetterFilter, KnownSubscription, KvBacking, PendingDelivery, RunJournalBacking, RunRow, RunRowChange, StageRow, Store } from './types.ts';
 
 /** `PRAGMA application_id` of a Plinth store ("Plnt"): how a Plinth file is told from any other SQLite file. */
 export const APPLICATION_ID = 0x506c6e74;
@@ -95,6 +95,9 @@ export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #s: Record<string, StatementSync>;
   #closed = false;
+  /** Writers waiting for the next group commit, and whether one is under way (store calls then join it). */
+  #group: CommitParticipant[] = [];
+  #inGroup = false;
 
   /** Opens (or creates) the store in `file`. Throws PLINTH_ERR_STORE_INVALID / PLINTH_ERR_STORE_NEWER. */
   static open(file: string): SqliteStore {
@@ -180,9 +183,16 @@ export class SqliteStore implements Store {
       runUpdate: p('UPDATE pipeline_runs SET state = ?, record = ?, owner = ? WHERE id = ?'),
       runGet: p('SELECT * FROM pipeline_runs WHERE id = ?'),
       stagesOf: p('SELECT * FROM pipeline_stages WHERE run_id = ? ORDER BY position'),
+      // Prepared once: BEGIN/COMMIT run several times per turn under load, db.exec would parse them every time.
+      begin: p('BEGIN IMMEDIATE'),
+      commit: p('COMMIT'),
+      savepoint: p('SAVEPOINT plinth_writer'),
+      release: p('RELEASE plinth_writer'),
+      rollbackTo: p('ROLLBACK TO plinth_writer'),
     };
     this.runs = {
       save: (run, stages) => this.#saveRun(run, stages),
+      groupCommit: (participant) => this.groupCommit(participant),
       get: (id) => {
         const row = this.#s.runGet!.get(id) as Row | undefined;
         if (!row) return undefined;
@@ -225,15 +235,73 @@ export class SqliteStore implements Store {
 
   #tx<T>(fn: () => T): T {
     if (this.#closed) throw new PlinthError('PLINTH_ERR_SHUTDOWN', `the store ${this.location} is closed`, { file: this.location });
-    this.#db.exec('BEGIN IMMEDIATE');
+    // Inside a group commit: the group's transaction (and the writer's savepoint) makes this atomic.
+    if (this.#inGroup) return fn();
+    this.#s.begin!.run();
     try {
       const result = fn();
-      this.#db.exec('COMMIT');
+      this.#s.commit!.run();
       return result;
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       throw err;
     }
+  }
+
+  /**
+   * Group commit shared by every writer of a turn (issue 11: the bus and the run journal each committed on their
+   * own, two commits per turn where one does): the writers that joined run inside one transaction at the end of
+   * the turn (setImmediate), each in a savepoint of its own so one writer's failure undoes only its writes; then,
+   * after COMMIT, each hears its outcome. Nothing a writer wrote is visible to its callers before its `done`.
+   */
+  groupCommit(participant: CommitParticipant): void {
+    this.#group.push(participant);
+    if (this.#group.length === 1) setImmediate(() => this.#commitGroup());
+  }
+
+  #commitGroup(): void {
+    const group = this.#group;
+    this.#group = [];
+    if (group.length === 0) return;
+    const failed = new Map<CommitParticipant, unknown>();
+    let commitError: unknown;
+    if (this.#closed) commitError = new PlinthError('PLINTH_ERR_SHUTDOWN', `the store ${this.location} is closed`, { file: this.location });
+    else {
+      try {
+        this.#s.begin!.run();
+        this.#inGroup = true;
+        if (group.length === 1) group[0]!.write();
+        else {
+          for (const p of group) {
+            this.#s.savepoint!.run();
+            try {
+              p.write();
+              this.#s.release!.run();
+            } catch (err) {
+              this.#s.rollbackTo!.run();
+              this.#s.release!.run();
+              failed.set(p, err);
+            }
+          }
+        }
+        this.#inGroup = false;
+        this.#s.commit!.run();
+      } catch (err) {
+        this.#inGroup = false;
+        commitError = err;
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      }
+    }
+    // Outcomes after the transaction has ended: a writer's `done` may write again (in a transaction of its own).
+    let thrown: { err: unknown } | undefined;
+    for (const p of group) {
+      try {
+        p.done(commitError ?? failed.get(p));
+      } catch (err) {
+        thrown ??= { err };
+      }
+    }
+    if (thrown) throw thrown.err;
   }
 
   appendEvents(batch: ReadonlyArray<{ event: PlinthEvent; subscribers: readonly string[]; payloadJson?: string }>, acks: ReadonlyArray<{ subscriber: string; seq: number }> = []): number[] {

@@ -53,9 +53,26 @@ export interface KvBacking {
   delete(key: string): void;
 }
 
+/**
+ * A writer in a shared group commit (Store.groupCommit): every writer that joins within one turn of the event loop
+ * (the bus's events, the run journal's stage rows) shares one transaction, so the turn costs one commit, not one
+ * per writer.
+ */
+export interface CommitParticipant {
+  /** Its writes, inside the shared transaction (the store's methods called here join it). A throw undoes its writes only. */
+  write(): void;
+  /** Called once the transaction has ended: with `err` when its writes or the commit failed (then none of them is in the store). */
+  done(err?: unknown): void;
+}
+
 export interface Store {
   /** The file (or other address) this store lives in: for messages. */
   readonly location: string;
+  /**
+   * Joins the next group commit (at the end of this turn of the event loop). Optional: a store without it leaves
+   * each writer to commit on its own.
+   */
+  groupCommit?(participant: CommitParticipant): void;
   /**
    * Journals events and the pending deliveries of each, and records `acks`, in one transaction (a group commit):
    * when it returns, every one is in the store. Returns each event's sequence number. `payloadJson`, when given,
@@ -133,6 +150,8 @@ export interface RunJournalBacking {
    * written before (state, record, owner), so a large definition is written once, not at every run change.
    */
   save(run: RunRowChange | undefined, stages: readonly StageRow[]): void;
+  /** The store's group commit (Store.groupCommit), when it has one: the journal's queued rows share it with the bus. */
+  groupCommit?(participant: CommitParticipant): void;
   get(id: string): { run: RunRow; stages: StageRow[] } | undefined;
   /** Newest first. */
   list(filter?: { pipeline?: string; states?: readonly string[]; limit?: number }): RunRow[];

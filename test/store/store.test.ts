@@ -190,3 +190,84 @@ describe('store: the run journal', () => {
     }
   });
 });
+
+describe('store: one group commit per turn shared by its writers', () => {
+  it('the writers of a turn share one transaction; each hears after COMMIT (a second connection sees its writes then, not before)', async () => {
+    const dir = await tempDir();
+    const store = openStore(dir) as SqliteStore;
+    const reader = openStore(dir);
+    try {
+      const seenAtDone: Array<{ event: boolean; row: boolean }> = [];
+      const before: Array<{ event: boolean; row: boolean }> = [];
+      const look = () => ({ event: reader.getEvent('e1') !== undefined, row: reader.runs.get('r1') !== undefined });
+      const outcome: unknown[] = [];
+      const settled = new Promise<void>((resolve) => {
+        let n = 0;
+        const done = (err?: unknown) => {
+          outcome.push(err);
+          seenAtDone.push(look());
+          if (++n === 2) resolve();
+        };
+        store.groupCommit({
+          write: () => {
+            store.appendEvents([{ event: event(1), subscribers: [] }]);
+            // Inside the shared transaction: not committed yet, so the other connection does not see it.
+            before.push(look());
+          },
+          done,
+        });
+        store.groupCommit({
+          write: () => store.runs.save({ id: 'r1', pipeline: 'p', state: 'pending', createdAt: '2026-01-01T00:00:00.000Z', record: '{}', owner: '1@h', definition: '{}' }, []),
+          done,
+        });
+      });
+      assert.deepEqual(look(), { event: false, row: false }, 'nothing is written before the end of the turn');
+      await settled;
+      assert.deepEqual(outcome, [undefined, undefined]);
+      assert.deepEqual(before, [{ event: false, row: false }]);
+      assert.deepEqual(seenAtDone, [{ event: true, row: true }, { event: true, row: true }]);
+    } finally {
+      store.close();
+      reader.close();
+    }
+  });
+
+  it('a writer that throws undoes only its own writes: the others of the turn are committed, it hears its error', async () => {
+    const dir = await tempDir();
+    const store = openStore(dir) as SqliteStore;
+    try {
+      const outcomes = await Promise.all([
+        new Promise<unknown>((resolve) => store.groupCommit({ write: () => void store.appendEvents([{ event: event(1), subscribers: ['s'] }]), done: resolve })),
+        new Promise<unknown>((resolve) =>
+          store.groupCommit({
+            write: () => {
+              store.appendEvents([{ event: event(2), subscribers: ['s'] }]);
+              // An update of a run row that is not there: PLINTH_ERR_STORE_FAILED, after this writer's event went in.
+              store.runs.save({ id: 'gone', pipeline: 'p', state: 'running', createdAt: '2026-01-01T00:00:00.000Z', record: '{}', owner: '1@h' }, []);
+            },
+            done: resolve,
+          }),
+        ),
+        new Promise<unknown>((resolve) => store.groupCommit({ write: () => void store.appendEvents([{ event: event(3), subscribers: ['s'] }]), done: resolve })),
+      ]);
+      assert.equal(outcomes[0], undefined);
+      assert.ok(isPlinthError(outcomes[1]) && outcomes[1].code === 'PLINTH_ERR_STORE_FAILED', String(outcomes[1]));
+      assert.equal(outcomes[2], undefined);
+      assert.deepEqual(store.pending('s').map((p) => p.event.id), ['e1', 'e3'], 'the failed writer\'s event is not in the store');
+      assert.equal(store.getEvent('e2'), undefined);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('writers waiting when the store closes hear PLINTH_ERR_SHUTDOWN, and nothing of theirs is written', async () => {
+    const dir = await tempDir();
+    const store = openStore(dir) as SqliteStore;
+    let wrote = false;
+    const outcome = new Promise<unknown>((resolve) => store.groupCommit({ write: () => void (wrote = true), done: resolve }));
+    store.close();
+    const err = await outcome;
+    assert.ok(isPlinthError(err) && err.code === 'PLINTH_ERR_SHUTDOWN', String(err));
+    assert.equal(wrote, false);
+  });
+});

@@ -128,7 +128,33 @@ export class RunJournal {
     });
     // Callers that queue but never wait must not see an unhandled rejection; waiters get it through committed().
     promise.catch(() => undefined);
-    this.#flush = { promise, resolve, reject };
+    const flush = (this.#flush = { promise, resolve, reject });
+    const backing = this.#backing();
+    if (backing.groupCommit) {
+      // The store's group commit: these rows share the turn's one transaction with the bus's events. The rows are
+      // taken when the transaction runs (everything queued by then), and committed() resolves after its COMMIT.
+      let taken = false;
+      backing.groupCommit({
+        write: () => {
+          // A synchronous flushNow() (saveRun) in between already wrote them and settled `flush`.
+          if (this.#flush !== flush) return;
+          this.#flush = undefined;
+          taken = true;
+          const rows = this.#takeRows();
+          if (rows.length > 0) backing.save(undefined, rows);
+        },
+        done: (err) => {
+          if (!taken && this.#flush === flush) {
+            // The transaction never ran (a closed store): what is queued was not written.
+            this.#flush = undefined;
+            this.#queued.clear();
+          } else if (!taken) return;
+          if (err === undefined) flush.resolve();
+          else flush.reject(err);
+        },
+      });
+      return;
+    }
     setImmediate(() => {
       try {
         this.flushNow();
@@ -136,6 +162,13 @@ export class RunJournal {
         // flushNow rejected the waiters
       }
     });
+  }
+
+  #takeRows(): StageRow[] {
+    const rows: StageRow[] = [];
+    for (const { record, stages } of this.#queued.values()) for (const s of stages.values()) rows.push(this.#stageRow(record.id, s, record));
+    this.#queued.clear();
+    return rows;
   }
 
   /** Resolves once everything queued so far is committed (rejects if the commit failed). */
@@ -148,9 +181,7 @@ export class RunJournal {
   flushNow(run?: RunRowChange): void {
     const flush = this.#flush;
     this.#flush = undefined;
-    const rows: StageRow[] = [];
-    for (const { record, stages } of this.#queued.values()) for (const s of stages.values()) rows.push(this.#stageRow(record.id, s, record));
-    this.#queued.clear();
+    const rows = this.#takeRows();
     try {
       if (run || rows.length > 0) this.#backing().save(run, rows);
     } catch (err) {

@@ -6,7 +6,8 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { PipelineEngine, type EngineProgress, type PipelineDefinition } from '../../../src/pipeline/index.ts';
+import { PipelineEngine, RunJournal, type EngineProgress, type PipelineDefinition, type RunRecord } from '../../../src/pipeline/index.ts';
+import { DurableBus } from '../../../src/events/index.ts';
 import { evaluateCondition, resolveTemplate } from '../../../src/pipeline/definition/index.ts';
 import { openStore, type Store } from '../../../src/store/index.ts';
 import type { Json } from '../../../src/sdk/index.ts';
@@ -71,5 +72,30 @@ describe('pipeline engine: the journal is never behind a stage call', () => {
     const row = reader.runs.get(runId)!;
     assert.equal(row.run.state, 'succeeded');
     assert.ok(row.stages.every((s) => s.state === 'succeeded'), 'every stage journaled succeeded');
+  });
+});
+
+describe('pipeline engine: the bus and the run journal share the turn\'s one commit', () => {
+  it('an event published and a stage row queued in the same turn land in one transaction: a subscriber that hears the event finds the row committed', async () => {
+    const dir = await tempDir('plinth-journal-shared-');
+    const store = openStore(path.join(dir, 'data'));
+    const reader = openStore(path.join(dir, 'data'));
+    const bus = new DurableBus({ store });
+    const journal = new RunJournal(() => store.runs);
+    try {
+      const record: RunRecord = { id: 'run-1', pipeline: 'p', version: '1', state: 'running', variables: {}, trigger: { type: 'manual' }, createdAt: new Date().toISOString(), stages: [] };
+      journal.saveRun(record, '{}', 'me');
+      const rowWhenHeard = new Promise<string | undefined>((resolve) => bus.subscribe('pipeline.p.stage.s.running', () => resolve(reader.runs.get('run-1')?.stages.find((s) => s.stageId === 's')?.state)));
+      // The event first, the row second: with a commit each, the event's would land (and be delivered) first.
+      const published = bus.publish('pipeline.p.stage.s.running', { stage: 's' }, 'host');
+      journal.queue(record, [{ id: 's', state: 'running', attempts: [] }]);
+      assert.equal(reader.runs.get('run-1')?.stages.length, 0, 'nothing of the turn is committed before its end');
+      await Promise.all([published, journal.committed()]);
+      assert.equal(await rowWhenHeard, 'running');
+    } finally {
+      await bus.close();
+      store.close();
+      reader.close();
+    }
   });
 });
