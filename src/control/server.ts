@@ -82,13 +82,34 @@ class Connection implements Session {
     this.bucket = new Bucket(config.rateLimit.perSecond, config.rateLimit.burst);
     const transport: Transport = {
       send: (m) => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(m));
+        if (socket.readyState !== socket.OPEN) return;
+        this.#cork();
+        socket.send(JSON.stringify(m));
       },
       onMessage: (l) => (this.#listener = l),
       onClose: (l) => socket.once('close', (code, reason) => l(`connection closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`)),
       close: () => socket.close(1000),
     };
     this.peer = new Peer(transport);
+  }
+
+  #corked = false;
+
+  /**
+   * Holds this connection's frames until the end of the current tick, so replies and notifications that complete
+   * together (a batch of results from a sandbox) leave in one write instead of one syscall each. ws has no API for
+   * it; `_socket` is its net.Socket (without one, frames go out one by one as before).
+   */
+  #cork(): void {
+    if (this.#corked) return;
+    const raw = (this.socket as unknown as { _socket?: Duplex })._socket;
+    if (!raw || raw.destroyed) return;
+    this.#corked = true;
+    raw.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      raw.uncork();
+    });
   }
 
   nextSubscription(): string {

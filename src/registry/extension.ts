@@ -406,6 +406,8 @@ export class ManagedExtension {
     let started: number | undefined;
     let signal: AbortSignal | undefined;
     const waitSignal = () => (signal ??= untilDeadline(deadline, request.signal));
+    // A wait for a slot: one plain timer, and only if it has to wait (no AbortSignal.timeout/any per queued call).
+    const slot = { deadline, signal: request.signal, timedOut: () => this.#waitTimedOut(stage, timeoutMs) };
     try {
       const waiting = this.#whenServing(waitSignal);
       if (waiting) await waiting;
@@ -421,7 +423,7 @@ export class ManagedExtension {
           });
         }
         return output;
-      }, waitSignal);
+      }, slot);
       permit.record('success', performance.now() - (started ?? performance.now()));
       return output;
     } catch (err) {
@@ -435,12 +437,16 @@ export class ManagedExtension {
   /** What a failed call reports: its own PlinthError, the deadline, the caller's cancel, or STAGE_FAILED. */
   #callError(err: unknown, stage: string, signal: AbortSignal | undefined, callerSignal: AbortSignal | undefined, timeoutMs: number): PlinthError {
     if (isPlinthError(err)) return err;
-    if (signal?.aborted && err === signal.reason) {
+    if ((signal?.aborted && err === signal.reason) || (callerSignal?.aborted && err === callerSignal.reason)) {
       if (callerSignal?.aborted) return new PlinthError('PLINTH_ERR_CANCELLED', `extension ${this.id}, stage ${stage}: the call was cancelled by its caller`, { extension: this.id, cause: err });
-      return new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, stage ${stage}: no result within ${timeoutMs} ms (waiting for a free slot or a restart)`, { extension: this.id });
+      return this.#waitTimedOut(stage, timeoutMs);
     }
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     return new PlinthError('PLINTH_ERR_STAGE_FAILED', `extension ${this.id}, stage ${stage}: ${message}`, { extension: this.id, cause: err });
+  }
+
+  #waitTimedOut(stage: string, timeoutMs: number): PlinthError {
+    return new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `extension ${this.id}, stage ${stage}: no result within ${timeoutMs} ms (waiting for a free slot or a restart)`, { extension: this.id });
   }
 
   /**

@@ -35,6 +35,29 @@ describe('bulkhead', () => {
     assert.deepEqual(order, [1, 0, 2, 3, 4]);
   });
 
+  it('a wait bounded by a deadline (WaitBound) leaves the queue at its deadline with timedOut(), or on its caller\'s abort with the reason; the next waiter still gets the slot', async () => {
+    const b = new Bulkhead(1);
+    const gate = Promise.withResolvers<void>();
+    const holder = b.run(() => gate.promise);
+    const timedOut = new Error('slot wait timed out');
+    const ran: string[] = [];
+    const late = b.run(() => Promise.resolve(void ran.push('late')), { deadline: Date.now() + 30, timedOut: () => timedOut });
+    const controller = new AbortController();
+    const cancelled = b.run(() => Promise.resolve(void ran.push('cancelled')), { deadline: Date.now() + 60_000, signal: controller.signal, timedOut: () => new Error('not this') });
+    const next = b.run(() => Promise.resolve(void ran.push('next')), { deadline: Date.now() + 60_000, timedOut: () => new Error('not this either') });
+    assert.equal(b.queued, 3);
+    assert.equal(await late.catch((e: unknown) => e), timedOut, 'rejected with timedOut() at the deadline');
+    const reason = new Error('caller gave up');
+    controller.abort(reason);
+    assert.equal(await cancelled.catch((e: unknown) => e), reason);
+    assert.equal(b.queued, 1, 'both left the queue');
+    gate.resolve();
+    await holder;
+    await next;
+    assert.deepEqual(ran, ['next']);
+    assert.equal(b.active, 0);
+  });
+
   it('a queued call whose signal aborts leaves the queue without running', async () => {
     const b = new Bulkhead(1);
     const gate = Promise.withResolvers<void>();

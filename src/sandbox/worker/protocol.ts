@@ -74,7 +74,10 @@ export interface CtxHello {
   flag: Int32Array;
 }
 
-/** Thread → host over the port: a ctx op, or the answer to a CallMessage (sent once its log lines are acknowledged). */
+/**
+ * Thread → host over the port: a ctx op, or the answer to a CallMessage (sent once its log lines are acknowledged).
+ * The answers of one tick travel as one array; calls host → thread likewise (a CallMessage[]).
+ */
 export type ThreadMessage = { kind: 'op'; id: number; op: ContextOp; sync: boolean } | ({ kind: 'done'; callId: number } & TaskResult);
 
 /** How a ctx op failed, as the extension will see it: an Error with `.code` (PLINTH_ERR_* or ENOENT, …). */

@@ -64,7 +64,12 @@ function failure(error, reply) {
   return error;
 }
 
-port.on('message', (/** @type {HostMessage} */ message) => {
+port.on('message', (/** @type {HostMessage | CallMessage[]} */ message) => {
+  // The calls the host dispatched in one tick arrive together.
+  if (Array.isArray(message)) {
+    for (const m of message) void answer(m);
+    return;
+  }
   if (message.kind === 'call' || message.kind === 'event') {
     void answer(message);
     return;
@@ -493,7 +498,17 @@ async function answer(message) {
   if (unacknowledgedLogs.size > 0) await Promise.all(unacknowledgedLogs);
   /** @type {ThreadMessage} */
   const done = result.ok ? { kind: 'done', callId: message.callId, ok: true, json: result.json } : { kind: 'done', callId: message.callId, ok: false, error: result.error };
-  port.postMessage(done);
+  if (answered.push(done) === 1) process.nextTick(flushAnswers);
+}
+
+/** Answers of this tick, posted together at its end (one message per tick instead of one per call). */
+/** @type {ThreadMessage[]} */
+let answered = [];
+
+function flushAnswers() {
+  const batch = answered;
+  answered = [];
+  port.postMessage(batch.length === 1 ? batch[0] : batch);
 }
 
 /**

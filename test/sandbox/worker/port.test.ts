@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { harness, opts, within, WORKER_FIXTURES } from './harness.ts';
-import { rejectsWith } from '../../helpers.ts';
+import { rejectsWith, waitFor } from '../../helpers.ts';
 
 const fixture = (name: string) => path.join(WORKER_FIXTURES, name);
 
@@ -48,6 +48,26 @@ describe('worker runtime: calls over the thread ports', () => {
     try {
       const results = await within(Promise.all([1, 2, 3, 4].map((n) => h.sandbox.call('real', { n }, opts()))), 5_000, 'calls');
       assert.deepEqual(results, [1, 2, 3, 4].map((n) => ({ real: true, n })));
+    } finally {
+      await h.sandbox.stop(1_000);
+    }
+  });
+
+  it('calls made in one tick travel to the thread together and each gets its own answer; an abort in the same tick never overtakes its call', async () => {
+    const h = await harness(fixture('healthy'), { limits: { concurrency: 8 } });
+    await within(h.sandbox.start(), 10_000, 'start');
+    try {
+      const answers = (await within(Promise.all([1, 2, 3, 4, 5, 6].map((n) => h.sandbox.call('echo', n, opts()))), 5_000, 'echoes')) as Array<{ input: number }>;
+      assert.deepEqual(answers.map((a) => a.input), [1, 2, 3, 4, 5, 6]);
+      // Dispatched and cancelled in the same tick: the call is still in the tick's outbox when the abort is sent.
+      const controller = new AbortController();
+      const call = rejectsWith(h.sandbox.call('sleep', { ms: 3_000, announce: true }, opts(5_000, { signal: controller.signal })), 'PLINTH_ERR_CANCELLED');
+      controller.abort();
+      await within(call, 1_000, 'cancelled call');
+      // The stage ran and then saw its ctx.signal abort (an abort that arrived first would have been dropped and
+      // the stage would sleep its 3 s through).
+      await waitFor(() => h.logs.some((l) => l.message === 'sleep aborted'), 'the stage to see ctx.signal abort', 2_000);
+      assert.deepEqual(h.exits, []);
     } finally {
       await h.sandbox.stop(1_000);
     }
