@@ -195,8 +195,12 @@ export class RunJournal {
     const found = this.#backing().get(runId);
     if (!found) return undefined;
     const rest = JSON.parse(found.run.record) as Omit<RunRecord, 'stages'>;
-    const record: RunRecord = { ...rest, state: found.run.state as RunState, stages: found.stages.map((s) => JSON.parse(s.record) as StageRecord) };
-    return { record, definition: JSON.parse(found.run.definition) as PipelineDefinition, owner: found.run.owner };
+    const definition = JSON.parse(found.run.definition) as PipelineDefinition;
+    // Every stage of the definition, in its order: one that has no row yet has not changed since the run began.
+    const rows = new Map(found.stages.map((s) => [s.stageId, JSON.parse(s.record) as StageRecord]));
+    const stages: StageRecord[] = definition.stages.map((d) => rows.get(d.id) ?? { id: d.id, state: 'pending', attempts: [] });
+    const record: RunRecord = { ...rest, state: found.run.state as RunState, stages };
+    return { record, definition, owner: found.run.owner };
   }
 
   /** Run rows (without stages unless `withStages`), newest first. */

@@ -149,9 +149,11 @@ export class RunExecution implements SchedulableRun {
     });
   }
 
-  /** A fresh run: journaled as pending (with every stage) before anything else happens. */
+  /** A fresh run: journaled as pending before anything else happens (its stages are pending until their first row). */
   journalNew(): void {
-    this.#saveRun(...this.#nodes.values());
+    // The run row only: its definition names every stage, and a stage without a row reads back as pending
+    // (RunJournal.load), so a stage's first row is its first change — one write per stage saved at every run.
+    this.#saveRun();
     this.#reportRun();
   }
 
