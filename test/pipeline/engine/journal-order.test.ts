@@ -6,7 +6,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { PipelineEngine, RunJournal, type EngineProgress, type PipelineDefinition, type RunRecord } from '../../../src/pipeline/index.ts';
+import { PipelineEngine, RunJournal, readRun, type EngineProgress, type PipelineDefinition, type RunRecord } from '../../../src/pipeline/index.ts';
 import { DurableBus } from '../../../src/events/index.ts';
 import { evaluateCondition, resolveTemplate } from '../../../src/pipeline/definition/index.ts';
 import { openStore, type Store } from '../../../src/store/index.ts';
@@ -94,6 +94,42 @@ describe('pipeline engine: the bus and the run journal share the turn\'s one com
       assert.equal(await rowWhenHeard, 'running');
     } finally {
       await bus.close();
+      store.close();
+      reader.close();
+    }
+  });
+});
+
+describe('pipeline engine: a run read back from the journal lists every stage', () => {
+  it('stages that have not changed yet have no row and read back as pending, in definition order (another connection, mid-run)', async () => {
+    const dir = await tempDir('plinth-journal-pending-');
+    const store = openStore(path.join(dir, 'data'));
+    const reader = openStore(path.join(dir, 'data'));
+    const release = Promise.withResolvers<void>();
+    const called = Promise.withResolvers<void>();
+    const engine = new PipelineEngine({
+      journal: () => store.runs,
+      resolveTemplate,
+      evaluateCondition,
+      call: async (_e, _s, input) => {
+        called.resolve();
+        await release.promise;
+        return input;
+      },
+    });
+    try {
+      const def = pipeline('pending-rows', [stage('first', { stage: 'echo', with: { n: 1 } }), stage('second', { stage: 'echo', with: { n: 2 }, needs: ['first'] }), stage('third', { stage: 'echo', with: { n: 3 }, needs: ['second'] })]);
+      const { runId } = engine.start(def);
+      await called.promise;
+      assert.deepEqual(reader.runs.get(runId)!.stages.map((s) => s.stageId), ['first'], 'only the stage that changed has a row');
+      const seen = readRun(new RunJournal(() => reader.runs), runId)!;
+      assert.deepEqual(seen.stages.map((s) => [s.id, s.state]), [['first', 'running'], ['second', 'pending'], ['third', 'pending']]);
+      release.resolve();
+      assert.equal((await engine.wait(runId)).state, 'succeeded');
+      assert.deepEqual(readRun(new RunJournal(() => reader.runs), runId)!.stages.map((s) => [s.id, s.state]), [['first', 'succeeded'], ['second', 'succeeded'], ['third', 'succeeded']]);
+    } finally {
+      release.resolve();
+      engine.close();
       store.close();
       reader.close();
     }
