@@ -147,7 +147,9 @@ function checkTemplate(template: Json, input: Json, base: string, consumerLabel:
   const refPointers = new Set([...refs.map((r) => r.pointer), ...broken]);
   const validate = validatorFor(input, consumerLabel);
   if (validate) {
-    const value = withPlaceholders(template, refPointers);
+    // A copy (validation fills in defaults): with no reference in it, a plain JSON copy of the literal `with`
+    // (JSON.parse keeps a "__proto__" key as an own property, like withPlaceholders does).
+    const value = refPointers.size === 0 ? (JSON.parse(JSON.stringify(template)) as Json) : withPlaceholders(template, refPointers);
     let ok: boolean;
     try {
       ok = validate(value);
@@ -203,7 +205,17 @@ function producerPathJoin(where: string, inner: string): string {
  * `with`, typed contracts, conditions that are not booleans, and — when `variables` are given — the variables
  * against their schemas. Structural issues (cycles, needs, references) come from parsing; they are not repeated.
  */
-export function checkPipeline(def: PipelineDefinition, catalog: StageCatalog, variables?: Record<string, Json>): PipelineIssue[] {
+export function checkPipeline(def: PipelineDefinition, given: StageCatalog, variables?: Record<string, Json>): PipelineIssue[] {
+  // One lookup per extension per check, not one per stage (a 1 000-stage DAG names the same few extensions).
+  const seen = new Map<string, ReturnType<StageCatalog['extension']>>();
+  const catalog: StageCatalog = {
+    extension: (id) => {
+      if (!seen.has(id)) seen.set(id, given.extension(id));
+      return seen.get(id);
+    },
+    ids: () => given.ids(),
+    ...(given.unavailable ? { unavailable: (id: string) => given.unavailable!(id) } : {}),
+  };
   const ctx: Context = { def, catalog, locate: locatorOf(def), byId: new Map(def.stages.map((s) => [s.id, s])), out: [] };
   const upstream = upstreamFinder(def);
   const ids = catalog.ids();
