@@ -108,8 +108,8 @@ export class Peer {
   readonly #options: PeerOptions;
   readonly #handlers = new Map<string, Handler>();
   readonly #pending = new Map<number, Pending>();
-  /** Requests of the other side being served, by their id as JSON (1 and "1" are different ids). */
-  readonly #serving = new Map<string, Serving>();
+  /** Requests of the other side being served, by their id (a Map tells 1 from "1"; no JSON key per request). */
+  readonly #serving = new Map<string | number | null, Serving>();
   #nextId = 1;
   #closed: string | undefined;
   readonly #closeListeners: Array<(reason: string) => void> = [];
@@ -251,13 +251,13 @@ export class Peer {
     const reply = (r: Reply) => (id === undefined ? undefined : r);
     if (method === CANCEL_METHOD) {
       const target = isObject(params) ? params.id : undefined;
-      if (validId(target)) this.#serving.get(JSON.stringify(target))?.abort(new PlinthError('PLINTH_ERR_CANCELLED', `request ${JSON.stringify(target)} was cancelled by the caller`));
+      if (validId(target)) this.#serving.get(target)?.abort(new PlinthError('PLINTH_ERR_CANCELLED', `request ${JSON.stringify(target)} was cancelled by the caller`));
       return reply({ jsonrpc: '2.0', id: id ?? null, result: null });
     }
     const handler = this.#handlers.get(method);
     if (!handler) return reply(errorReply(id ?? null, RPC_ERRORS.methodNotFound, `method not found: ${method}`));
     const serving = new Serving();
-    const key = id === undefined ? undefined : JSON.stringify(id);
+    const key = id;
     // A reused id of a request still in flight keeps the first one cancellable; the second is not.
     if (key !== undefined && !this.#serving.has(key)) this.#serving.set(key, serving);
     try {
