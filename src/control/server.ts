@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { PlinthError, isPlinthError } from '../errors.ts';
 import type { ControlConfig, ControlRole } from '../config/index.ts';
 import { Peer, RpcError, RPC_ERRORS, type Transport } from '../sandbox/link/index.ts';
+import type { RunnerLink } from '../sandbox/index.ts';
 import type { PipelineService, RunProgress } from '../pipeline/types.ts';
 import { loadRpcSchemas, compileParams, type RpcSchemas } from './schemas.ts';
 import { loadTokens, presentedToken, isLoopback, RPC_PROTOCOL, type TokenSet } from './auth.ts';
@@ -69,6 +70,7 @@ class Connection implements Session {
   #subscriptionSeq = 0;
   inFlight = 0;
   refused = 0;
+  runner: Session['runner'] = undefined;
   dropped = 0;
   alive = true;
   readonly #config: ControlConfig;
@@ -93,6 +95,11 @@ class Connection implements Session {
 
   nextSubscription(): string {
     return `${this.id}.${++this.#subscriptionSeq}`;
+  }
+
+  runnerLink(): RunnerLink {
+    // 4000: an application close (RFC 6455 §7.4.2), with the host's reason; a runner reconnects after it.
+    return { peer: this.peer, connection: this.id, close: (reason) => this.socket.close(4000, reason.slice(0, 120)) };
   }
 
   feed(value: unknown): void {
@@ -338,6 +345,8 @@ export class ControlServer {
       if (!c.bucket.take(1)) return this.#rateLimited(c, undefined);
       return c.feed(text);
     }
+    // A runner's replies answer the host's own requests (stage.execute, …): the host paces those, not the bucket.
+    if (c.role === 'runner' && typeof value === 'object' && value !== null && !Array.isArray(value) && !('method' in value)) return c.feed(value);
     // A batch costs one token per element: batching is no way around the limit.
     if (!c.bucket.take(Array.isArray(value) ? Math.max(1, value.length) : 1)) return this.#rateLimited(c, value);
     c.refused = 0;
