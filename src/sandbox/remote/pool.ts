@@ -381,7 +381,7 @@ export function request(instance: RunnerInstance, method: string, params: unknow
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       if (err === undefined) resolve(value);
-      else reject(err as Error);
+      else reject(err);
     };
     const timer = setTimeout(() => {
       cancel.abort();
