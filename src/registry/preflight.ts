@@ -36,7 +36,7 @@ export function checkStartable(pkg: ExtensionPackage, trust: TrustStatus, config
   } else if (pkg.manifest.runtime !== 'worker' && pkg.manifest.runtime !== 'isolate') {
     return {
       status: 'refused',
-      error: new PlinthError('PLINTH_ERR_RUNTIME_UNSUPPORTED', `extension ${pkg.id} asks for the "${String(pkg.manifest.runtime as string)}" runtime, which this host does not run yet`, {
+      error: new PlinthError('PLINTH_ERR_RUNTIME_UNSUPPORTED', `extension ${pkg.id} asks for the "${String(pkg.manifest.runtime)}" runtime, which this host does not run yet`, {
         extension: pkg.id,
         file: manifestFile,
         hint: 'set "runtime": "worker" or "isolate" in its plinth block',

@@ -17,7 +17,7 @@ import { PlinthError, type ErrorCode } from '../errors.ts';
 import { Peer, type Transport } from '../sandbox/link/index.ts';
 import { REMOTE_METHODS, type ExecuteParams, type HandleEventParams, type InitializeParams, type RegisterParams, type RegisterResult } from '../sandbox/remote/protocol.ts';
 import type { ContextOp } from '../sandbox/types.ts';
-import type { DeliveredEvent, Extension, ExtensionContext, HealthResult, Json, StageContext } from './index.ts';
+import type { Extension, ExtensionContext, HealthResult, Json, StageContext } from './index.ts';
 
 export type RunnerState = 'connecting' | 'registered' | 'disconnected' | 'stopped';
 

@@ -381,6 +381,7 @@ export function request(instance: RunnerInstance, method: string, params: unknow
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       if (err === undefined) resolve(value);
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- always a PlinthError made here
       else reject(err);
     };
     const timer = setTimeout(() => {
