@@ -86,7 +86,7 @@ export function spawnRunner(dir: string, url: string, options: { token?: string;
   const waiters = new Set<() => void>();
   let err = '';
   let buffered = '';
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     buffered += d.toString();
     let i: number;
     while ((i = buffered.indexOf('\n')) >= 0) {
@@ -100,7 +100,7 @@ export function spawnRunner(dir: string, url: string, options: { token?: string;
     }
     for (const w of [...waiters]) w();
   });
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => {
       running.delete(child);
