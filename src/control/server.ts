@@ -13,6 +13,7 @@ import { PlinthError, isPlinthError } from '../errors.ts';
 import type { ControlConfig, ControlRole } from '../config/index.ts';
 import { Peer, RpcError, RPC_ERRORS, type Transport } from '../sandbox/link/index.ts';
 import type { RunnerLink } from '../sandbox/index.ts';
+import { tickCorker } from '../sandbox/link/ws.ts';
 import type { PipelineService, RunProgress } from '../pipeline/types.ts';
 import { loadRpcSchemas, compileParams, type RpcSchemas } from './schemas.ts';
 import { loadTokens, presentedToken, isLoopback, RPC_PROTOCOL, type TokenSet } from './auth.ts';
@@ -82,9 +83,13 @@ class Connection implements Session {
     this.socket = socket;
     this.#config = config;
     this.bucket = new Bucket(config.rateLimit.perSecond, config.rateLimit.burst);
+    // A runner gets bursts of requests (stage.execute at N in flight): what one tick sends goes out in one write.
+    const cork = role === 'runner' ? tickCorker(socket) : undefined;
     const transport: Transport = {
       send: (m) => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(m));
+        if (socket.readyState !== socket.OPEN) return;
+        cork?.();
+        socket.send(JSON.stringify(m));
       },
       onMessage: (l) => (this.#listener = l),
       onClose: (l) => socket.once('close', (code, reason) => l(`connection closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`)),

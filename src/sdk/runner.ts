@@ -14,7 +14,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { WebSocket } from 'ws';
 import { PlinthError, type ErrorCode } from '../errors.ts';
-import { Peer, type Transport } from '../sandbox/link/index.ts';
+import { Peer } from '../sandbox/link/index.ts';
+import { webSocketTransport } from '../sandbox/link/ws.ts';
 import { REMOTE_METHODS, type ExecuteParams, type HandleEventParams, type InitializeParams, type RegisterParams, type RegisterResult } from '../sandbox/remote/protocol.ts';
 import type { ContextOp } from '../sandbox/types.ts';
 import type { Extension, ExtensionContext, HealthResult, Json, StageContext } from './index.ts';
@@ -207,24 +208,15 @@ class Runner extends EventEmitter<{ state: [RunnerState] }> implements RunnerHan
   async #session(url: string, params: RegisterParams): Promise<'closed'> {
     const socket = await openSocket(url, this.#options.token);
     this.#socket = socket;
-    const transport: Transport = {
-      send: (m) => {
-        if (socket.readyState !== socket.OPEN) return;
-        let text: string;
-        try {
-          text = JSON.stringify(m);
-        } catch (err) {
-          // A result that is not JSON (a BigInt, a cycle) fails its own call, never the connection.
-          const id = (m as { id?: unknown }).id;
-          const e = new PlinthError('PLINTH_ERR_STAGE_FAILED', `the result is not JSON: ${(err as Error).message}`);
-          text = JSON.stringify({ jsonrpc: '2.0', id: id ?? null, error: { code: -32000, message: e.message, data: e.toJSON() } });
-        }
-        socket.send(text);
+    const transport = webSocketTransport(socket, {
+      // A result that is not JSON (a BigInt, a cycle) fails its own call, never the connection.
+      onEncodeError: (m, err) => {
+        const id = (m as { id?: unknown }).id;
+        const e = new PlinthError('PLINTH_ERR_STAGE_FAILED', `the result is not JSON: ${(err as Error).message}`);
+        return JSON.stringify({ jsonrpc: '2.0', id: id ?? null, error: { code: -32000, message: e.message, data: e.toJSON() } });
       },
-      onMessage: (l) => socket.on('message', (data) => l((data as Buffer).toString())),
-      onClose: (l) => socket.once('close', (code, reason) => l(`the host closed the connection (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`)),
-      close: () => socket.close(1000),
-    };
+      describeClose: (code, reason) => `the host closed the connection (${code}${reason.length > 0 ? ` ${reason}` : ''})`,
+    });
     const peer = new Peer(transport);
     this.#peer = peer;
     const closed = new Promise<string>((resolve) => peer.onClose(resolve));

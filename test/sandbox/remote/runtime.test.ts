@@ -170,6 +170,18 @@ describe('remote runners: serving, ctx, drops and reconnects, pipelines, status'
     }
   });
 
+  it("events reach the remote extension's handleEvent (its manifest's subscribes), delivered through a runner", async () => {
+    const pongs: unknown[] = [];
+    const off = h.host.bus.subscribe('remote.pong', (e) => void pongs.push(e.payload), { durable: false });
+    try {
+      await h.host.bus.publish('remote.ping', { n: 7 }, 'control');
+      await waitFor(() => pongs.length > 0, 'the pong');
+      assert.deepEqual(pongs[0], { from: 'one', got: { n: 7 }, attempt: 1 });
+    } finally {
+      off();
+    }
+  });
+
   it('stages.call over the control channel and extensions.get show it like any extension, with its pool', async () => {
     const client = await connectControl({ url: h.url, token: h.adminToken });
     try {
