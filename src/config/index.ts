@@ -108,7 +108,7 @@ export interface ExtensionSettings {
   config?: Record<string, unknown>;
   isolateProcess?: 'shared' | 'dedicated';
   /** A remote extension's pool of runners. */
-  pool?: { strategy: PoolStrategy };
+  pool?: { strategy: PoolStrategy; breaker?: Partial<BreakerSettings> };
   /** Who owns the id (re-assigns its data); see schemas/host-config.schema.json. */
   publisher?: string;
   /** Permissions approved for this (untrusted) extension beyond policy.untrusted. */

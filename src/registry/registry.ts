@@ -124,6 +124,12 @@ function refusalFields(err: PlinthError): Record<string, unknown> {
   };
 }
 
+/**
+ * A runner's own breaker (extensions.<id>.pool.breaker) opens sooner than the extension's: one failing runner of a
+ * pool is set aside (health-based) before the extension's breaker, which sees every runner's calls, would open.
+ */
+const RUNNER_BREAKER_DEFAULTS = { minimumCalls: 5, recoveryTimeoutMs: 10_000 };
+
 /** One remote extension: the pool of its runners and the supervisor over it (which outlives disconnects). */
 interface RemoteEntry {
   pool: RunnerPool;
@@ -828,7 +834,7 @@ export class Registry {
     }
 
     const strategy = config.extensions[id]?.pool?.strategy ?? 'round-robin';
-    const pool = new RunnerPool(id, pkg.version, { strategy, breaker: { ...config.defaults.breaker, ...pkg.manifest.breaker } });
+    const pool = new RunnerPool(id, pkg.version, { strategy, breaker: { ...config.defaults.breaker, ...pkg.manifest.breaker, ...RUNNER_BREAKER_DEFAULTS, ...config.extensions[id]?.pool?.breaker } });
     const managed = new ManagedExtension({
       pkg,
       limits,

@@ -16,8 +16,8 @@ after(async () => {
   await Promise.all(runners.map((r) => r.exited));
 });
 
-async function pool(strategy: PoolStrategy, tags: string[], env: Record<string, NodeJS.ProcessEnv> = {}): Promise<{ h: RemoteHost; procs: Record<string, RunnerProcess> }> {
-  const h = await remoteHost([publisher], { extensions: { 'echo-remote': { pool: { strategy } } }, defaults: { breaker: { minimumCalls: 1000 } } });
+async function pool(strategy: PoolStrategy, tags: string[], env: Record<string, NodeJS.ProcessEnv> = {}, poolBreaker?: object): Promise<{ h: RemoteHost; procs: Record<string, RunnerProcess> }> {
+  const h = await remoteHost([publisher], { extensions: { 'echo-remote': { pool: { strategy, ...(poolBreaker ? { breaker: poolBreaker } : {}) } } }, defaults: { breaker: { minimumCalls: 1000 } } });
   const dir = await remoteFixture('echo-remote', publisher);
   const procs: Record<string, RunnerProcess> = {};
   for (const tag of tags) {
@@ -83,6 +83,28 @@ describe('runner pools', () => {
       assert.deepEqual(await count(h, 40), { good: 40 });
       // The extension is still active: one healthy runner is enough.
       assert.equal(h.host.get('echo-remote')?.state, 'active');
+    } finally {
+      await stopAll(h, procs);
+    }
+  });
+
+  it("health-based: a runner whose calls keep failing is set aside once its own breaker opens (extensions.<id>.pool.breaker)", async () => {
+    const { h, procs } = await pool('health-based', ['good', 'broken'], { broken: { RUNNER_FAIL: '1' } }, { minimumCalls: 3 });
+    try {
+      const answers: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        try {
+          answers.push(((await h.host.call('echo-remote', 'echo', { i })) as { runner: string }).runner);
+        } catch (err) {
+          answers.push((err as { code: string }).code);
+        }
+      }
+      const failures = answers.filter((a) => a === 'PLINTH_ERR_STAGE_FAILED').length;
+      assert.ok(failures >= 1 && failures <= 3, `the broken runner failed ${failures} call(s) before its breaker opened: ${answers.join(' ')}`);
+      assert.deepEqual(new Set(answers.slice(-30)), new Set(['good']));
+      const broken = h.host.list().find((e) => e.id === 'echo-remote')!.pool!.instances.find((i) => i.instance === 'runner-broken')!;
+      assert.equal(broken.breaker, 'open');
+      assert.equal(broken.failures, failures);
     } finally {
       await stopAll(h, procs);
     }
