@@ -53,7 +53,7 @@ export const ERROR_CODES = {
   PLINTH_ERR_EXTENSION_LOAD_FAILED: "The extension's module could not be loaded, or its initialize()/start() threw.",
   PLINTH_ERR_EXTENSION_CONFIG_INVALID: "The extension's config in the host configuration does not match its configSchema.",
   PLINTH_ERR_RUNTIME_NOT_ALLOWED: 'The extension asks for a runtime its trust status does not allow (untrusted code runs only as isolate).',
-  PLINTH_ERR_RUNTIME_UNSUPPORTED: 'The extension asks for a runtime this host does not run (the `remote` runtime is not available yet).',
+  PLINTH_ERR_RUNTIME_UNSUPPORTED: 'The extension asks for a runtime this host does not run from a plugin folder (a `remote` extension joins by registering a runner over the control channel).',
   PLINTH_ERR_IMPORT_REFUSED: 'Isolate extension code imported something other than a relative file inside its own package.',
   PLINTH_ERR_STAGE_UNKNOWN: 'The extension does not declare or export that stage.',
   PLINTH_ERR_STAGE_INPUT_INVALID: "A stage's input does not match the input schema its manifest declares.",
@@ -115,6 +115,11 @@ export const ERROR_CODES = {
   PLINTH_ERR_WEBHOOK_REFUSED: 'A webhook delivery was refused: no valid token or X-Hub-Signature-256, a replayed delivery id, or a body over `control.hooks.maxBodyBytes`.',
   PLINTH_ERR_EXTENSION_NAME_INVALID: '`plinth new` was given a name that is not a valid npm package name (lower case, URL-safe, at most 214 characters, optionally @scope/name) or not a valid extension id.',
   PLINTH_ERR_TARGET_NOT_EMPTY: '`plinth new` would write into a folder that already exists and is not empty; nothing was written.',
+  PLINTH_ERR_REMOTE_DISABLED: 'A runner tried to register, but this host accepts no remote runners (`sandbox.remote: off`).',
+  PLINTH_ERR_RUNNER_REFUSED: 'A runner.register was refused: its manifest is not a remote-capable extension package, the connection already registered, or the id is disabled or served by a dropped-in copy (the message says which).',
+  PLINTH_ERR_RUNNER_VERSION_MISMATCH: "A runner offers another version (or another manifest) of an extension whose pool already has connected runners; a pool is one extension id and version.",
+  PLINTH_ERR_RUNNER_DISCONNECTED: "The runner serving the call disconnected before it answered, or no runner of the remote extension is connected; retryable (the extension is degraded until a runner reconnects).",
+  PLINTH_ERR_RUNNER_NOT_REGISTERED: 'A runner sent a runner request (ctx, runner.drain) on a connection that has not registered an extension.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

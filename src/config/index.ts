@@ -35,7 +35,8 @@ export interface HostConfig {
   budget: { memoryMb: number; concurrency: number };
   /** Bounds on each package copied into a snapshot (src/snapshot). */
   packages: { maxFiles: number; maxMb: number };
-  sandbox: { isolateProcess: 'shared' | 'per-extension' };
+  /** `remote`: whether runners may register (docs/remote.md). */
+  sandbox: { isolateProcess: 'shared' | 'per-extension'; remote: RemotePolicy };
   /** Bounds on extensions' own JSON Schemas (size at load, work per validation): src/schema/authored.ts. */
   extensionSchemas: SchemaLimits;
   /** What one extension may use of the host through its ctx: default and ceiling (README "Host configuration"). */
@@ -96,10 +97,18 @@ export interface EventSettings {
   cep: CepSettings;
 }
 
+/** `sandbox.remote`: which remote runners may register (docs/remote.md). */
+export type RemotePolicy = 'off' | 'trusted' | 'any';
+
+/** How calls are spread over a remote extension's runners (`extensions.<id>.pool.strategy`). */
+export type PoolStrategy = 'round-robin' | 'least-outstanding' | 'health-based';
+
 export interface ExtensionSettings {
   enabled: boolean;
   config?: Record<string, unknown>;
   isolateProcess?: 'shared' | 'dedicated';
+  /** A remote extension's pool of runners. */
+  pool?: { strategy: PoolStrategy; breaker?: Partial<BreakerSettings> };
   /** Who owns the id (re-assigns its data); see schemas/host-config.schema.json. */
   publisher?: string;
   /** Permissions approved for this (untrusted) extension beyond policy.untrusted. */

@@ -8,6 +8,9 @@ import type { PipelineService, RunRecord } from '../pipeline/types.ts';
 import type { RegistryEntry } from '../registry/index.ts';
 import type { HostConfig, ControlRole } from '../config/index.ts';
 import { LEVEL_NAMES, LEVEL_NUMBERS, type LogHub } from './logs.ts';
+import type { RegisterParams, RegisterResult, RunnerLink } from '../sandbox/index.ts';
+import type { ContextOp } from '../sandbox/types.ts';
+import type { RunnerSession } from '../registry/registry.ts';
 
 /** The host as the control channel sees it (src/host's Host fills it). */
 export interface ControlHost {
@@ -17,6 +20,8 @@ export interface ControlHost {
   call(id: string, stage: string, input: Json, request?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Json>;
   reload(): Promise<void>;
   setEnabled(id: string, enabled: boolean): Promise<void>;
+  /** runner.register (issue 13): verifies and adds the runner of this connection; absent in hosts without runners. */
+  registerRunner?(params: RegisterParams, link: RunnerLink): Promise<{ result: RegisterResult; session: RunnerSession }>;
 }
 
 export interface Session {
@@ -28,6 +33,10 @@ export interface Session {
   /** Runs whose runs.progress this connection gets. */
   runs: Set<string>;
   nextSubscription(): string;
+  /** This connection as a runner's link (its Peer, its close). */
+  runnerLink(): RunnerLink;
+  /** Set once this connection registered a runner. */
+  runner: RunnerSession | undefined;
 }
 
 export interface MethodDeps {
@@ -199,6 +208,25 @@ export function createMethods(deps: MethodDeps): Map<string, MethodImpl> {
     });
     session.subscriptions.set(subscription, off);
     return { subscription };
+  });
+  m.set('runner.register', async (p, session) => {
+    if (!host.registerRunner) throw new PlinthError('PLINTH_ERR_RPC_UNAVAILABLE', 'this host takes no remote runners', { hint: 'register with a `plinth serve` host' });
+    if (session.runner) throw new PlinthError('PLINTH_ERR_RUNNER_REFUSED', `this connection already registered ${session.runner.id}`, { hint: 'one extension per runner connection: open another connection for another extension' });
+    const { result, session: runner } = await host.registerRunner(p as unknown as RegisterParams, session.runnerLink());
+    session.runner = runner;
+    return result;
+  });
+  const registered = (session: Session): RunnerSession => {
+    if (!session.runner) throw new PlinthError('PLINTH_ERR_RUNNER_NOT_REGISTERED', 'this connection has not registered an extension', { hint: 'call runner.register first' });
+    return session.runner;
+  };
+  m.set('runner.drain', (_p, session) => {
+    registered(session).drain();
+    return { draining: true };
+  });
+  m.set('ctx', async (p, session) => {
+    const value = await registered(session).ctx(p.op as ContextOp);
+    return value === undefined ? {} : { value };
   });
   return m;
 }

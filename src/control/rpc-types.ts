@@ -24,6 +24,7 @@ export type RpcExtension = {
   /** its folder in the plugin directories */
   path?: string;
   reloadError?: RpcError;
+  pool?: RpcPool;
   [key: string]: unknown;
 };
 
@@ -96,6 +97,26 @@ export type RpcSource = {
   definition?: Record<string, unknown>;
 };
 
+export type RpcPool = {
+  strategy: "round-robin" | "least-outstanding" | "health-based";
+  /** calls in flight over every runner */
+  outstanding: number;
+  /** runners that take new calls */
+  ready: number;
+  instances: Array<{
+    instance: string;
+    connection: number;
+    state: "idle" | "initializing" | "ready" | "draining";
+    outstanding: number;
+    /** the last probe's answer; null before the first */
+    healthy: boolean | null;
+    breaker: string;
+    calls: number;
+    failures: number;
+    since: string;
+  }>;
+};
+
 /** Every method: its params and result. */
 export interface RpcMethods {
   /** Cancels a request of this connection still in flight (stages.call, pipelines.status with wait): it is answered with PLINTH_ERR_CANCELLED. Usually sent as a notification. Roles: admin, client, runner. */
@@ -104,6 +125,53 @@ export interface RpcMethods {
       id: string | number;
     };
     result: null;
+  };
+  /** A registered runner's extension uses its ctx (log, emit, fs, kv, env, fetch): the op is checked and performed by the same grants code as for every runtime (the manifest's permissions, quotas, the untrusted ceiling). A denied op is PLINTH_ERR_PERMISSION_DENIED; PLINTH_ERR_RUNNER_NOT_REGISTERED before runner.register. Roles: runner. */
+  "ctx": {
+    params: {
+      /** A ContextOp (src/sandbox/types.ts). */
+      op: {
+        op: "log";
+        level: "debug" | "info" | "warn" | "error";
+        message: string;
+        fields?: Record<string, unknown>;
+      } | {
+        op: "emit";
+        topic: string;
+        payload: Json;
+      } | {
+        op: "fs.readText";
+        path: string;
+      } | {
+        op: "fs.writeText" | "fs.appendText";
+        path: string;
+        text: string;
+      } | {
+        op: "kv.get" | "kv.delete";
+        key: string;
+      } | {
+        op: "kv.set";
+        key: string;
+        value: Json;
+      } | {
+        op: "env";
+        name: string;
+      } | {
+        op: "fetch";
+        url: string;
+        init?: {
+          method?: string;
+          headers?: {
+            [key: string]: string;
+          };
+          body?: string;
+        };
+      };
+    };
+    result: {
+      /** What the op returned (absent: nothing). */
+      value?: Json;
+    };
   };
   /** One dead letter with every attempt. Roles: admin, client. */
   "dlq.get": {
@@ -323,6 +391,33 @@ export interface RpcMethods {
       valid: boolean;
       issues: Array<RpcIssue>;
       definition?: Record<string, unknown>;
+    };
+  };
+  /** The registered runner is stopping: the host sends it no new calls (its pool skips it); it closes the connection once its calls in flight are answered. PLINTH_ERR_RUNNER_NOT_REGISTERED before runner.register. Roles: runner. */
+  "runner.drain": {
+    params: Record<string, never>;
+    result: {
+      draining: boolean;
+    };
+  };
+  /** A runner (a `runner` token) offers an extension: its package.json and plinth.sig, verified under `sandbox.remote` and the trust policy like a dropped-in copy. The reply comes once the host has initialized it (`extension.initialize` sent back on this connection); from then on the host sends it `stage.execute`, `extension.handleEvent`, `extension.healthCheck` and `extension.stop` requests, and it may send `ctx`. Refused with a coded error: PLINTH_ERR_REMOTE_DISABLED, a signature code (PLINTH_ERR_SIG_MISSING unsigned, PLINTH_ERR_SIG_UNTRUSTED_PUBLISHER, PLINTH_ERR_SIG_INVALID forged, PLINTH_ERR_SIG_OUT_OF_SCOPE, PLINTH_ERR_SIG_FILE_CHANGED for a manifest that is not the signed one), PLINTH_ERR_PUBLISHER_MISMATCH, PLINTH_ERR_RUNNER_REFUSED, PLINTH_ERR_RUNNER_VERSION_MISMATCH, PLINTH_ERR_MANIFEST_INVALID, PLINTH_ERR_EXTENSION_LOAD_FAILED (its initialize failed). docs/remote.md describes the protocol. Roles: runner. */
+  "runner.register": {
+    params: {
+      /** The package's package.json, parsed. */
+      manifest: Record<string, unknown>;
+      /** package.json exactly as signed (what plinth.sig hashes); without it the host accepts the common ways of writing the parsed object. */
+      manifestText?: string;
+      /** The package's plinth.sig: its text (checked as strict JSON), or the parsed object. */
+      signature?: string | Record<string, unknown>;
+      /** The runner's own id, the same across its reconnects. */
+      instance?: string;
+    };
+    result: {
+      id: string;
+      version: string;
+      /** The runner's id in the pool (the one sent, or one the host chose). */
+      instance: string;
+      trust: "trusted" | "untrusted" | "unchecked";
     };
   };
   /** One run's record; an unknown id fails with PLINTH_ERR_RUN_NOT_FOUND. Roles: admin, client. */

@@ -12,6 +12,8 @@ import type { Logger } from 'pino';
 import { PlinthError, isPlinthError } from '../errors.ts';
 import type { ControlConfig, ControlRole } from '../config/index.ts';
 import { Peer, RpcError, RPC_ERRORS, type Transport } from '../sandbox/link/index.ts';
+import type { RunnerLink } from '../sandbox/index.ts';
+import { tickCorker } from '../sandbox/link/ws.ts';
 import type { PipelineService, RunProgress } from '../pipeline/types.ts';
 import { loadRpcSchemas, compileParams, type RpcSchemas } from './schemas.ts';
 import { loadTokens, presentedToken, isLoopback, RPC_PROTOCOL, type TokenSet } from './auth.ts';
@@ -69,6 +71,7 @@ class Connection implements Session {
   #subscriptionSeq = 0;
   inFlight = 0;
   refused = 0;
+  runner: Session['runner'] = undefined;
   dropped = 0;
   alive = true;
   readonly #config: ControlConfig;
@@ -80,10 +83,13 @@ class Connection implements Session {
     this.socket = socket;
     this.#config = config;
     this.bucket = new Bucket(config.rateLimit.perSecond, config.rateLimit.burst);
+    // Replies and notifications that complete together (a batch of results from a sandbox, a runner's burst of
+    // stage.execute at N in flight) leave in one write per tick instead of one syscall each.
+    const cork = tickCorker(socket);
     const transport: Transport = {
       send: (m) => {
         if (socket.readyState !== socket.OPEN) return;
-        this.#cork();
+        cork();
         socket.send(JSON.stringify(m));
       },
       onMessage: (l) => (this.#listener = l),
@@ -93,27 +99,13 @@ class Connection implements Session {
     this.peer = new Peer(transport);
   }
 
-  #corked = false;
-
-  /**
-   * Holds this connection's frames until the end of the current tick, so replies and notifications that complete
-   * together (a batch of results from a sandbox) leave in one write instead of one syscall each. ws has no API for
-   * it; `_socket` is its net.Socket (without one, frames go out one by one as before).
-   */
-  #cork(): void {
-    if (this.#corked) return;
-    const raw = (this.socket as unknown as { _socket?: Duplex })._socket;
-    if (!raw || raw.destroyed) return;
-    this.#corked = true;
-    raw.cork();
-    process.nextTick(() => {
-      this.#corked = false;
-      raw.uncork();
-    });
-  }
-
   nextSubscription(): string {
     return `${this.id}.${++this.#subscriptionSeq}`;
+  }
+
+  runnerLink(): RunnerLink {
+    // 4000: an application close (RFC 6455 §7.4.2), with the host's reason; a runner reconnects after it.
+    return { peer: this.peer, connection: this.id, close: (reason) => this.socket.close(4000, reason.slice(0, 120)) };
   }
 
   feed(value: unknown): void {
@@ -359,6 +351,8 @@ export class ControlServer {
       if (!c.bucket.take(1)) return this.#rateLimited(c, undefined);
       return c.feed(text);
     }
+    // A runner's replies answer the host's own requests (stage.execute, …): the host paces those, not the bucket.
+    if (c.role === 'runner' && typeof value === 'object' && value !== null && !Array.isArray(value) && !('method' in value)) return c.feed(value);
     // A batch costs one token per element: batching is no way around the limit.
     if (!c.bucket.take(Array.isArray(value) ? Math.max(1, value.length) : 1)) return this.#rateLimited(c, value);
     c.refused = 0;

@@ -10,9 +10,9 @@ import type { Json } from '../sdk/index.ts';
 import { FetchBreakers, KvStore, type Resolver } from '../policy/index.ts';
 import { IsolateProcess } from '../sandbox/index.ts';
 import { watchPluginDirs, type PluginWatcher, type WatchOptions } from '../discovery/index.ts';
-import { createRegistry, loadTrustStoreFor, type Registry, type RegistryEntry } from '../registry/index.ts';
+import { createRegistry, loadTrustStoreFor, type Registry, type RegistryEntry, type RunnerSession } from '../registry/index.ts';
 import type { CallRequest, ManagedExtension } from '../registry/extension.ts';
-import type { SandboxFactory } from '../sandbox/index.ts';
+import type { SandboxFactory, RegisterParams, RegisterResult, RunnerLink } from '../sandbox/index.ts';
 import { createPipelineService, type PipelineServiceHandle, type StageCatalog } from '../pipeline/index.ts';
 
 export interface HostOptions {
@@ -247,6 +247,14 @@ export class Host {
       const seconds = (performance.now() - started) / 1000;
       for (const o of this.#callObservers) o.ended(id, stage, outcome, seconds);
     }
+  }
+
+  /**
+   * A remote runner's runner.register on a control connection (issue 13, docs/remote.md): verified under
+   * sandbox.remote and the trust policy, then served like any extension until its connection closes.
+   */
+  registerRunner(params: RegisterParams, link: RunnerLink): Promise<{ result: RegisterResult; session: RunnerSession }> {
+    return this.#reg.registerRunner(params, link);
   }
 
   /** Adds a call observer; returns its removal. */

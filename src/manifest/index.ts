@@ -151,9 +151,10 @@ function deepFreeze<T>(value: T): T {
  * Validates a parsed package.json of the extension folder `dir`. Throws a PlinthError naming the folder:
  * MANIFEST_INVALID (every schema problem at once), MAIN_NOT_SET, MAIN_NOT_FOUND, STAGE_SCHEMA_INVALID.
  * `options.sourceDir`: the plugin folder messages name when `dir` is its verified snapshot (the registry passes
- * both); `options.schemaLimits`: the host's limits for the package's schemas.
+ * both); `options.schemaLimits`: the host's limits for the package's schemas; `options.remote`: a runner's manifest
+ * (runner.register), whose `main` is not looked for here.
  */
-export async function validateExtensionPackage(dir: string, pkg: unknown, options: { schemaLimits?: SchemaLimits; sourceDir?: string } = {}): Promise<ExtensionPackage> {
+export async function validateExtensionPackage(dir: string, pkg: unknown, options: { schemaLimits?: SchemaLimits; sourceDir?: string; remote?: boolean } = {}): Promise<ExtensionPackage> {
   const sourceDir = options.sourceDir ?? dir;
   const file = path.join(sourceDir, PACKAGE_JSON);
   const label = typeof (pkg as { name?: unknown }).name === 'string' ? (pkg as { name: string }).name : path.basename(sourceDir);
@@ -168,14 +169,16 @@ export async function validateExtensionPackage(dir: string, pkg: unknown, option
   }
   const raw = pkg as RawPackage;
 
-  if (raw.main === undefined) {
+  // A runner's manifest (remote runtime): its code runs in the runner's process, not from a folder of this host.
+  const remote = options.remote === true;
+  if (raw.main === undefined && !remote) {
     throw new PlinthError('PLINTH_ERR_MAIN_NOT_SET', `extension ${raw.name} at ${sourceDir}: package.json has no "main"`, {
       extension: raw.name,
       file,
       hint: 'add "main": "<entry module>", e.g. "main": "index.js"',
     });
   }
-  const mainPath = await resolveMain(dir, raw.name, raw.main, sourceDir);
+  const mainPath = remote ? '' : await resolveMain(dir, raw.name, raw.main!, sourceDir);
 
   const schemas = compileSchemas(sourceDir, raw, options.schemaLimits ?? DEFAULT_SCHEMA_LIMITS);
   const dependencies: Record<string, Dependency> = {};
@@ -195,7 +198,7 @@ export async function validateExtensionPackage(dir: string, pkg: unknown, option
     version: raw.version,
     dir,
     sourceDir,
-    main: raw.main,
+    main: raw.main ?? '',
     mainPath,
     ...(raw.engines?.plinth === undefined ? {} : { hostRange: raw.engines.plinth }),
     manifest: deepFreeze(manifest),

@@ -192,6 +192,7 @@ export class ManagedExtension {
   async #launch(): Promise<Sandbox> {
     const sandbox = this.#options.makeSandbox(this.#spec(), this.#options.context);
     sandbox.onExit((exit) => this.#onExit(sandbox, exit));
+    sandbox.onAvailability?.((available, reason) => this.#onAvailability(sandbox, available, reason));
     // The runtimes bound loading by limits.startTimeoutMs themselves; this is the host's own wall behind them.
     const bound = this.#limits.startTimeoutMs + START_GRACE_MS;
     let timer: NodeJS.Timeout | undefined;
@@ -237,12 +238,28 @@ export class ManagedExtension {
     this.#sandboxStartedAt = Date.now();
     this.#transition('active');
     this.#scheduleHealth();
+    if (sandbox.available === false) this.#onAvailability(sandbox, false, undefined);
   }
 
   #onExit(sandbox: Sandbox, exit: SandboxExit): void {
     if (sandbox !== this.#sandbox || this.#stopping) return;
     this.#options.log('warn', `sandbox ended (${exit.reason}): ${exit.detail}`, { extension: this.id, exit: exit.reason });
     void this.#restart(exit.detail);
+  }
+
+  /**
+   * A runtime whose serving comes and goes (remote: runners disconnect and reconnect): nothing to serve → degraded
+   * with the reason; serving again → active, the same extension (no restart, no new id).
+   */
+  #onAvailability(sandbox: Sandbox, available: boolean, reason: PlinthError | undefined): void {
+    if (sandbox !== this.#sandbox || this.#stopping || this.#restarting) return;
+    if (!available && this.#state === 'active') {
+      this.#transition('degraded', reason ?? new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `extension ${this.id}: nothing serves it now`, { extension: this.id }));
+    } else if (available && this.#state === 'degraded') {
+      this.#probeFailures = 0;
+      this.#probeSuccesses = 0;
+      this.#transition('active');
+    }
   }
 
   /**
@@ -297,6 +314,10 @@ export class ManagedExtension {
         this.#sandboxStartedAt = Date.now();
         this.#restarts++;
         if (!wasDegraded) this.#transition('active');
+        if (sandbox.onAvailability) setImmediate(() => {
+          // Once #restarting is cleared: a runtime that came back with nothing to serve is degraded, not active.
+          if (this.#sandbox === sandbox) this.#onAvailability(sandbox, sandbox.available !== false, undefined);
+        });
         return;
       }
     })().finally(() => {

@@ -76,4 +76,4 @@ export async function scanExtensions(
   return createRegistry({ ...config, ...host, plugins: pluginDirs, trust: { store: undefined, policy } }, { trustStore: store }).inspect();
 }
 
-export { Registry, HOST_API_VERSION, type RegistryEntry, type RegistryOptions } from './registry.ts';
+export { Registry, HOST_API_VERSION, type RegistryEntry, type RegistryOptions, type RunnerSession } from './registry.ts';

@@ -17,21 +17,33 @@ export type StartCheck =
   | { status: 'disabled' }
   | { status: 'refused'; error: PlinthError };
 
-export function checkStartable(pkg: ExtensionPackage, trust: TrustStatus, config: HostConfig): StartCheck {
+/** `remote`: a runner's registration (runtime remote, its code outside the host: no runtime check applies). */
+export function checkStartable(pkg: ExtensionPackage, trust: TrustStatus, config: HostConfig, options: { remote?: boolean } = {}): StartCheck {
   const settings = config.extensions[pkg.id];
   if (settings?.enabled === false) return { status: 'disabled' };
   const manifestFile = path.join(pkg.sourceDir, 'package.json');
-  if (pkg.manifest.runtime !== 'worker' && pkg.manifest.runtime !== 'isolate') {
+  if (options.remote === true) {
+    // runtime checks do not apply: its code runs in the runner's own process
+  } else if (pkg.manifest.runtime === 'remote') {
     return {
       status: 'refused',
-      error: new PlinthError('PLINTH_ERR_RUNTIME_UNSUPPORTED', `extension ${pkg.id} asks for the "${pkg.manifest.runtime}" runtime, which this host does not run yet`, {
+      error: new PlinthError('PLINTH_ERR_RUNTIME_UNSUPPORTED', `extension ${pkg.id} asks for the "remote" runtime, which is not run from a plugin folder: a remote extension joins when its runner registers over the control channel`, {
+        extension: pkg.id,
+        file: manifestFile,
+        hint: 'start its runner (runExtension from plinth/sdk) against a running `plinth serve` (docs/remote.md), or set "runtime": "worker" or "isolate" to run it from the folder',
+      }),
+    };
+  } else if (pkg.manifest.runtime !== 'worker' && pkg.manifest.runtime !== 'isolate') {
+    return {
+      status: 'refused',
+      error: new PlinthError('PLINTH_ERR_RUNTIME_UNSUPPORTED', `extension ${pkg.id} asks for the "${String(pkg.manifest.runtime)}" runtime, which this host does not run yet`, {
         extension: pkg.id,
         file: manifestFile,
         hint: 'set "runtime": "worker" or "isolate" in its plinth block',
       }),
     };
   }
-  if (trust.status !== 'trusted' && pkg.manifest.runtime === 'worker') {
+  if (trust.status !== 'trusted' && pkg.manifest.runtime === 'worker' && options.remote !== true) {
     return {
       status: 'refused',
       error: new PlinthError('PLINTH_ERR_RUNTIME_NOT_ALLOWED', `extension ${pkg.id} is not signed by a trusted publisher, so it may run only as "isolate", not "worker"`, {

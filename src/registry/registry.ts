@@ -20,12 +20,14 @@ import { takeSnapshot, pruneSnapshots, removeTree, snapshotsDir, type Snapshot }
 import { readPackageJson, isExtensionPackage, validateExtensionPackage, type ExtensionPackage, type Runtime } from '../manifest/index.ts';
 import { extensionDataDir, publisherBindingFile, readPublisherBinding, writePublisherBinding, UNSIGNED_PUBLISHER, type PublisherBinding } from '../datadir/index.ts';
 import { resolve, dependencyFailed, checkFrozen, readLockfile, writeLockfile as writeLockfileTo, buildLockfile, fileListDigest, type Candidate, type Resolution, type Lockfile } from '../resolve/index.ts';
-import { checkIsolateModules, createSandbox } from '../sandbox/index.ts';
+import { checkIsolateModules, createSandbox, RunnerPool, type RegisterParams, type RegisterResult, type RunnerLink, type PoolInfo } from '../sandbox/index.ts';
+import { randomUUID } from 'node:crypto';
 import { createContextHandler, effectiveQuotas, type FetchBreakers, type KvStore, type Resolver } from '../policy/index.ts';
 import { checkStartable } from './preflight.ts';
 import { ManagedExtension, type ExtensionInfo } from './extension.ts';
 import { resolveLimits, type Limits } from './limits.ts';
-import type { SandboxFactory } from '../sandbox/types.ts';
+import type { ContextHandler, ContextOp, SandboxFactory } from '../sandbox/types.ts';
+import { verifyRunner } from './remote.ts';
 import type { ExtensionRecord, TrustStatus } from './index.ts';
 
 /** The host API version extensions' `engines.plinth` ranges are matched against. */
@@ -34,6 +36,8 @@ export const HOST_API_VERSION = '1.0.0';
 /** Listing entry: a supervised extension, or one that never got that far (failed, refused, shadowed, disabled). */
 export type RegistryEntry = ExtensionInfo & {
   path: string;
+  /** A remote extension's runners (docs/remote.md). */
+  pool?: PoolInfo;
   /** A newer copy on disk that could not replace the running one (the running one keeps serving). */
   reloadError?: ReturnType<PlinthError['toJSON']>;
 };
@@ -120,6 +124,27 @@ function refusalFields(err: PlinthError): Record<string, unknown> {
   };
 }
 
+/**
+ * A runner's own breaker (extensions.<id>.pool.breaker) opens sooner than the extension's: one failing runner of a
+ * pool is set aside (health-based) before the extension's breaker, which sees every runner's calls, would open.
+ */
+const RUNNER_BREAKER_DEFAULTS = { minimumCalls: 5, recoveryTimeoutMs: 10_000 };
+
+/** One remote extension: the pool of its runners and the supervisor over it (which outlives disconnects). */
+interface RemoteEntry {
+  pool: RunnerPool;
+  managed: ManagedExtension;
+  publisher: string | undefined;
+  digest: string;
+}
+
+/** What a registered runner connection may do next: ctx ops for its extension, and say it is draining. */
+export interface RunnerSession {
+  readonly id: string;
+  ctx(op: ContextOp): Promise<Json | undefined>;
+  drain(): void;
+}
+
 export class Registry {
   readonly #o: RegistryOptions;
   readonly #running = new Map<string, ManagedExtension>();
@@ -139,6 +164,10 @@ export class Registry {
   readonly #launching = new Set<ManagedExtension>();
   readonly #draining = new Set<ManagedExtension>();
   #creating: Promise<void> = Promise.resolve();
+  /** Remote extensions by id (issue 13): registered by runners, not found in the plugin directories. */
+  readonly #remote = new Map<string, RemoteEntry>();
+  /** runner.register calls of one id run one at a time (the first creates the pool, the others join it). */
+  readonly #registering = new Map<string, Promise<unknown>>();
 
   constructor(options: RegistryOptions) {
     this.#o = options;
@@ -196,7 +225,8 @@ export class Registry {
   list(): RegistryEntry[] {
     const running = [...this.#running.values()].map((e): RegistryEntry => {
       const reloadError = this.#reloadErrors.get(e.id);
-      return { ...e.info(), path: e.pkg.sourceDir, ...(reloadError ? { reloadError: reloadError.toJSON() } : {}) };
+      const remote = this.#remote.get(e.id);
+      return { ...e.info(), path: e.pkg.sourceDir, ...(reloadError ? { reloadError: reloadError.toJSON() } : {}), ...(remote?.managed === e ? { pool: remote.pool.info() } : {}) };
     });
     return [...running, ...this.#notRunning.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.path < b.path ? -1 : 1));
   }
@@ -653,9 +683,35 @@ export class Registry {
     }
   }
 
+  /** The host side of an extension's ctx (src/policy): its grants, quotas, kv, events and log, the same for every runtime. */
+  #contextFor(pkg: ExtensionPackage): ContextHandler {
+    const { config, log, bus } = this.#o;
+    const settings = config.extensions[pkg.id];
+    const dataDir = extensionDataDir(config.dataDir, pkg.id);
+    const extLog = log.child({ extension: pkg.id });
+    const context = createContextHandler({
+      extension: pkg.id,
+      dataDir,
+      permissions: pkg.manifest.permissions,
+      emit: async (topic, payload) => void (await bus.publish(topic, payload, pkg.id)),
+      // The extension's fields go under one key, so they can never overwrite the host's own (`extension`, `level`, …).
+      log: (level, message, line) =>
+        extLog[level]({ from: line.host ? 'host' : 'extension', ...(line.fields ? { fields: line.fields } : {}), ...(line.truncated ? { truncated: line.truncated } : {}), ...line.host }, message),
+      kv: this.#o.kv(pkg.id),
+      env: this.#o.env,
+      quotas: effectiveQuotas(config.quotas, settings?.quotas, pkg.manifest.limits),
+      ...(this.#o.resolve ? { resolve: this.#o.resolve } : {}),
+      ...(this.#o.fetchBreakers ? { fetchBreakers: this.#o.fetchBreakers } : {}),
+    });
+    return async (op) => {
+      if (op.op.startsWith('fs.')) await mkdir(dataDir, { recursive: true });
+      return context(op);
+    };
+  }
+
   /** A ManagedExtension for a copy, or undefined (recorded as failed) when trust, ownership, config or budget refuse it. */
   async #create(copy: Copy, budgetKey = copy.pkg.id): Promise<ManagedExtension | undefined> {
-    const { config, log, budget, bus } = this.#o;
+    const { config, log, budget } = this.#o;
     const pkg = copy.pkg;
     const refuse = (state: 'failed' | 'stopped', reason: PlinthError | undefined): undefined => {
       this.#notRunning.set(pkg.id, entry({ id: pkg.id, version: pkg.version, dir: pkg.sourceDir, runtime: pkg.manifest.runtime }, state, reason));
@@ -678,23 +734,8 @@ export class Registry {
     } catch (err) {
       return refuse('failed', err as PlinthError);
     }
-    const dataDir = extensionDataDir(config.dataDir, pkg.id);
     const isolateProcess = settings?.isolateProcess ?? (config.sandbox.isolateProcess === 'per-extension' ? 'dedicated' : 'shared');
-    const extLog = log.child({ extension: pkg.id });
-    const context = createContextHandler({
-      extension: pkg.id,
-      dataDir,
-      permissions: pkg.manifest.permissions,
-      emit: async (topic, payload) => void (await bus.publish(topic, payload, pkg.id)),
-      // The extension's fields go under one key, so they can never overwrite the host's own (`extension`, `level`, …).
-      log: (level, message, line) =>
-        extLog[level]({ from: line.host ? 'host' : 'extension', ...(line.fields ? { fields: line.fields } : {}), ...(line.truncated ? { truncated: line.truncated } : {}), ...line.host }, message),
-      kv: this.#o.kv(pkg.id),
-      env: this.#o.env,
-      quotas: effectiveQuotas(config.quotas, settings?.quotas, pkg.manifest.limits),
-      ...(this.#o.resolve ? { resolve: this.#o.resolve } : {}),
-      ...(this.#o.fetchBreakers ? { fetchBreakers: this.#o.fetchBreakers } : {}),
-    });
+    const context = this.#contextFor(pkg);
     const managed = new ManagedExtension({
       pkg,
       limits,
@@ -703,15 +744,146 @@ export class Registry {
       config: extConfig,
       defaults: config.defaults,
       makeSandbox: this.#o.makeSandbox ?? ((spec, ctx) => createSandbox(pkg.manifest.runtime, spec, ctx, { isolateProcess })),
-      context: async (op) => {
-        if (op.op.startsWith('fs.')) await mkdir(dataDir, { recursive: true });
-        return context(op);
-      },
+      context,
       events: this.#hostEvents,
       log: (level, message, fields) => log[level]({ ...fields }, message),
       ...(this.#o.backoff ? { backoff: this.#o.backoff } : {}),
     });
     return managed;
+  }
+
+  /**
+   * A runner's runner.register (issue 13): verified like a dropped-in copy (sandbox.remote, trust, publisher
+   * binding, host config, ceilings), then the first runner of an id creates its pool and its supervisor (started:
+   * the runner is initialized) and later ones join the pool, initialized before this resolves. A refusal is a
+   * coded PlinthError and leaves what runs untouched. The runner's connection closing removes it from the pool;
+   * the extension stays registered (degraded while no runner serves) and a reconnect restores it.
+   */
+  registerRunner(params: RegisterParams, link: RunnerLink): Promise<{ result: RegisterResult; session: RunnerSession }> {
+    if (this.#stopped) return Promise.reject(new PlinthError('PLINTH_ERR_SHUTDOWN', 'the host is stopping: no runner is registered', { hint: 'register again once the host has started' }));
+    const { config, trustStore } = this.#o;
+    return verifyRunner(params, config, trustStore).then((verified) => {
+      const id = verified.pkg.id;
+      const before = this.#registering.get(id) ?? Promise.resolve();
+      const task = before.then(
+        () => this.#join(verified, params, link),
+        () => this.#join(verified, params, link),
+      );
+      this.#registering.set(id, task);
+      void task.finally(() => {
+        if (this.#registering.get(id) === task) this.#registering.delete(id);
+      }).catch(() => undefined);
+      return task;
+    });
+  }
+
+  async #join(verified: Awaited<ReturnType<typeof verifyRunner>>, params: RegisterParams, link: RunnerLink): Promise<{ result: RegisterResult; session: RunnerSession }> {
+    const { config, log } = this.#o;
+    const { pkg, trust } = verified;
+    const id = pkg.id;
+    if (this.#stopped) throw new PlinthError('PLINTH_ERR_SHUTDOWN', 'the host is stopping: no runner is registered', { extension: id });
+    if (link.peer.closed) throw new PlinthError('PLINTH_ERR_RUNNER_DISCONNECTED', `extension ${id}: the runner disconnected while it registered`, { extension: id });
+    let remote = this.#remote.get(id);
+    const local = this.#running.get(id);
+    if (local && remote?.managed !== local) {
+      throw new PlinthError('PLINTH_ERR_RUNNER_REFUSED', `extension ${id} is served by the dropped-in copy at ${local.pkg.sourceDir}: a runner cannot take over its id`, {
+        extension: id,
+        hint: 'remove or disable the dropped-in copy first, or give the runner\'s package another name',
+      });
+    }
+    const check = checkStartable(pkg, trust, config, { remote: true });
+    if (check.status === 'disabled') {
+      throw new PlinthError('PLINTH_ERR_RUNNER_REFUSED', `extension ${id} is disabled on this host (extensions.${id}.enabled: false)`, { extension: id, hint: `enable it (plinth: extensions.enable ${id}) to let its runners register` });
+    }
+    if (check.status === 'refused') throw check.error;
+    const notSubscribable = checkSubscribes(id, pkg.manifest.subscribes, pkg.manifest.permissions.events?.subscribe ?? [], `${pkg.sourceDir}/package.json`);
+    if (notSubscribable) throw notSubscribable;
+    // The id's data belongs to a publisher (issue 7 §2): a runner of another one is refused like a copy would be.
+    const asCopy = { pkg, trust, publisher: verified.publisher, found: { dir: pkg.sourceDir } } as unknown as Copy;
+    const notOwner = await this.#claim(asCopy);
+    if (notOwner) throw notOwner;
+    const limits = resolveLimits(pkg, config);
+    const instanceKey = typeof params.instance === 'string' && params.instance !== '' ? params.instance.slice(0, 128) : randomUUID();
+
+    if (remote && (remote.managed.state === 'failed' || remote.managed.state === 'stopped' || remote.managed.state === 'stopping')) {
+      this.#remote.delete(id);
+      if (this.#running.get(id) === remote.managed) this.#running.delete(id);
+      remote = undefined;
+    }
+    if (remote && (remote.managed.version !== pkg.version || remote.digest !== verified.digest || remote.publisher !== verified.publisher)) {
+      if (remote.pool.size > 0) {
+        const what = remote.managed.version !== pkg.version ? `version ${pkg.version}` : remote.publisher !== verified.publisher ? `a build from publisher "${verified.publisher ?? 'unchecked'}"` : `another manifest of ${pkg.version}`;
+        throw new PlinthError('PLINTH_ERR_RUNNER_VERSION_MISMATCH', `extension ${id}: this runner offers ${what}, but its pool serves ${remote.managed.version} with ${remote.pool.size} runner(s) connected`, {
+          extension: id,
+          hint: 'run the same build in every runner of a pool; once no runner of the old one is connected, a new version replaces it',
+        });
+      }
+      // No runner of the old one left: the new one replaces it (its supervisor is stopped first).
+      this.#remote.delete(id);
+      this.#running.delete(id);
+      this.#unsubscribe(id);
+      await remote.managed.stop(1000);
+      log.info({ extension: id, from: remote.managed.version, to: pkg.version }, `remote extension replaced: ${remote.managed.version} → ${pkg.version}`);
+      remote = undefined;
+    }
+
+    if (remote) {
+      const instance = await remote.pool.add(instanceKey, link);
+      log.info({ extension: id, runner: instanceKey, connection: link.connection, runners: remote.pool.size }, `runner joined the pool of ${id} (${remote.pool.size} connected)`);
+      return { result: { id, version: pkg.version, instance: instanceKey, trust: trust.status }, session: this.#runnerSession(id, remote.pool, instance) };
+    }
+
+    const strategy = config.extensions[id]?.pool?.strategy ?? 'round-robin';
+    const pool = new RunnerPool(id, pkg.version, { strategy, breaker: { ...config.defaults.breaker, ...pkg.manifest.breaker, ...RUNNER_BREAKER_DEFAULTS, ...config.extensions[id]?.pool?.breaker } });
+    const managed = new ManagedExtension({
+      pkg,
+      limits,
+      digest: verified.digest,
+      budgetKey: `${id}#remote`,
+      config: check.config,
+      defaults: config.defaults,
+      makeSandbox: (spec, ctx) => createSandbox('remote', spec, ctx, { pool }),
+      context: this.#contextFor(pkg),
+      events: this.#hostEvents,
+      log: (level, message, fields) => log[level]({ ...fields }, message),
+      ...(this.#o.backoff ? { backoff: this.#o.backoff } : {}),
+    });
+    const entryOf: RemoteEntry = { pool, managed, publisher: verified.publisher, digest: verified.digest };
+    this.#remote.set(id, entryOf);
+    const instance = await pool.add(instanceKey, link);
+    await managed.start();
+    if (managed.state !== 'active' && managed.state !== 'degraded') {
+      const reason = managed.info().reason;
+      if (this.#remote.get(id) === entryOf) this.#remote.delete(id);
+      await managed.stop(1000);
+      pool.closeAll('the extension did not start');
+      const err = reason ? PlinthError.fromJSON(reason) : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${id}: its runner did not start it`, { extension: id });
+      this.#notRunning.set(id, entry({ id, version: pkg.version, dir: pkg.sourceDir, runtime: 'remote' }, 'failed', err));
+      throw err;
+    }
+    if (this.#stopped) {
+      await managed.stop(1000);
+      throw new PlinthError('PLINTH_ERR_SHUTDOWN', 'the host is stopping: no runner is registered', { extension: id });
+    }
+    this.#running.set(id, managed);
+    this.#notRunning.delete(id);
+    this.#subscribe(managed);
+    log.info({ extension: id, version: pkg.version, runner: instanceKey, connection: link.connection, trust: trust.status }, `remote extension ${id} ${pkg.version} registered by runner ${instanceKey}`);
+    return { result: { id, version: pkg.version, instance: instanceKey, trust: trust.status }, session: this.#runnerSession(id, pool, instance) };
+  }
+
+  #runnerSession(id: string, pool: RunnerPool, instance: ReturnType<RunnerPool['instances']>[number]): RunnerSession {
+    return {
+      id,
+      ctx: async (op) => {
+        const binding = pool.binding;
+        if (!binding || instance.state === 'idle' || !pool.instances().includes(instance)) {
+          throw new PlinthError('PLINTH_ERR_EXTENSION_UNAVAILABLE', `extension ${id}: this runner is not initialized (ctx is for an extension the host has initialized)`, { extension: id });
+        }
+        return binding.context(op);
+      },
+      drain: () => pool.drain(instance),
+    };
   }
 
   /**
@@ -727,6 +899,11 @@ export class Registry {
     this.#unsubscribe(id);
     await managed.stop(this.#o.drainMs ?? 5000);
     this.#retire(managed, 'stopped');
+    const remote = this.#remote.get(id);
+    if (remote?.managed === managed) {
+      this.#remote.delete(id);
+      remote.pool.closeAll(`extension ${id} was disabled on the host`);
+    }
     this.#o.log.info({ extension: id }, 'disabled: stopped');
   }
 
@@ -756,7 +933,7 @@ export class Registry {
     for (const [id, err] of scan.broken) if (this.#running.has(id) && resolution.resolved.has(id)) this.#reloadErrors.set(id, err);
 
     // 1. Stop what no longer resolves, dependents (higher levels) first.
-    const leaving = [...this.#running.keys()].filter((id) => !resolution.resolved.has(id)).sort((a, b) => (this.#levelOf.get(b) ?? 0) - (this.#levelOf.get(a) ?? 0));
+    const leaving = [...this.#running.keys()].filter((id) => !resolution.resolved.has(id) && !this.#remote.has(id)).sort((a, b) => (this.#levelOf.get(b) ?? 0) - (this.#levelOf.get(a) ?? 0));
     for (const id of leaving) {
       const managed = this.#running.get(id)!;
       const failure = resolution.failed.get(id);
@@ -779,6 +956,11 @@ export class Registry {
     for (const [id, candidate] of resolution.resolved) {
       const running = this.#running.get(id);
       const copy = scan.copies.get(candidate);
+      if (this.#remote.has(id)) {
+        // Served by registered runners: a dropped-in copy of the id does not replace them.
+        if (copy) this.#notRunning.set(`${id} (${candidate.dir})`, entry({ id, version: candidate.version, dir: candidate.dir, runtime: copy.pkg.manifest.runtime }, 'stopped', new PlinthError('PLINTH_ERR_DUPLICATE_EXTENSION', `extension ${id} ${candidate.version} at ${candidate.dir} is not used: ${id} is served by registered remote runners`, { extension: id, file: candidate.dir, hint: 'stop its runners (then reload), or remove this copy' })));
+        continue;
+      }
       if (!running) starting.add(id);
       // The snapshot folder names the contents, plinth.sig included: a re-signed package is swapped too.
       else if (copy && (copy.found.dir !== running.pkg.sourceDir || copy.pkg.version !== running.version || copy.snapshot.dir !== running.pkg.dir)) swaps.push([id, candidate]);

@@ -1,6 +1,7 @@
 // The one interface every runtime implements (DESIGN.md §4; STYLE.md "Temporal TS SDK": every sandbox backend
 // behind one interface). The sandbox knows nothing of the registry: it is given a spec and a bridge.
 import type { Permissions, Runtime } from '../manifest/index.ts';
+import type { PlinthError } from '../errors.ts';
 import type { Json, PlinthEvent, HealthResult } from '../sdk/index.ts';
 
 /** Everything a runtime needs to load one extension. Plain data: it crosses threads and processes. */
@@ -70,6 +71,13 @@ export interface Sandbox {
   stop(timeoutMs: number): Promise<void>;
   /** Registers a listener for the sandbox ending on its own (crash, OOM, watchdog). */
   onExit(listener: (exit: SandboxExit) => void): void;
+  /**
+   * Runtimes whose serving comes and goes without an exit (remote: runners connect and disconnect) report it
+   * here: false when nothing can serve a call now (with why), true when something can again.
+   */
+  onAvailability?(listener: (available: boolean, reason?: PlinthError) => void): void;
+  /** With onAvailability: whether something can serve a call now. */
+  readonly available?: boolean;
 }
 
 export type SandboxFactory = (spec: SandboxSpec, context: ContextHandler) => Sandbox;

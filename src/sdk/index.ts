@@ -123,3 +123,6 @@ export function defineExtension<Config = Record<string, Json>, S extends Stages 
 
 /** Each stage as the host calls it, `(input, ctx) => output`, whatever parameters its function spelled out. */
 export type CallableStages<S extends Stages> = { [K in keyof S]: StageFunction<Parameters<S[K]>[0], Awaited<ReturnType<S[K]>>> };
+
+// The runner side of the remote runtime (issue 13): the same definition, served from the author's own process.
+export { runExtension, type RunnerHandle, type RunnerOptions, type RunnerState } from './runner.ts';

@@ -143,7 +143,7 @@ export const MAX_SIGNATURE_BYTES = 16 * 1024 * 1024;
  * copied anywhere; the authoritative check is verifyFiles on the snapshot.
  */
 export async function checkSignatureFile(input: Omit<FilesToVerify, 'files' | 'emptyFolders'>): Promise<{ sig: SignatureFile; scope: string | undefined }> {
-  const { dir, store, extension } = input;
+  const { dir, extension } = input;
   const shownDir = input.reportDir ?? dir;
   const who = extension ? `extension ${extension} at ${shownDir}` : shownDir;
   const ext = extension ? { extension } : {};
@@ -168,6 +168,23 @@ export async function checkSignatureFile(input: Omit<FilesToVerify, 'files' | 'e
       cause: err,
       hint: 'make the package readable by the user the host runs as (check permissions and the disk), then retry',
     });
+  }
+  return checkSignatureText(text, { ...input, reportDir: shownDir });
+}
+
+/**
+ * checkSignatureFile's checks on plinth.sig's text as given (a remote runner sends it with runner.register, so
+ * there is no file to read): strict JSON without duplicates, the schema, a trusted unrevoked key, a valid
+ * signature, the publisher's scope for `extension`. Messages name `reportDir`/plinth.sig.
+ */
+export function checkSignatureText(text: string, input: { dir: string; store: TrustStore; extension?: string; reportDir?: string }): { sig: SignatureFile; scope: string | undefined } {
+  const { store, extension } = input;
+  const shownDir = input.reportDir ?? input.dir;
+  const who = extension ? `extension ${extension} at ${shownDir}` : shownDir;
+  const ext = extension ? { extension } : {};
+  const shownSig = path.join(shownDir, SIGNATURE_FILE);
+  if (Buffer.byteLength(text, 'utf8') > MAX_SIGNATURE_BYTES) {
+    throw new PlinthError('PLINTH_ERR_SIG_MALFORMED', `${who}: ${SIGNATURE_FILE} is more than a signature can be (${MAX_SIGNATURE_BYTES} bytes)`, { ...ext, file: shownSig, hint: 'sign the extension again' });
   }
 
   let sig: SignatureFile;

@@ -10,6 +10,8 @@ const METHODS = [
   'host.info', 'extensions.list', 'extensions.get', 'extensions.reload', 'extensions.enable', 'extensions.disable', 'stages.call',
   'pipelines.validate', 'pipelines.run', 'pipelines.status', 'pipelines.cancel', 'pipelines.resume', 'runs.list', 'runs.get',
   'events.publish', 'events.subscribe', 'events.unsubscribe', 'dlq.list', 'dlq.get', 'dlq.replay', 'dlq.purge', 'logs.subscribe', '$/cancelRequest',
+  // issue 13: what a remote runner calls
+  'runner.register', 'runner.drain', 'ctx',
 ];
 const NOTIFICATIONS = ['events.event', 'events.dropped', 'logs.entry', 'runs.progress', 'extensions.changed'];
 

@@ -56,6 +56,14 @@ export function status(io: Io, flags: RemoteFlags): Promise<Outcome> {
     if (!flags.json) {
       io.out(`plinth ${info.version} (pid ${info.pid}), up ${Math.round(info.uptimeMs / 1000)} s: ${info.extensions.active} active, ${info.extensions.failed} failed of ${info.extensions.total}; ${info.connections ?? 1} control connection(s)`);
       if (extensions.length > 0) io.out(table(['ID', 'VERSION', 'RUNTIME', 'STATE', 'BREAKER', 'RESTARTS', 'SINCE', 'REASON'], extensions.map((e: Extension) => [e.id, e.version || '-', e.runtime || '-', e.state, e.breaker ?? '-', String(e.restarts ?? 0), e.since ?? '', e.reason ? `${e.reason.code}: ${e.reason.message}`.slice(0, 80) : ''])));
+      // Remote extensions: their pool of runners (issue 13), one line per runner.
+      for (const e of extensions) {
+        if (!e.pool) continue;
+        io.out(`\n${e.id} pool (${e.pool.strategy}): ${e.pool.ready} ready of ${e.pool.instances.length} runner(s), ${e.pool.outstanding} call(s) in flight`);
+        if (e.pool.instances.length > 0) {
+          io.out(table(['RUNNER', 'CONNECTION', 'STATE', 'OUTSTANDING', 'HEALTHY', 'BREAKER', 'CALLS', 'FAILURES', 'SINCE'], e.pool.instances.map((i) => [i.instance, String(i.connection), i.state, String(i.outstanding), i.healthy === null ? '-' : i.healthy ? 'yes' : 'no', i.breaker, String(i.calls), String(i.failures), i.since])));
+        }
+      }
     }
     return { code: EXIT.ok, data: { host: info, extensions } };
   });
