@@ -115,6 +115,10 @@ export const ERROR_CODES = {
   PLINTH_ERR_WEBHOOK_REFUSED: 'A webhook delivery was refused: no valid token or X-Hub-Signature-256, a replayed delivery id, or a body over `control.hooks.maxBodyBytes`.',
   PLINTH_ERR_EXTENSION_NAME_INVALID: '`plinth new` was given a name that is not a valid npm package name (lower case, URL-safe, at most 214 characters, optionally @scope/name) or not a valid extension id.',
   PLINTH_ERR_TARGET_NOT_EMPTY: '`plinth new` would write into a folder that already exists and is not empty; nothing was written.',
+  PLINTH_ERR_RECORDING_LIMIT: 'A stage already has `recordings.maxPerStage` recorded calls; `plinth dev --record` records no more of it (logged once per stage).',
+  PLINTH_ERR_RECORDING_TOO_LARGE: 'A stage call (its input and output as one JSON line) is larger than `recordings.maxEntryBytes`; it was not recorded.',
+  PLINTH_ERR_RECORDING_INVALID: 'A line of a recording file is not a recorded call (not JSON, not the recording shape, or longer than `recordings.maxEntryBytes`); `plinth replay` skips it and names file:line.',
+  PLINTH_ERR_DEV_REMOTE_UNAVAILABLE: '`plinth dev --url` (or a running host) needs the remote runner (`runExtension` in src/sdk/runner.ts), which this build does not have.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
