@@ -51,7 +51,7 @@ export async function dev(io: Io, dirArg: string, flags: DevFlags, signals: Node
       if (json) return void process.stderr.write(line);
       if (line.includes('"dev":"rejected"')) return;
       // The same warning on every reload (an unsigned folder under the dev policy) is shown once.
-      const warning = /"level":40,/.test(line) ? /"code":"([A-Z_]+)".*"msg":"(.*)"\}$/.exec(line) : null;
+      const warning = /"level":40,/.test(line) ? /"code":"([A-Z_]+)".*"msg":"(.*)"\}\s*$/.exec(line) : null;
       if (warning) {
         if (shownWarnings.has(warning[0])) return;
         shownWarnings.add(warning[0]);
