@@ -2,31 +2,13 @@
 // folders and a real watcher. Every wait is on the session's events, bounded; no fixed sleeps.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { pino } from 'pino';
-import { loadHostConfig, type HostConfig } from '../../src/config/index.ts';
 import { DevSession, type RejectedEvent, type ServingEvent, type DevSessionOptions } from '../../src/dev/index.ts';
 import { IsolateProcess } from '../../src/sandbox/index.ts';
-import { ROOT, tempDir } from '../helpers.ts';
-
-export const DEV_FIXTURES = path.join(ROOT, 'test', 'fixtures', 'dev');
-
-after(() => IsolateProcess.shutdownAll());
-
-export async function devConfig(root: string, extra: Partial<HostConfig> = {}): Promise<HostConfig> {
-  const config = await loadHostConfig({ cwd: root, noFile: true, env: {}, flags: { dev: true, trustPolicy: 'warn', dataDir: path.join(root, 'data') } });
-  return { ...config, ...extra };
-}
-
-/** A copy of a dev fixture in a fresh temp folder. */
-export async function fixture(name: string): Promise<{ root: string; dir: string }> {
-  const root = await tempDir('plinth-dev-test-');
-  const dir = path.join(root, name);
-  await cp(path.join(DEV_FIXTURES, name), dir, { recursive: true });
-  return { root, dir };
-}
+import { devConfig, fixture } from './helpers.ts';
 
 async function session(name: string, options: Partial<DevSessionOptions> = {}): Promise<{ s: DevSession; dir: string; root: string }> {
   const { root, dir } = await fixture(name);
