@@ -10,6 +10,8 @@ import { DevSession, type RejectedEvent, type ServingEvent, type DevSessionOptio
 import { IsolateProcess } from '../../src/sandbox/index.ts';
 import { devConfig, fixture } from './helpers.ts';
 
+after(() => IsolateProcess.shutdownAll());
+
 async function session(name: string, options: Partial<DevSessionOptions> = {}): Promise<{ s: DevSession; dir: string; root: string }> {
   const { root, dir } = await fixture(name);
   const s = new DevSession({ dir, config: await devConfig(root), logger: pino({ level: 'silent' }), control: false, ...options });
@@ -27,7 +29,7 @@ async function next(s: DevSession, ms = 20_000): Promise<{ serving?: ServingEven
       once(s, 'rejected', { signal: both }).then(([e]) => ({ rejected: e as RejectedEvent })),
     ]);
   } catch (err) {
-    if (signal.aborted) throw new Error(`no serving/rejected event within ${ms} ms`);
+    if (signal.aborted) throw new Error(`no serving/rejected event within ${ms} ms`, { cause: err });
     throw err;
   } finally {
     ac.abort();
@@ -101,8 +103,9 @@ describe('plinth dev: an isolate extension', () => {
 
       // package.json that is not JSON.
       r = await save(s, path.join(dir, 'package.json'), manifest.replace('"version": "1.0.0",', '"version": "1.0.0"'));
-      assert.equal(r.rejected?.problems[0]?.code, 'PLINTH_ERR_PACKAGE_JSON_INVALID');
-      assert.ok(r.rejected.problems[0]!.line !== undefined && r.rejected.problems[0]!.line > 1);
+      const notJson = r.rejected?.problems[0];
+      assert.equal(notJson?.code, 'PLINTH_ERR_PACKAGE_JSON_INVALID');
+      assert.ok(notJson.line !== undefined && notJson.line > 1, JSON.stringify(notJson));
       await serves();
 
       // Fixed: the next good save serves.
