@@ -280,6 +280,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
   async #cycle(at: number, first: boolean): Promise<void> {
     if (this.#stopped) return;
     const { config } = this.#o;
+    const tc = performance.now();
     const check = await checkExtension(this.dir, {
       schemaLimits: config.extensionSchemas,
       maxFiles: config.packages.maxFiles,
@@ -289,7 +290,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
       this.#typesNoted = true;
       this.#o.logger.warn({}, `TypeScript types are not checked: no \`typescript\` package in ${this.dir} or beside Plinth (npm install -D typescript); syntax errors still are`);
     }
-    const checkMs = performance.now() - at;
+    const checkMs = performance.now() - tc;
     // Nothing broken is reloaded (on the first start the host has already refused it too: nothing serves).
     if (check.problems.length > 0 || !check.pkg) return this.#reject(check.problems, at);
     const t1 = performance.now();
