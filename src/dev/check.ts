@@ -139,22 +139,28 @@ function checkTsSyntax(file: string, source: string): DevProblem | undefined {
  */
 export class TypeChecker {
   #ts: TypeScript | undefined | null;
-  #from: string | undefined;
+  #found: string | undefined;
   #program: TypeScriptModule.Program | undefined;
   readonly #libs = new Map<string, TypeScriptModule.SourceFile>();
+  /** Files `typescript` is resolved from, in order, after the extension folder's package.json. */
+  readonly #from: string[];
+
+  constructor(options: { from?: string[] } = {}) {
+    this.#from = options.from ?? [import.meta.filename];
+  }
 
   /** Where `typescript` was found (undefined until the first check; null: not found). */
   get source(): string | null | undefined {
-    return this.#ts === null ? null : this.#from;
+    return this.#ts === null ? null : this.#found;
   }
 
   async #load(dir: string): Promise<TypeScript | null> {
     if (this.#ts !== undefined) return this.#ts;
-    for (const base of [path.join(dir, PACKAGE_JSON), import.meta.filename]) {
+    for (const base of [path.join(dir, PACKAGE_JSON), ...this.#from]) {
       try {
         const resolved = createRequire(base).resolve('typescript');
         const mod = (await import(pathToFileURL(resolved).href)) as { default?: TypeScript } & TypeScript;
-        this.#from = resolved;
+        this.#found = resolved;
         return (this.#ts = mod.default ?? mod);
       } catch {
         // not there: try the next place
