@@ -352,12 +352,25 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
       handleSignals: false,
       log: (line) => this.#o.logger.info({ extension: id, from: 'extension' }, line),
     });
+    // Bounded like a start: a runner that never registers (no host there, a refused token) is a refused save.
+    const bound = this.#o.config.defaults.limits.startTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await handle.registered;
+      await Promise.race([
+        handle.registered,
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `${id} did not register with ${remote.url} within ${bound} ms (defaults.limits.startTimeoutMs)`, { extension: id, hint: 'check that the host runs there (plinth status --url …) and that the token has the runner role' })),
+            bound,
+          );
+        }),
+      ]);
     } catch (err) {
       await handle.stop().catch(() => undefined);
       const e = isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', String((err as Error)?.message ?? err), { extension: id });
       return this.#reject(this.#problemsOf(e), at);
+    } finally {
+      clearTimeout(timer);
     }
     const old = this.#runner;
     this.#runner = handle;

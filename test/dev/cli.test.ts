@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BIN, runCli } from '../helpers.ts';
+import { loadRunner } from '../../src/dev/index.ts';
 import { fixture } from './helpers.ts';
 
 function spawnDev(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -116,6 +117,14 @@ describe('plinth dev (the command)', () => {
     } finally {
       dev.kill();
     }
+  });
+
+  it('--url without a remote runner in this build fails with PLINTH_ERR_DEV_REMOTE_UNAVAILABLE (exit 1)', async (t) => {
+    if (await loadRunner()) return t.skip('this build has the remote runner: joining a host is the remote runner's to test');
+    const { root, dir } = await fixture('greeter');
+    const r = await runCli(['dev', dir, '--url', 'ws://127.0.0.1:9/rpc', '--token', 'x'], { cwd: root });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /PLINTH_ERR_DEV_REMOTE_UNAVAILABLE/);
   });
 
   it('a folder without package.json is a usage error (exit 2)', async () => {

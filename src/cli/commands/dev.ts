@@ -75,6 +75,9 @@ export async function dev(io: Io, dirArg: string, flags: DevFlags, signals: Node
     }
   }
 
+  // The host records what it sends; a remote host's calls are not seen here (the runner contract has no hook).
+  if (remote && flags.record) throw usageError(`--record works with the embedded host only: ${remote.url} is a running host, whose stage inputs this process does not see`, 'run plinth dev without --url (and with no host serving the data dir) to record');
+
   const session = new DevSession({
     dir,
     config,
