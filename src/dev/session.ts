@@ -16,7 +16,7 @@ import type { HostConfig } from '../config/index.ts';
 import { Host } from '../host/index.ts';
 import { ControlServer, LogHub, SERVE_FILE } from '../control/index.ts';
 import { HOST_API_VERSION } from '../registry/index.ts';
-import { removeTree } from '../snapshot/index.ts';
+import { removeTree, snapshotsDir } from '../snapshot/index.ts';
 import { checkExtension, TypeChecker, DEV_FOLDER } from './check.ts';
 import type { DevProblem } from './frame.ts';
 import { Recorder, type RecordedCall } from './record.ts';
@@ -412,6 +412,9 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     await this.#control?.close();
     if (this.#control) await rm(path.join(this.dataDir, SERVE_FILE), { force: true });
     await this.#host?.stop(timeoutMs);
+    // Snapshots are read-only folders (a plain `rm -rf` of the extension folder could not delete them); they are a
+    // cache of this session: removed at its end (kv and files in the data dir stay).
+    if (this.#host) await removeTree(snapshotsDir(this.dataDir)).catch(() => undefined);
     if (this.#pluginDir) await rm(this.#pluginDir, { recursive: true, force: true });
     for (const c of this.#copies) await removeTree(c).catch(() => undefined);
   }

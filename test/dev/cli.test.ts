@@ -89,6 +89,8 @@ describe('plinth dev (the command)', () => {
       dev.signal('SIGINT');
       assert.equal(await dev.exited, 0, dev.log());
       assert.ok(!existsSync(path.join(dataDir, 'serve.json')), 'serve.json removed at stop');
+      assert.ok(!existsSync(path.join(dataDir, 'snapshots')), 'the read-only snapshots removed at stop');
+      assert.ok(existsSync(path.join(dataDir, 'plinth.db')), 'the store (kv) stays');
     } finally {
       dev.kill();
     }
@@ -120,7 +122,7 @@ describe('plinth dev (the command)', () => {
   });
 
   it('--url without a remote runner in this build fails with PLINTH_ERR_DEV_REMOTE_UNAVAILABLE (exit 1)', async (t) => {
-    if (await loadRunner()) return t.skip('this build has the remote runner: joining a host is the remote runner's to test');
+    if (await loadRunner()) return t.skip('this build has the remote runner: joining a host is tested with the remote runner');
     const { root, dir } = await fixture('greeter');
     const r = await runCli(['dev', dir, '--url', 'ws://127.0.0.1:9/rpc', '--token', 'x'], { cwd: root });
     assert.equal(r.code, 1, r.stderr);
