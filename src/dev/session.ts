@@ -59,6 +59,8 @@ export interface DevSessionOptions {
   stabilityMs?: number;
   /** Check TypeScript types (when `typescript` can be found); default true. */
   typeCheck?: boolean;
+  /** Plinth's version, for the control channel's host.info. */
+  version?: string;
   /** Fed with the logger's records by the caller: the control channel's logs.subscribe (`plinth logs -f`). */
   logs?: LogHub;
 }
@@ -198,20 +200,29 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
           config: { ...hostConfig.control, host: '127.0.0.1', port: 0 },
           dataDir: this.dataDir,
           log: logger,
-          version: HOST_API_VERSION,
+          version: this.#o.version ?? HOST_API_VERSION,
           apiVersion: HOST_API_VERSION,
           logs,
           pipelines: this.#host.pipelines,
         });
         const at = await this.#control.listen();
         this.url = at.url;
-        await writeFile(path.join(this.dataDir, SERVE_FILE), JSON.stringify({ url: at.url, host: at.host, port: at.port, pid: process.pid, startedAt: new Date().toISOString(), dev: this.dir }, null, 2) + '\n');
       } catch (err) {
         logger.warn({ code: isPlinthError(err) ? err.code : undefined }, `no control channel for this dev session (plinth call --remote will not reach it): ${String((err as Error).message ?? err)}`);
         this.#control = undefined;
       }
     }
+    // As `plinth serve` does: the URL for `plinth call --remote --data-dir …`, and the pid that marks the data dir as
+    // served (a second session on it is refused by the CLI).
+    const at = this.url ? new URL(this.url) : undefined;
+    await writeFile(
+      path.join(this.dataDir, SERVE_FILE),
+      JSON.stringify({ ...(at ? { url: this.url, host: at.hostname, port: Number(at.port) } : {}), pid: process.pid, startedAt: new Date().toISOString(), dev: this.dir }, null, 2) + '\n',
+    );
+    this.#wroteServeFile = true;
   }
+
+  #wroteServeFile = false;
 
   async #watch(): Promise<void> {
     const root = this.dir;
@@ -410,7 +421,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     await this.#recorder?.flush();
     await this.#runner?.stop().catch(() => undefined);
     await this.#control?.close();
-    if (this.#control) await rm(path.join(this.dataDir, SERVE_FILE), { force: true });
+    if (this.#wroteServeFile) await rm(path.join(this.dataDir, SERVE_FILE), { force: true });
     await this.#host?.stop(timeoutMs);
     // Snapshots are read-only folders (a plain `rm -rf` of the extension folder could not delete them); they are a
     // cache of this session: removed at its end (kv and files in the data dir stay).

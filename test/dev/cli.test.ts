@@ -96,11 +96,15 @@ describe('plinth dev (the command)', () => {
     }
   });
 
-  it('with JSON logs (the default off a terminal) a rejected save is one record with its problems at file, line and column', async () => {
+  it('with JSON logs (the default off a terminal) a rejected save is one record with its problems at file, line and column; a second session on the folder is refused', async () => {
     const { root, dir } = await fixture('greeter');
-    const dev = spawnDev(root, [dir, '--no-control']);
+    const dev = spawnDev(root, [dir]);
     try {
       await dev.waitFor(/"msg":"serving greeter 1\.0\.0 in \d+ ms"/, 0);
+      // A second session on the same folder (same data dir) is refused.
+      const second = await runCli(['dev', dir], { cwd: root });
+      assert.equal(second.code, 1, second.stderr);
+      assert.match(second.stderr, /PLINTH_ERR_DEV_ALREADY_RUNNING: a host already serves the data dir/);
       const mark = dev.log().length;
       await writeFile(path.join(dir, 'package.json'), '{ "name": "greeter", ');
       await dev.waitFor(/"dev":"rejected"/, mark);

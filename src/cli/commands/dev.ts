@@ -1,14 +1,15 @@
 // `plinth dev <dir> [--url <host>] [--record]` and `plinth replay <dir> [--stage s]`: the extension author's loop
 // (src/dev has the parts; this file wires them to the terminal: signals, the log stream, exit codes).
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PlinthError } from '../../errors.ts';
 import { loadHostConfig, type ConfigFlags, type HostConfig } from '../../config/index.ts';
-import { LogHub, resolveEndpoint, type LogRecord } from '../../control/index.ts';
+import { LogHub, SERVE_FILE, resolveEndpoint, type LogRecord } from '../../control/index.ts';
 import { checkExtension, DevPrinter, DevSession, loadRunner, replay, shortJson, useColor, type DevProblem, type ReplayResult } from '../../dev/index.ts';
 import { createLogger, jsonLogs } from '../log.ts';
 import { EXIT, shownPath, usageError, type Io, type Outcome } from '../output.ts';
 import { hostServing } from './remote.ts';
+import { VERSION } from '../version.ts';
 
 export interface DevFlags extends ConfigFlags {
   url?: string;
@@ -78,12 +79,22 @@ export async function dev(io: Io, dirArg: string, flags: DevFlags, signals: Node
   // The host records what it sends; a remote host's calls are not seen here (the runner contract has no hook).
   if (remote && flags.record) throw usageError(`--record works with the embedded host only: ${remote.url} is a running host, whose stage inputs this process does not see`, 'run plinth dev without --url (and with no host serving the data dir) to record');
 
+  const devDataDir = path.resolve(flags.dataDir ?? path.join(dir, '.plinth', 'data'));
+  if (!remote && hostServing(devDataDir)) {
+    const { url, pid } = JSON.parse(await readFile(path.join(devDataDir, SERVE_FILE), 'utf8')) as { url?: string; pid?: number };
+    throw new PlinthError('PLINTH_ERR_DEV_ALREADY_RUNNING', `a host already serves the data dir ${shownPath(devDataDir)} (pid ${pid ?? '?'}${url ? `, ${url}` : ''}): another plinth dev of ${shownPath(dir)}?`, {
+      file: devDataDir,
+      hint: `call it with plinth call --remote … --data-dir ${shownPath(devDataDir)}, stop it, or pass another --data-dir`,
+    });
+  }
+
   const session = new DevSession({
     dir,
     config,
     logger,
     logs,
-    ...(flags.dataDir !== undefined ? { dataDir: path.resolve(flags.dataDir) } : {}),
+    dataDir: devDataDir,
+    version: VERSION,
     ...(flags.record ? { record: true } : {}),
     ...(flags.control === false ? { control: false } : {}),
     ...(flags.typecheck === false ? { typeCheck: false } : {}),
