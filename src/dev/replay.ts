@@ -17,7 +17,7 @@ import { checkExtension } from './check.ts';
 import { diffJson, sameJson, type JsonChange } from './diff.ts';
 import type { DevProblem } from './frame.ts';
 import { recordingFile, recordingsDir, type RecordedCall } from './record.ts';
-import { linkPluginDir } from './session.ts';
+import { devPluginDir } from './session.ts';
 
 /** One recorded call replayed. `status`: `same` output (or the same error code), `changed`, or it `failed` now / `fixed` now. */
 export interface ReplayEntry {
@@ -158,7 +158,8 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
   const result: ReplayResult = { extension: pkg.id, version: pkg.version, entries: [], problems, counts: { same: 0, changed: 0, invalid: problems.length } };
   if (calls.length === 0) return result;
 
-  const { pluginDir, linked } = await linkPluginDir(dir);
+  const { pluginDir, linked, link } = await devPluginDir(dir);
+  await link();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'plinth-replay-'));
   const host = new Host({ ...config, plugins: [pluginDir], dataDir }, { logger, devFolders: new Set([linked]) });
   try {

@@ -116,15 +116,15 @@ export function locateError(err: { message: string; file?: string; extensionStac
 }
 
 /**
- * A host serves plugin directories: a private one (a temp folder) holding a link to the extension folder. Discovery
- * follows the link; the package itself is read through its real path, so nothing inside it may be a link.
+ * A host serves plugin directories: a private one (a temp folder) that holds a link to the extension folder.
+ * Discovery follows the link; the package itself is read through its real path, so nothing inside it may be a link.
+ * `link()` adds the link (until then the folder is not served).
  */
-export async function linkPluginDir(dir: string): Promise<{ pluginDir: string; linked: string }> {
+export async function devPluginDir(dir: string): Promise<{ pluginDir: string; linked: string; link: () => Promise<void> }> {
   const pluginDir = await mkdtemp(path.join(tmpdir(), 'plinth-dev-'));
   const real = await realpath(dir);
   const linked = path.join(pluginDir, path.basename(real).replace(/^[.@]/, '_') || 'extension');
-  await symlink(real, linked, 'dir');
-  return { pluginDir, linked };
+  return { pluginDir, linked, link: () => symlink(real, linked, 'dir') };
 }
 
 export class DevSession extends EventEmitter<DevSessionEvents> {
@@ -134,6 +134,8 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
   #control: ControlServer | undefined;
   #pluginDir: string | undefined;
   #linked: string | undefined;
+  /** Links the folder into the plugin directory; undefined once done. */
+  #link: (() => Promise<void>) | undefined;
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** When the first file event of the pending save arrived. */
@@ -178,12 +180,16 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     if (!this.#o.remote) await this.#startEmbedded();
     await this.#watch();
     const t0 = performance.now();
-    await this.#cycle(t0, true);
+    await this.#cycle(t0);
   }
 
   async #startEmbedded(): Promise<void> {
     const { config, logger } = this.#o;
-    ({ pluginDir: this.#pluginDir, linked: this.#linked } = await linkPluginDir(this.dir));
+    // The folder is linked into the host's plugin directory at its first clean check: a broken folder never starts.
+    const plugins = await devPluginDir(this.dir);
+    this.#pluginDir = plugins.pluginDir;
+    this.#linked = plugins.linked;
+    this.#link = plugins.link;
     await mkdir(this.dataDir, { recursive: true });
     const hostConfig: HostConfig = { ...config, plugins: [this.#pluginDir], dataDir: this.dataDir };
     this.#host = new Host(hostConfig, { logger, devFolders: new Set([this.#linked]), stopSandboxProcesses: true });
@@ -269,7 +275,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
       for (;;) {
         this.#again = false;
         try {
-          await this.#cycle(t, false);
+          await this.#cycle(t);
         } catch (err) {
           this.#o.logger.error({ err }, `dev reload failed: ${String(err)}`);
         }
@@ -288,7 +294,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     while (this.#running || this.#timer) await (this.#running ?? new Promise((r) => setTimeout(r, 5)));
   }
 
-  async #cycle(at: number, first: boolean): Promise<void> {
+  async #cycle(at: number): Promise<void> {
     if (this.#stopped) return;
     const { config } = this.#o;
     const tc = performance.now();
@@ -302,18 +308,21 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
       this.#o.logger.warn({}, `TypeScript types are not checked: no \`typescript\` package in ${this.dir} or beside Plinth (npm install -D typescript); syntax errors still are`);
     }
     const checkMs = performance.now() - tc;
-    // Nothing broken is reloaded (on the first start the host has already refused it too: nothing serves).
+    // Nothing broken is started or reloaded.
     if (check.problems.length > 0 || !check.pkg) return this.#reject(check.problems, at);
     const t1 = performance.now();
     if (this.#o.remote) await this.#reloadRemote(check.pkg.id, check.pkg.version, check.pkg.main, at, checkMs, t1);
-    else await this.#reloadEmbedded(check.pkg.id, at, checkMs, t1, first);
+    else await this.#reloadEmbedded(check.pkg.id, at, checkMs, t1);
   }
 
-  async #reloadEmbedded(id: string, at: number, checkMs: number, t1: number, first: boolean): Promise<void> {
+  async #reloadEmbedded(id: string, at: number, checkMs: number, t1: number): Promise<void> {
     const host = this.#host!;
-    // On the first start the host has just loaded the folder: what runs is the first version.
-    const before = first ? undefined : host.get(id);
-    if (!first) await host.reload();
+    const before = host.get(id);
+    if (this.#link) {
+      await this.#link();
+      this.#link = undefined;
+    }
+    await host.reload();
     const after = host.get(id);
     if (after && after !== before && (after.state === 'active' || after.state === 'degraded')) return this.#served(id, after.version, at, checkMs, performance.now() - t1);
     const entry = host.list().find((e) => e.id === id);

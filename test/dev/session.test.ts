@@ -117,6 +117,25 @@ describe('plinth dev: an isolate extension', () => {
     }
   });
 
+  it('a folder that is broken when the session starts is not started at all; its first good save serves', async () => {
+    const { s, dir } = await session('greeter');
+    await writeFile(path.join(dir, 'lib.js'), 'export const salutation = ;\n');
+    try {
+      const first = next(s);
+      await s.start();
+      const r = await first;
+      assert.ok(r.rejected, 'rejected');
+      assert.equal(r.rejected.serving, undefined);
+      assert.equal(r.rejected.problems[0]?.file, path.join(dir, 'lib.js'));
+      assert.equal(s.host!.get('greeter'), undefined, 'nothing of it runs');
+      const fixed = await save(s, path.join(dir, 'lib.js'), "export const salutation = 'hello';\n");
+      assert.equal(fixed.serving?.generation, 1, JSON.stringify(fixed.rejected?.problems));
+      assert.deepEqual(await s.host!.call('greeter', 'greet', { name: 'ada' }), { message: 'hello ada' });
+    } finally {
+      await s.stop();
+    }
+  });
+
   it('a save that changes nothing the host runs is reported as unchanged, not as a new version', async () => {
     const { s, dir } = await session('greeter');
     try {
