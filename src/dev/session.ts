@@ -18,7 +18,7 @@ import { ControlServer, LogHub, SERVE_FILE } from '../control/index.ts';
 import { HOST_API_VERSION } from '../registry/index.ts';
 import { removeTree, snapshotsDir } from '../snapshot/index.ts';
 import { checkExtension, TypeChecker, DEV_FOLDER } from './check.ts';
-import type { DevProblem } from './frame.ts';
+import { where, type DevProblem } from './frame.ts';
 import { Recorder, type RecordedCall } from './record.ts';
 
 /** The remote runner's entry (contract in CONTRACTS.md, src/sdk/runner.ts): loaded only when used. */
@@ -408,9 +408,16 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
 
   #reject(problems: DevProblem[], at: number): void {
     const serving = this.#serving;
+    const placeOf = (p: DevProblem) => where(p, this.dir, (from, to) => path.relative(from, to));
+    const first = problems[0];
+    const head = serving ? `save rejected: ${serving.id} ${serving.version} keeps serving` : 'not serving: the extension has problems';
+    // The message names the first problem's place too, so a JSON log line read by a person (or grep) has it.
     this.#o.logger.error(
-      { problems: problems.map((p) => ({ code: p.code, message: p.message, file: p.file, line: p.line, column: p.column })), dev: 'rejected' },
-      serving ? `save rejected: ${serving.id} ${serving.version} keeps serving` : 'not serving: the extension has problems',
+      {
+        problems: problems.map((p) => ({ code: p.code, message: p.message, at: placeOf(p), file: p.file, line: p.line, column: p.column, ...(p.hint ? { hint: p.hint } : {}) })),
+        dev: 'rejected',
+      },
+      first ? `${head}: ${placeOf(first) ? `${placeOf(first)} ` : ''}${first.code}: ${first.message}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}` : head,
     );
     this.emit('rejected', { problems, serving, ms: performance.now() - at });
   }

@@ -40,7 +40,8 @@ function devConfig(flags: ConfigFlags): Promise<HostConfig> {
 export async function dev(io: Io, dirArg: string, flags: DevFlags, signals: NodeJS.EventEmitter = process): Promise<Outcome> {
   const dir = await extensionFolder(dirArg);
   const config = await devConfig(flags);
-  const json = jsonLogs(flags);
+  // The author loop is read by people: text unless JSON is asked for (off a terminal too, without colours).
+  const json = flags.json === true || flags.logFormat === 'json';
   const printer = new DevPrinter(useColor(process.stderr));
   const logs = new LogHub();
   const shownWarnings = new Set<string>();
