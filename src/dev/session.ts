@@ -149,6 +149,8 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
   #typesNoted = false;
   #recorder: Recorder | undefined;
   #runner: RunnerHandle | undefined;
+  /** runExtension for a `remote` extension served by the embedded host (null: not in this build). */
+  #runnerImpl: RunExtension | null | undefined;
   #copies: string[] = [];
   /** The control channel's URL (embedded host with `control`). */
   url: string | undefined;
@@ -191,7 +193,9 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     this.#linked = plugins.linked;
     this.#link = plugins.link;
     await mkdir(this.dataDir, { recursive: true });
-    const hostConfig: HostConfig = { ...config, plugins: [this.#pluginDir], dataDir: this.dataDir };
+    // The dev host is private (loopback, its own token): its own process may register as a runner (`sandbox.remote`).
+    const sandbox = Object.assign({}, config.sandbox, { remote: 'any' });
+    const hostConfig: HostConfig = { ...config, sandbox, plugins: [this.#pluginDir], dataDir: this.dataDir };
     this.#host = new Host(hostConfig, { logger, devFolders: new Set([this.#linked]), stopSandboxProcesses: true });
     if (this.#recorder) {
       const recorder = this.#recorder;
@@ -311,8 +315,16 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     // Nothing broken is started or reloaded.
     if (check.problems.length > 0 || !check.pkg) return this.#reject(check.problems, at);
     const t1 = performance.now();
-    if (this.#o.remote) await this.#reloadRemote(check.pkg.id, check.pkg.version, check.pkg.main, at, checkMs, t1);
-    else await this.#reloadEmbedded(check.pkg.id, at, checkMs, t1);
+    const { id, version, main } = check.pkg;
+    if (this.#o.remote) return this.#reloadRemote(this.#o.remote, id, version, main, at, checkMs, t1);
+    if (check.pkg.manifest.runtime !== 'remote') return this.#reloadEmbedded(id, at, checkMs, t1);
+    // A `remote` extension is not discovered but registers: this process is its runner, against its own host.
+    this.#runnerImpl ??= (await loadRunner()) ?? null;
+    if (!this.#runnerImpl || !this.#control || !this.url) {
+      const why = !this.#runnerImpl ? 'this build has no remote runner (runExtension, src/sdk/runner.ts)' : 'the embedded host has no control channel (--no-control)';
+      return this.#reject([{ code: 'PLINTH_ERR_DEV_REMOTE_UNAVAILABLE', message: `${id} has "runtime": "remote", and ${why}`, file: path.join(this.dir, 'package.json'), hint: 'run it as "isolate" or "worker" meanwhile' }], at);
+    }
+    return this.#reloadRemote({ url: this.url, token: this.#control.tokens.admin, runExtension: this.#runnerImpl }, id, version, main, at, checkMs, t1);
   }
 
   async #reloadEmbedded(id: string, at: number, checkMs: number, t1: number): Promise<void> {
@@ -348,8 +360,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     return problems;
   }
 
-  async #reloadRemote(id: string, version: string, main: string, at: number, checkMs: number, t1: number): Promise<void> {
-    const remote = this.#o.remote!;
+  async #reloadRemote(remote: NonNullable<DevSessionOptions['remote']>, id: string, version: string, main: string, at: number, checkMs: number, t1: number): Promise<void> {
     // Every version is imported from a fresh copy of the folder, so every module of it is evaluated again (Node
     // caches modules by URL); node_modules is linked, not copied.
     const copy = await mkdtemp(path.join(tmpdir(), 'plinth-dev-runner-'));

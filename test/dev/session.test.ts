@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { pino } from 'pino';
-import { DevSession, type RejectedEvent, type ServingEvent, type DevSessionOptions } from '../../src/dev/index.ts';
+import { DevSession, loadRunner, type RejectedEvent, type ServingEvent, type DevSessionOptions } from '../../src/dev/index.ts';
 import { IsolateProcess } from '../../src/sandbox/index.ts';
 import { devConfig, fixture } from './helpers.ts';
 
@@ -144,6 +144,24 @@ describe('plinth dev: an isolate extension', () => {
       await writeFile(path.join(dir, 'lib.js'), await readFile(path.join(dir, 'lib.js')));
       await unchanged;
       assert.equal(s.serving?.generation, 1);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('plinth dev: a "remote" extension', () => {
+  it('without the remote runner in this build it is refused with PLINTH_ERR_DEV_REMOTE_UNAVAILABLE, naming package.json', async (t) => {
+    if (await loadRunner()) return t.skip('this build has the remote runner: plinth dev runs it as the runner of its own host');
+    const { s, dir } = await session('greeter', { control: true });
+    const manifest = path.join(dir, 'package.json');
+    await writeFile(manifest, (await readFile(manifest, 'utf8')).replace('"runtime": "isolate"', '"runtime": "remote"'));
+    try {
+      const first = next(s);
+      await s.start();
+      const r = await first;
+      assert.equal(r.rejected?.problems[0]?.code, 'PLINTH_ERR_DEV_REMOTE_UNAVAILABLE');
+      assert.equal(r.rejected.problems[0].file, manifest);
     } finally {
       await s.stop();
     }
