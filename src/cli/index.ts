@@ -420,15 +420,17 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       .option('--record', 'record every stage call (input and output) in <dir>/.plinth/recordings/ for plinth replay')
       .option('--no-control', 'no control channel for the embedded host')
       .option('--no-typecheck', 'do not type-check TypeScript sources (syntax is still checked)')
+      .option('--no-build', "do not run the package's `build` script (npm run build) before each reload")
       .addOption(logFormatOption()),
   ).action(function (this: Command, dir: string) {
-    const o = this.opts<HostOptions & RemoteOptions & { record?: boolean; control?: boolean; typecheck?: boolean; logFormat?: string }>();
+    const o = this.opts<HostOptions & RemoteOptions & { record?: boolean; control?: boolean; typecheck?: boolean; build?: boolean; logFormat?: string }>();
     const flags: DevFlags = { ...hostFlags(o) };
     if (o.url !== undefined) flags.url = o.url;
     if (o.token !== undefined) flags.token = o.token;
     if (o.record) flags.record = true;
     if (o.control === false) flags.control = false;
     if (o.typecheck === false) flags.typecheck = false;
+    if (o.build === false) flags.build = false;
     if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
     return run(() => dev(io, dir, flags))();
   });

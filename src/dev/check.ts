@@ -36,6 +36,8 @@ export interface CheckResult {
   problems: DevProblem[];
   /** The validated manifest when it is valid. */
   pkg?: ExtensionPackage;
+  /** package.json's `scripts` (string values only). */
+  scripts?: Record<string, string>;
   /** How long each part took, in ms (the bench and `-v` show them). */
   timings: { manifest: number; syntax: number; types: number };
 }
@@ -61,7 +63,7 @@ async function sourceFiles(dir: string, maxFiles: number): Promise<string[]> {
 }
 
 /** package.json: its JSON (with the place of a syntax error) and the manifest schema (each problem at its key). */
-async function checkManifest(dir: string, options: CheckOptions): Promise<{ problems: DevProblem[]; pkg?: ExtensionPackage }> {
+async function checkManifest(dir: string, options: CheckOptions): Promise<{ problems: DevProblem[]; pkg?: ExtensionPackage; scripts?: Record<string, string> }> {
   const file = path.join(dir, PACKAGE_JSON);
   let text: string;
   try {
@@ -82,7 +84,9 @@ async function checkManifest(dir: string, options: CheckOptions): Promise<{ prob
   }
   try {
     const pkg = await validateExtensionPackage(dir, parsed.value, { ...(options.schemaLimits ? { schemaLimits: options.schemaLimits } : {}) });
-    return { problems: [], pkg };
+    const raw = (parsed.value as { scripts?: unknown }).scripts;
+    const scripts = typeof raw === 'object' && raw !== null ? Object.fromEntries(Object.entries(raw).filter((e): e is [string, string] => typeof e[1] === 'string')) : {};
+    return { problems: [], pkg, scripts };
   } catch (err) {
     if (!isPlinthError(err)) throw err;
     const list = err.problems.length > 0 ? err.problems : [{ path: '', message: err.message, ...(err.hint ? { hint: err.hint } : {}) }];
@@ -252,5 +256,5 @@ export async function checkExtension(dir: string, options: CheckOptions = {}): P
     if (typeProblems) problems.push(...typeProblems);
   }
   const t3 = performance.now();
-  return { problems, ...(manifest.pkg ? { pkg: manifest.pkg } : {}), timings: { manifest: t1 - t0, syntax: t2 - t1, types: t3 - t2 } };
+  return { problems, ...(manifest.pkg ? { pkg: manifest.pkg } : {}), ...(manifest.scripts ? { scripts: manifest.scripts } : {}), timings: { manifest: t1 - t0, syntax: t2 - t1, types: t3 - t2 } };
 }

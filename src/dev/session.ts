@@ -20,6 +20,8 @@ import { removeTree, snapshotsDir } from '../snapshot/index.ts';
 import { checkExtension, TypeChecker, DEV_FOLDER } from './check.ts';
 import { where, type DevProblem } from './frame.ts';
 import { Recorder, type RecordedCall } from './record.ts';
+import { runBuild } from './build.ts';
+import { fingerprint, sameContents, type Fingerprint } from './fingerprint.ts';
 
 /** The remote runner's entry (contract in CONTRACTS.md, src/sdk/runner.ts): loaded only when used. */
 interface RunnerHandle {
@@ -57,6 +59,8 @@ export interface DevSessionOptions {
   /** Quiet time after the last write before a reload (ms), and how long a file's size must hold still. */
   debounceMs?: number;
   stabilityMs?: number;
+  /** Run `npm run build` before each reload when package.json has a `build` script; default true. */
+  build?: boolean;
   /** Check TypeScript types (when `typescript` can be found); default true. */
   typeCheck?: boolean;
   /** Plinth's version, for the control channel's host.info. */
@@ -151,6 +155,8 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
   #runner: RunnerHandle | undefined;
   /** runExtension for a `remote` extension served by the embedded host (null: not in this build). */
   #runnerImpl: RunExtension | null | undefined;
+  /** The watched files' contents at the last cycle. */
+  #prints: Fingerprint | undefined;
   #copies: string[] = [];
   /** The control channel's URL (embedded host with `control`). */
   url: string | undefined;
@@ -302,18 +308,35 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     if (this.#stopped) return;
     const { config } = this.#o;
     const tc = performance.now();
-    const check = await checkExtension(this.dir, {
+    // The same bytes as the last cycle saw (the build's own outputs, an editor saving unchanged text): nothing to do.
+    const prints = await fingerprint(this.dir, config.packages.maxFiles, this.#prints);
+    if (this.#prints && sameContents(this.#prints, prints)) {
+      this.emit('unchanged', { ms: performance.now() - at });
+      return;
+    }
+    this.#prints = prints;
+    const options = {
       schemaLimits: config.extensionSchemas,
       maxFiles: config.packages.maxFiles,
       ...(this.#o.typeCheck === false ? {} : { types: this.#types }),
-    });
+    };
+    let check = await checkExtension(this.dir, options);
     if (this.#types.source === null && !this.#typesNoted) {
       this.#typesNoted = true;
       this.#o.logger.warn({}, `TypeScript types are not checked: no \`typescript\` package in ${this.dir} or beside Plinth (npm install -D typescript); syntax errors still are`);
     }
-    const checkMs = performance.now() - tc;
-    // Nothing broken is started or reloaded.
+    // Nothing broken is built, started or reloaded.
     if (check.problems.length > 0 || !check.pkg) return this.#reject(check.problems, at);
+    if (this.#o.build !== false && check.scripts?.build !== undefined) {
+      const built = await runBuild(this.dir, config.ceilings.startTimeoutMs);
+      // What the build wrote is known from now on: its own writes do not start another cycle.
+      this.#prints = await fingerprint(this.dir, config.packages.maxFiles, this.#prints);
+      if (!built.ok) return this.#reject(built.problems, at);
+      this.#o.logger.debug({ ms: Math.round(built.ms) }, `npm run build: ${Math.round(built.ms)} ms`);
+      check = await checkExtension(this.dir, { schemaLimits: options.schemaLimits, maxFiles: options.maxFiles });
+      if (check.problems.length > 0 || !check.pkg) return this.#reject(check.problems, at);
+    }
+    const checkMs = performance.now() - tc;
     const t1 = performance.now();
     const { id, version, main } = check.pkg;
     if (this.#o.remote) return this.#reloadRemote(this.#o.remote, id, version, main, at, checkMs, t1);

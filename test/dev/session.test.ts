@@ -150,6 +150,45 @@ describe('plinth dev: an isolate extension', () => {
   });
 });
 
+describe('plinth dev: an extension with a build script', () => {
+  it('runs npm run build before each reload; a failing build keeps the last built version serving; its own outputs never trigger another build', async () => {
+    const { s, dir } = await session('greeter-build');
+    let builds = 0;
+    const countServing = () => builds++;
+    s.on('serving', countServing);
+    try {
+      const first = next(s, 60_000);
+      await s.start();
+      assert.ok((await first).serving, 'built and served');
+      assert.deepEqual(await s.host!.call('greeter-build', 'greet', { name: 'ada' }), { message: 'hello ada' });
+
+      let r = await save(s, path.join(dir, 'src', 'greeting.txt'), 'hey\n');
+      assert.equal(r.serving?.generation, 2, JSON.stringify(r.rejected?.problems));
+      assert.deepEqual(await s.host!.call('greeter-build', 'greet', { name: 'ada' }), { message: 'hey ada' });
+
+      r = await save(s, path.join(dir, 'src', 'greeting.txt'), 'please fail\n');
+      assert.ok(r.rejected, 'rejected');
+      const failed = r.rejected.problems.at(-1);
+      assert.equal(failed?.code, 'PLINTH_ERR_DEV_BUILD_FAILED', JSON.stringify(r.rejected.problems));
+      assert.match(failed.message, /npm run build exited with 1/);
+      const located = r.rejected.problems[0]!;
+      assert.equal(located.file, path.join(dir, 'src', 'greeting.txt'));
+      assert.equal(located.line, 1);
+      assert.deepEqual(await s.host!.call('greeter-build', 'greet', { name: 'ada' }), { message: 'hey ada' });
+
+      // The build rewrote lib.js each time; had that started cycles of its own, more versions would have served.
+      r = await save(s, path.join(dir, 'src', 'greeting.txt'), 'yo\n');
+      assert.equal(r.serving?.generation, 3, JSON.stringify(r.rejected?.problems));
+      assert.equal(builds, 3);
+      await s.settled();
+      assert.equal(s.serving?.generation, 3);
+    } finally {
+      s.off('serving', countServing);
+      await s.stop();
+    }
+  });
+});
+
 describe('plinth dev: a "remote" extension', () => {
   it('without the remote runner in this build it is refused with PLINTH_ERR_DEV_REMOTE_UNAVAILABLE, naming package.json', async (t) => {
     if (await loadRunner()) return t.skip('this build has the remote runner: plinth dev runs it as the runner of its own host');

@@ -21,6 +21,8 @@ export interface DevFlags extends ConfigFlags {
   control?: boolean;
   /** false: do not type-check TypeScript sources. */
   typecheck?: boolean;
+  /** false: do not run the package's build script. */
+  build?: boolean;
 }
 
 async function extensionFolder(dir: string): Promise<string> {
@@ -99,6 +101,7 @@ export async function dev(io: Io, dirArg: string, flags: DevFlags, signals: Node
     ...(flags.record ? { record: true } : {}),
     ...(flags.control === false ? { control: false } : {}),
     ...(flags.typecheck === false ? { typeCheck: false } : {}),
+    ...(flags.build === false ? { build: false } : {}),
     ...(remote ? { remote } : {}),
   });
   let hinted = false;
