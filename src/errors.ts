@@ -120,6 +120,12 @@ export const ERROR_CODES = {
   PLINTH_ERR_RUNNER_VERSION_MISMATCH: "A runner offers another version (or another manifest) of an extension whose pool already has connected runners; a pool is one extension id and version.",
   PLINTH_ERR_RUNNER_DISCONNECTED: "The runner serving the call disconnected before it answered, or no runner of the remote extension is connected; retryable (the extension is degraded until a runner reconnects).",
   PLINTH_ERR_RUNNER_NOT_REGISTERED: 'A runner sent a runner request (ctx, runner.drain) on a connection that has not registered an extension.',
+  PLINTH_ERR_RECORDING_LIMIT: 'A stage already has `recordings.maxPerStage` recorded calls; `plinth dev --record` records no more of it (logged once per stage).',
+  PLINTH_ERR_RECORDING_TOO_LARGE: 'A stage call (its input and output as one JSON line) is larger than `recordings.maxEntryBytes`; it was not recorded.',
+  PLINTH_ERR_RECORDING_INVALID: 'A line of a recording file is not a recorded call (not JSON, not the recording shape, or longer than `recordings.maxEntryBytes`); `plinth replay` skips it and names file:line.',
+  PLINTH_ERR_DEV_ALREADY_RUNNING: 'Another `plinth dev` (a live process) already serves that extension folder with the same data dir; a data dir belongs to one host at a time.',
+  PLINTH_ERR_DEV_BUILD_FAILED: "`plinth dev`: the extension's `npm run build` exited non-zero or ran past `ceilings.startTimeoutMs`; the last version that built keeps serving.",
+  PLINTH_ERR_DEV_REMOTE_UNAVAILABLE: '`plinth dev --url` (or a running host) needs the remote runner (`runExtension` in src/sdk/runner.ts), which this build does not have.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -12,6 +12,7 @@ import { serve, lock, type ServeFlags } from './commands/serve.ts';
 import { validate } from './commands/validate.ts';
 import { dlqRemote, hostServing, status, lsRemote, callRemote, emit, subscribe, logsFollow, reload, runs as runsRemote, runRemote, parseJsonArg, type RemoteFlags } from './commands/remote.ts';
 import { dlqLs, dlqShow, dlqReplay, dlqPurge, type DlqFlags } from './commands/dlq.ts';
+import { dev, replayCommand, type DevFlags, type ReplayFlags } from './commands/dev.ts';
 import { run as runPipeline, resume as resumeRun, runsLs, runsShow, type RunFlags, type RunsFlags } from './commands/run.ts';
 import { newExtension, LANGS, RUNTIMES, type NewFlags } from './commands/new.ts';
 
@@ -408,6 +409,46 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       const o = this.opts<NewFlags>();
       return run(() => newExtension(io, name, o))();
     });
+
+  withHostOptions(
+    program
+      .command('dev')
+      .description('the author loop: serve an extension folder, check and reload it on every save (a broken save keeps the last good version serving), stream its logs')
+      .argument('<dir>', 'extension folder (holding its package.json)')
+      .option('--url <url>', "join this running host as a remote runner (default: the host serving the data dir, if any; else an embedded host)")
+      .option('--token <token>', 'with --url: the token (default: PLINTH_TOKEN, else <dataDir>/token)')
+      .option('--record', 'record every stage call (input and output) in <dir>/.plinth/recordings/ for plinth replay')
+      .option('--no-control', 'no control channel for the embedded host')
+      .option('--no-typecheck', 'do not type-check TypeScript sources (syntax is still checked)')
+      .option('--no-build', "do not run the package's `build` script (npm run build) before each reload")
+      .addOption(logFormatOption()),
+  ).action(function (this: Command, dir: string) {
+    const o = this.opts<HostOptions & RemoteOptions & { record?: boolean; control?: boolean; typecheck?: boolean; build?: boolean; logFormat?: string }>();
+    const flags: DevFlags = { ...hostFlags(o) };
+    if (o.url !== undefined) flags.url = o.url;
+    if (o.token !== undefined) flags.token = o.token;
+    if (o.record) flags.record = true;
+    if (o.control === false) flags.control = false;
+    if (o.typecheck === false) flags.typecheck = false;
+    if (o.build === false) flags.build = false;
+    if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
+    return run(() => dev(io, dir, flags))();
+  });
+
+  withHostOptions(
+    program
+      .command('replay')
+      .description("run the calls recorded by plinth dev --record against the extension's current code and show which outputs changed (exit 1 if any)")
+      .argument('<dir>', 'extension folder')
+      .option('--stage <stage>', 'only the recordings of this stage')
+      .addOption(logFormatOption()),
+  ).action(function (this: Command, dir: string) {
+    const o = this.opts<HostOptions & { stage?: string; logFormat?: string }>();
+    const flags: ReplayFlags = { ...hostFlags(o) };
+    if (o.stage !== undefined) flags.stage = o.stage;
+    if (o.logFormat !== undefined) flags.logFormat = o.logFormat;
+    return run(() => replayCommand(io, dir, flags))();
+  });
 
   // Bare `plinth`: the help, and success (it is how people ask what the command does).
   if (argv.length === 0) {

@@ -35,6 +35,8 @@ export interface HostConfig {
   budget: { memoryMb: number; concurrency: number };
   /** Bounds on each package copied into a snapshot (src/snapshot). */
   packages: { maxFiles: number; maxMb: number };
+  /** Bounds on `plinth dev --record` recordings and what `plinth replay` reads (src/dev/record.ts). */
+  recordings: { maxPerStage: number; maxEntryBytes: number };
   /** `remote`: whether runners may register (docs/remote.md). */
   sandbox: { isolateProcess: 'shared' | 'per-extension'; remote: RemotePolicy };
   /** Bounds on extensions' own JSON Schemas (size at load, work per validation): src/schema/authored.ts. */

@@ -38,6 +38,8 @@ export interface HostOptions {
   /** The pipeline engine's clock (retry delays, run timeouts) and randomness (jitter); tests inject them. */
   pipelineClock?: BusClock;
   pipelineRandom?: () => number;
+  /** Plugin folders `plinth dev` serves (untrusted workers allowed there; never from the host config). */
+  devFolders?: ReadonlySet<string>;
 }
 
 export type HostExtensionInfo = RegistryEntry;
@@ -47,6 +49,17 @@ export interface CallObserver {
   started(extension: string, stage: string): void;
   /** `outcome` is 'ok' or the PLINTH_ERR_* code it failed with. */
   ended(extension: string, stage: string, outcome: string, seconds: number): void;
+}
+
+/** A finished stage call with what went in and came out (`plinth dev --record` stores them). */
+export interface StageCallRecord {
+  extension: string;
+  /** The version that served it. */
+  version: string;
+  stage: string;
+  input: Json;
+  output?: Json;
+  error?: PlinthError;
 }
 
 export class Host {
@@ -68,6 +81,7 @@ export class Host {
   #stopping: Promise<void> | undefined;
   #pipelines: PipelineServiceHandle | undefined;
   readonly #callObservers = new Set<CallObserver>();
+  readonly #stageRecorders = new Set<(record: StageCallRecord) => void>();
 
   constructor(config: HostConfig, options: HostOptions = {}) {
     this.config = config;
@@ -133,6 +147,7 @@ export class Host {
       ...(this.#options.drainMs !== undefined ? { drainMs: this.#options.drainMs } : {}),
       ...(this.#options.resolve ? { resolve: this.#options.resolve } : {}),
       fetchBreakers: this.#fetchBreakers,
+      ...(this.#options.devFolders ? { devFolders: this.#options.devFolders } : {}),
     });
     await this.#registry.load(options);
   }
@@ -234,14 +249,17 @@ export class Host {
         hint: 'run `plinth ls` to see the extensions and their ids',
       });
     }
-    if (this.#callObservers.size === 0) return ext.call(stage, input, request);
+    if (this.#callObservers.size === 0 && this.#stageRecorders.size === 0) return ext.call(stage, input, request);
     for (const o of this.#callObservers) o.started(id, stage);
     const started = performance.now();
     let outcome = 'ok';
     try {
-      return await ext.call(stage, input, request);
+      const output = await ext.call(stage, input, request);
+      this.#recordStage({ extension: id, version: ext.version, stage, input, output });
+      return output;
     } catch (err) {
       outcome = isPlinthError(err) ? err.code : 'PLINTH_ERR_INTERNAL';
+      this.#recordStage({ extension: id, version: ext.version, stage, input, error: isPlinthError(err) ? err : new PlinthError('PLINTH_ERR_INTERNAL', String(err)) });
       throw err;
     } finally {
       const seconds = (performance.now() - started) / 1000;
@@ -255,6 +273,25 @@ export class Host {
    */
   registerRunner(params: RegisterParams, link: RunnerLink): Promise<{ result: RegisterResult; session: RunnerSession }> {
     return this.#reg.registerRunner(params, link);
+  }
+
+  #recordStage(record: StageCallRecord): void {
+    for (const r of this.#stageRecorders) {
+      try {
+        r(record);
+      } catch (err) {
+        this.log.warn({ extension: record.extension, stage: record.stage }, `recording a stage call failed: ${String(err)}`);
+      }
+    }
+  }
+
+  /**
+   * Adds a recorder told of every stage call made through the host — from pipelines, routes, the control channel or
+   * `call()` — with its input and output (or error), after it ended; returns its removal.
+   */
+  recordStageCalls(recorder: (record: StageCallRecord) => void): () => void {
+    this.#stageRecorders.add(recorder);
+    return () => this.#stageRecorders.delete(recorder);
   }
 
   /** Adds a call observer; returns its removal. */

@@ -17,8 +17,13 @@ export type StartCheck =
   | { status: 'disabled' }
   | { status: 'refused'; error: PlinthError };
 
-/** `remote`: a runner's registration (runtime remote, its code outside the host: no runtime check applies). */
-export function checkStartable(pkg: ExtensionPackage, trust: TrustStatus, config: HostConfig, options: { remote?: boolean } = {}): StartCheck {
+/**
+ * `remote`: a runner's registration (runtime remote, its code outside the host: no runtime check applies).
+ * `devFolders`: plugin folders that `plinth dev` was pointed at by the author on their own machine; an untrusted copy
+ * there may run as a worker (its signature breaks on every save). Never set from the host config: only `plinth dev`
+ * passes it, for the one folder it serves.
+ */
+export function checkStartable(pkg: ExtensionPackage, trust: TrustStatus, config: HostConfig, options: { remote?: boolean; devFolders?: ReadonlySet<string> | undefined } = {}): StartCheck {
   const settings = config.extensions[pkg.id];
   if (settings?.enabled === false) return { status: 'disabled' };
   const manifestFile = path.join(pkg.sourceDir, 'package.json');
@@ -43,7 +48,7 @@ export function checkStartable(pkg: ExtensionPackage, trust: TrustStatus, config
       }),
     };
   }
-  if (trust.status !== 'trusted' && pkg.manifest.runtime === 'worker' && options.remote !== true) {
+  if (trust.status !== 'trusted' && pkg.manifest.runtime === 'worker' && options.remote !== true && !options.devFolders?.has(pkg.sourceDir)) {
     return {
       status: 'refused',
       error: new PlinthError('PLINTH_ERR_RUNTIME_NOT_ALLOWED', `extension ${pkg.id} is not signed by a trusted publisher, so it may run only as "isolate", not "worker"`, {

@@ -84,6 +84,8 @@ export interface RegistryOptions {
   resolve?: Resolver;
   /** The host's ctx.fetch breakers per extension and origin. */
   fetchBreakers?: FetchBreakers;
+  /** Plugin folders `plinth dev` serves: untrusted copies there may run as workers (preflight.ts). */
+  devFolders?: ReadonlySet<string>;
 }
 
 function entry(found: { id: string; dir: string; version?: string; runtime?: string }, state: 'failed' | 'stopped', reason: PlinthError | undefined): RegistryEntry {
@@ -480,7 +482,7 @@ export class Registry {
   /** Why a resolved copy would not start (host config, trust, runtime, an isolate's imports), without starting it. */
   async #preflight(copy: Copy): Promise<PlinthError | 'disabled' | undefined> {
     const pkg = copy.pkg;
-    const check = checkStartable(pkg, copy.trust, this.#o.config);
+    const check = checkStartable(pkg, copy.trust, this.#o.config, { devFolders: this.#o.devFolders });
     if (check.status === 'disabled') return 'disabled';
     if (check.status === 'refused') return check.error;
     if (pkg.manifest.runtime !== 'isolate') return undefined;
@@ -719,7 +721,7 @@ export class Registry {
       return undefined;
     };
     const settings = config.extensions[pkg.id];
-    const check = checkStartable(pkg, copy.trust, config);
+    const check = checkStartable(pkg, copy.trust, config, { devFolders: this.#o.devFolders });
     if (check.status === 'disabled') return refuse('stopped', undefined);
     const notOwner = await this.#claim(copy);
     if (notOwner) return refuse('failed', notOwner);

@@ -15,6 +15,8 @@ import path from 'node:path';
 import { PlinthError } from '../errors.ts';
 
 export const SIGNATURE_FILE = 'plinth.sig';
+/** A folder at the package root that is never part of the package: the author's local `plinth dev` state. */
+export const LOCAL_FOLDER = '.plinth';
 
 /** Relative path → SHA-256 hex. Has no prototype: a file may be named `__proto__`, `constructor` or `toString`. */
 export type FileHashes = Record<string, string>;
@@ -130,6 +132,9 @@ export async function walkPackage(dir: string, extension?: string, reportDir = d
     }
     if (rel !== '' && entries.length === 0) emptyFolders.push(rel);
     for (const e of entries) {
+      // The author's working folder at the root (`plinth dev` recordings and data) is never part of the package:
+      // not signed, not hashed, not copied into a snapshot, so nothing in it can run.
+      if (rel === '' && e.name === LOCAL_FOLDER) continue;
       if (limits && files.length + folders.length >= limits.maxFiles) throw tooLarge(`more than ${limits.maxFiles} files and folders`, 'packages.maxFiles', reportDir, extension);
       const relPath = rel === '' ? e.name : `${rel}/${e.name}`;
       if (hasControlCharacter(e.name)) {

@@ -453,7 +453,11 @@ async function load(params: LoadParams): Promise<LoadResult> {
         (err: unknown) => {
           // The module's own exception (whatever its text says) fails the load; a disposal or the deadline is ours.
           if (g.dead || ivmCause(g, call) !== 'crashed') onIvmError(g, err, call);
-          else call.reject(new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its module threw while loading: ${cap(messageOf(err), 1000)}`, { extension: spec.id }));
+          else {
+            // Its stack names plinth-extension://<id>/<file>:line:column, which `plinth dev` shows as a code frame.
+            const stack = err instanceof Error && typeof err.stack === 'string' && err.stack !== '' ? { extensionStack: cap(err.stack, 4096) } : {};
+            call.reject(new PlinthError('PLINTH_ERR_EXTENSION_LOAD_FAILED', `extension ${spec.id}: its module threw while loading: ${cap(messageOf(err), 1000)}`, { extension: spec.id, ...stack }));
+          }
         },
       );
     });
