@@ -4,6 +4,7 @@
 // events, no polling). Each save is checked first (manifest, syntax, types: check.ts) and only a clean one is
 // reloaded; the host swaps blue/green and keeps the old version when the new one does not start. Either way a
 // broken save never replaces the version that serves, and its problems are reported with file:line:column.
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { cp, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -136,6 +137,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
   readonly dir: string;
   #host: Host | undefined;
   #control: ControlServer | undefined;
+  readonly #runnerToken = randomBytes(24).toString('base64url');
   #pluginDir: string | undefined;
   #linked: string | undefined;
   /** Links the folder into the plugin directory; undefined once done. */
@@ -201,7 +203,9 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
     await mkdir(this.dataDir, { recursive: true });
     // The dev host is private (loopback, its own token): its own process may register as a runner (`sandbox.remote`).
     const sandbox = Object.assign({}, config.sandbox, { remote: 'any' });
-    const hostConfig: HostConfig = { ...config, sandbox, plugins: [this.#pluginDir], dataDir: this.dataDir };
+    // A runner token of this session only: a remote extension registers with it (admin tokens may not register).
+    const control = { ...config.control, tokens: [...config.control.tokens, { token: this.#runnerToken, role: 'runner' as const, name: 'plinth dev' }] };
+    const hostConfig: HostConfig = { ...config, sandbox, control, plugins: [this.#pluginDir], dataDir: this.dataDir };
     this.#host = new Host(hostConfig, { logger, devFolders: new Set([this.#linked]), stopSandboxProcesses: true });
     if (this.#recorder) {
       const recorder = this.#recorder;
@@ -347,7 +351,7 @@ export class DevSession extends EventEmitter<DevSessionEvents> {
       const why = !this.#runnerImpl ? 'this build has no remote runner (runExtension, src/sdk/runner.ts)' : 'the embedded host has no control channel (--no-control)';
       return this.#reject([{ code: 'PLINTH_ERR_DEV_REMOTE_UNAVAILABLE', message: `${id} has "runtime": "remote", and ${why}`, file: path.join(this.dir, 'package.json'), hint: 'run it as "isolate" or "worker" meanwhile' }], at);
     }
-    return this.#reloadRemote({ url: this.url, token: this.#control.tokens.admin, runExtension: this.#runnerImpl }, id, version, main, at, checkMs, t1);
+    return this.#reloadRemote({ url: this.url, token: this.#runnerToken, runExtension: this.#runnerImpl }, id, version, main, at, checkMs, t1);
   }
 
   async #reloadEmbedded(id: string, at: number, checkMs: number, t1: number): Promise<void> {

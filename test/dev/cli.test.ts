@@ -7,8 +7,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BIN, runCli } from '../helpers.ts';
-import { loadRunner } from '../../src/dev/index.ts';
+import { BIN, makePublisher, runCli } from '../helpers.ts';
+import { signExtension } from '../../src/trust/index.ts';
+import { RUNNER_TOKEN, remoteHost } from '../sandbox/remote/helpers.ts';
 import { fixture } from './helpers.ts';
 
 function spawnDev(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -126,12 +127,26 @@ describe('plinth dev (the command)', () => {
     }
   });
 
-  it('--url without a remote runner in this build fails with PLINTH_ERR_DEV_REMOTE_UNAVAILABLE (exit 1)', async (t) => {
-    if (await loadRunner()) return t.skip('this build has the remote runner: joining a host is tested with the remote runner');
+  it('--url joins a running host as a runner: the extension serves there, and a save re-registers the new version', async () => {
+    const publisher = makePublisher('dev-remote');
+    const remote = await remoteHost([publisher]);
     const { root, dir } = await fixture('greeter');
-    const r = await runCli(['dev', dir, '--url', 'ws://127.0.0.1:9/rpc', '--token', 'x'], { cwd: root });
-    assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /PLINTH_ERR_DEV_REMOTE_UNAVAILABLE/);
+    await signExtension(dir, publisher.privateKey, publisher.id);
+    const dev = spawnDev(root, [dir, '--url', remote.url, '--token', RUNNER_TOKEN]);
+    try {
+      await dev.waitFor(/joined \S+ as a runner of greeter/, 0);
+      assert.equal(remote.host.list().find((e) => e.id === 'greeter')?.runtime, 'remote');
+      assert.deepEqual(await remote.host.call('greeter', 'greet', { name: 'ada' }), { message: 'hello ada' });
+      const mark = dev.log().length;
+      await writeFile(path.join(dir, 'lib.js'), "export const salutation = 'hi';\n");
+      await dev.waitFor(/reloaded greeter 1\.0\.0 in \d+ ms/, mark);
+      assert.deepEqual(await remote.host.call('greeter', 'greet', { name: 'ada' }), { message: 'hi ada' });
+      dev.signal('SIGTERM');
+      assert.equal(await dev.exited, 0, dev.log());
+    } finally {
+      dev.kill();
+      await remote.stop();
+    }
   });
 
   it('a folder without package.json is a usage error (exit 2)', async () => {

@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { pino } from 'pino';
-import { DevSession, loadRunner, type RejectedEvent, type ServingEvent, type DevSessionOptions } from '../../src/dev/index.ts';
+import { DevSession, type RejectedEvent, type ServingEvent, type DevSessionOptions } from '../../src/dev/index.ts';
 import { IsolateProcess } from '../../src/sandbox/index.ts';
 import { devConfig, fixture } from './helpers.ts';
 
@@ -190,17 +190,23 @@ describe('plinth dev: an extension with a build script', () => {
 });
 
 describe('plinth dev: a "remote" extension', () => {
-  it('without the remote runner in this build it is refused with PLINTH_ERR_DEV_REMOTE_UNAVAILABLE, naming package.json', async (t) => {
-    if (await loadRunner()) return t.skip('this build has the remote runner: plinth dev runs it as the runner of its own host');
+  it('is run as the runner of its own embedded host: it serves there, a save re-registers the new version, a broken one keeps the old', async () => {
     const { s, dir } = await session('greeter', { control: true });
     const manifest = path.join(dir, 'package.json');
     await writeFile(manifest, (await readFile(manifest, 'utf8')).replace('"runtime": "isolate"', '"runtime": "remote"'));
     try {
-      const first = next(s);
+      const first = next(s, 60_000);
       await s.start();
-      const r = await first;
-      assert.equal(r.rejected?.problems[0]?.code, 'PLINTH_ERR_DEV_REMOTE_UNAVAILABLE');
-      assert.equal(r.rejected.problems[0].file, manifest);
+      const started = await first;
+      assert.equal(started.serving?.generation, 1, JSON.stringify(started.rejected?.problems));
+      assert.equal(s.host!.list().find((e) => e.id === 'greeter')?.runtime, 'remote');
+      assert.deepEqual(await s.host!.call('greeter', 'greet', { name: 'ada' }), { message: 'hello ada' });
+      const r = await save(s, path.join(dir, 'lib.js'), "export const salutation = 'hi';\n");
+      assert.equal(r.serving?.generation, 2, JSON.stringify(r.rejected?.problems));
+      assert.deepEqual(await s.host!.call('greeter', 'greet', { name: 'ada' }), { message: 'hi ada' });
+      const broken = await save(s, path.join(dir, 'lib.js'), "export const salutation = 'oops;\n");
+      assert.equal(broken.rejected?.problems[0]?.file, path.join(dir, 'lib.js'));
+      assert.deepEqual(await s.host!.call('greeter', 'greet', { name: 'ada' }), { message: 'hi ada' }, 'the last good version serves');
     } finally {
       await s.stop();
     }
