@@ -313,6 +313,9 @@ class Runner extends EventEmitter<{ state: [RunnerState] }> implements RunnerHan
           const output = (await fn.call(def.stages, p.input, ctx)) as Json | undefined;
           return { output: output === undefined ? null : output };
         } catch (err) {
+          // Its deadline ended it (the stage rejected on ctx.signal): a timeout, whichever side's timer the host's
+          // loop runs first, not a failure of the stage.
+          if (timeout.aborted && !rc.signal.aborted) throw new PlinthError('PLINTH_ERR_STAGE_TIMEOUT', `stage "${p.stage}" did not finish within ${p.timeoutMs} ms`, { hint: 'make the stage faster, or raise its timeoutMs / limits.callTimeoutMs' });
           throw hookError(err, 'PLINTH_ERR_STAGE_FAILED', `stage "${p.stage}" threw`);
         }
       }),
