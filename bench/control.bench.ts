@@ -13,6 +13,7 @@ import { WebSocket } from 'ws';
 import { connectControl, type ControlClient } from '../src/control/index.ts';
 import { generateKeyPair, signExtension } from '../src/trust/index.ts';
 import { compareLine, median, pipelined, sequential, type Figures } from './stats.ts';
+import { waitLine } from './child.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.join(HERE, '..', 'bin', 'plinth.js');
@@ -22,18 +23,6 @@ const ROUNDS = 3;
 
 function rssKb(pid: number): Promise<number> {
   return readFile(`/proc/${pid}/status`, 'utf8').then((s) => Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? 0));
-}
-
-function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    child[stream]!.on('data', (d: Buffer) => {
-      text += d.toString();
-      const m = re.exec(text);
-      if (m) resolve(m[0]);
-    });
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${text}`)));
-  });
 }
 
 async function startServe(): Promise<{ child: ChildProcess; url: string; token: string }> {

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { connectControl, type ControlClient } from '../src/control/index.ts';
 import { generateKeyPair, signExtension } from '../src/trust/index.ts';
 import { compareLine, median, pipelined, sequential, type Figures } from './stats.ts';
+import { waitLine } from './child.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.join(HERE, '..', 'bin', 'plinth.js');
@@ -22,18 +23,6 @@ const CALLS = Number(process.env.BENCH_CALLS ?? (QUICK ? 500 : 3000));
 const ROUNDS = QUICK ? 1 : 3;
 const profile = () => (process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : []);
 const RUNNER_TOKEN = 'bench-runner-token-0123456789abcdef';
-
-function waitLine(child: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    child[stream]!.on('data', (d: Buffer) => {
-      text += d.toString();
-      const m = re.exec(text);
-      if (m) resolve(m[0]);
-    });
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${text}`)));
-  });
-}
 
 async function setup(): Promise<{ root: string; dir: string; serve: ChildProcess; url: string; token: string }> {
   const key = generateKeyPair();

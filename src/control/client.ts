@@ -3,9 +3,10 @@
 // one implementation of the wire rules.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { PlinthError } from '../errors.ts';
 import { Peer, type Transport } from '../sandbox/link/index.ts';
+import { openWebSocket } from '../sandbox/link/ws.ts';
 import type { RpcMethods, RpcNotifications } from './rpc-types.ts';
 import { TOKEN_FILE } from './auth.ts';
 
@@ -108,36 +109,17 @@ export class ControlClient {
 }
 
 /** Opens the WebSocket with the token; a host that is not there, or refuses the token, is a coded error. */
-export function connectControl(endpoint: Pick<Endpoint, 'url' | 'token'>, options: { origin?: string; timeoutMs?: number } = {}): Promise<ControlClient> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(endpoint.url, {
-      ...(endpoint.token !== undefined ? { headers: { authorization: `Bearer ${endpoint.token}` } } : {}),
-      ...(options.origin !== undefined ? { origin: options.origin } : {}),
-      handshakeTimeout: options.timeoutMs ?? 5000,
-    });
-    let settled = false;
-    const fail = (err: PlinthError) => {
-      if (settled) return;
-      settled = true;
-      socket.terminate();
-      reject(err);
-    };
-    socket.once('unexpected-response', (_req, res) => {
-      const status = res.statusCode ?? 0;
-      res.resume();
-      if (status === 401 || status === 403) {
-        fail(
-          new PlinthError('PLINTH_ERR_CONTROL_AUTH', `the host at ${endpoint.url} refused the ${status === 401 ? 'token' : 'origin'} (HTTP ${status})`, {
+export async function connectControl(endpoint: Pick<Endpoint, 'url' | 'token'>, options: { origin?: string; timeoutMs?: number } = {}): Promise<ControlClient> {
+  const socket = await openWebSocket(endpoint.url, {
+    ...(endpoint.token !== undefined ? { token: endpoint.token } : {}),
+    ...options,
+    refused: (status) =>
+      status === 401 || status === 403
+        ? new PlinthError('PLINTH_ERR_CONTROL_AUTH', `the host at ${endpoint.url} refused the ${status === 401 ? 'token' : 'origin'} (HTTP ${status})`, {
             hint: 'pass --token or PLINTH_TOKEN with the token of the running host (its <dataDir>/token), or run this command with the same --data-dir',
-          }),
-        );
-      } else fail(new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `the host at ${endpoint.url} answered HTTP ${status} instead of opening the control channel`, { hint: START_HINT }));
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => fail(new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `no Plinth host is running at ${endpoint.url} (${err.code ?? err.message})`, { hint: START_HINT })));
-    socket.once('open', () => {
-      if (settled) return;
-      settled = true;
-      resolve(new ControlClient(socket));
-    });
+          })
+        : new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `the host at ${endpoint.url} answered HTTP ${status} instead of opening the control channel`, { hint: START_HINT }),
+    unreachable: (detail) => new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `no Plinth host is running at ${endpoint.url} (${detail})`, { hint: START_HINT }),
   });
+  return new ControlClient(socket);
 }

@@ -94,6 +94,8 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
   // event trigger that matches its own pipeline's events — or two pipelines triggering each other — ends at
   // events.maxHops instead of looping. Kept while the run is in this process.
   const causes = new Map<string, EventHeaders>();
+  /** Runs started by a trigger, whose end is logged as their start was (nobody else watches them). */
+  const triggered = new Map<string, string>();
   engine.onProgress((p) => {
     if (!ended(p)) return;
     const trigger = triggered.get(p.runId);
@@ -104,8 +106,6 @@ export function createPipelineService(host: PipelineHost, options: PipelineServi
     if (p.state === 'succeeded') host.log?.info(fields, message);
     else host.log?.warn(fields, message);
   });
-  /** Runs started by a trigger, whose end is logged as their start was (nobody else watches them). */
-  const triggered = new Map<string, string>();
   const stopTriggers: Array<() => void> = [];
   const webhooks = new Map<string, { definition: PipelineDefinition; trigger: Extract<TriggerDefinition, { type: 'webhook' }> }>();
 

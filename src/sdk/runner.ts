@@ -12,10 +12,10 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { PlinthError, type ErrorCode } from '../errors.ts';
 import { Peer } from '../sandbox/link/index.ts';
-import { webSocketTransport } from '../sandbox/link/ws.ts';
+import { openWebSocket, webSocketTransport } from '../sandbox/link/ws.ts';
 import { REMOTE_METHODS, type ExecuteParams, type HandleEventParams, type InitializeParams, type RegisterParams, type RegisterResult } from '../sandbox/remote/protocol.ts';
 import type { ContextOp } from '../sandbox/types.ts';
 import type { Extension, ExtensionContext, HealthResult, Json, StageContext } from './index.ts';
@@ -411,27 +411,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** Opens the WebSocket with the token; a refused token or origin is a coded refusal, anything else transient. */
 function openSocket(url: string, token: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000 });
-    let settled = false;
-    const fail = (err: PlinthError) => {
-      if (settled) return;
-      settled = true;
-      socket.terminate();
-      reject(err);
-    };
-    socket.once('unexpected-response', (_req, res) => {
-      const status = res.statusCode ?? 0;
-      res.resume();
-      if (status === 401 || status === 403) fail(new PlinthError('PLINTH_ERR_CONTROL_AUTH', `the host at ${url} refused the runner's token (HTTP ${status})`, { hint: 'pass a token with role runner from the host config (control.tokens)' }));
-      else fail(new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `the host at ${url} answered HTTP ${status}`));
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => fail(new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `no Plinth host at ${url} (${err.code ?? err.message})`)));
-    socket.once('open', () => {
-      if (settled) return;
-      settled = true;
-      resolve(socket);
-    });
+  return openWebSocket(url, {
+    token,
+    refused: (status) =>
+      status === 401 || status === 403
+        ? new PlinthError('PLINTH_ERR_CONTROL_AUTH', `the host at ${url} refused the runner's token (HTTP ${status})`, { hint: 'pass a token with role runner from the host config (control.tokens)' })
+        : new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `the host at ${url} answered HTTP ${status}`),
+    unreachable: (detail) => new PlinthError('PLINTH_ERR_CONTROL_UNREACHABLE', `no Plinth host at ${url} (${detail})`),
   });
 }
 

@@ -4,7 +4,7 @@
 // process did not answer, it is killed); every ctx op goes to the ContextHandler it was created with.
 import { debuglog } from 'node:util';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
-import { checkTimeout, startTimedOut } from '../options.ts';
+import { checkTimeout, grantedEnv, startTimedOut } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { MAX_INPUT_CHARS, type CtxResult, type ExitParams, type InvokeKind, type InvokeParams, type InvokeResult, type LoadParams, type LoadResult } from './protocol.ts';
@@ -103,16 +103,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
 
   async #doStart(): Promise<void> {
     try {
-      // ctx.env is synchronous in the SDK: the granted names are asked of the ContextHandler now, once.
-      const env: Record<string, string | null> = {};
-      for (const name of this.spec.permissions.env ?? []) {
-        try {
-          const value = await this.#context({ op: 'env', name });
-          env[name] = typeof value === 'string' ? value : null;
-        } catch {
-          // not granted after all: the name stays unknown to the isolate
-        }
-      }
+      const env = await grantedEnv(this.spec, this.#context);
       const gen = await this.#process._acquire(this);
       this.#gen = gen;
       if (this.#state !== 'starting') throw this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped while starting');

@@ -1,7 +1,9 @@
 // A Transport over a WebSocket (the `ws` package's, or anything shaped like it): JSON text frames, and every
 // message sent in one tick goes out in one write (the socket is corked until the tick ends) — a burst of 100
 // replies is one syscall, not 100 (the isolate link's frames batch the same way, frames.ts). Used by the remote
-// runner (src/sdk/runner.ts) and every control-channel connection; it imports nothing from `ws` itself.
+// runner (src/sdk/runner.ts) and every control-channel connection, whose client side opens its socket with
+// openWebSocket below.
+import { WebSocket } from 'ws';
 import type { Transport } from './index.ts';
 
 /** What the transport needs of a ws WebSocket. */
@@ -73,4 +75,45 @@ export function webSocketTransport(ws: WebSocketLike, options: WebSocketTranspor
     onClose: (l) => ws.once('close', (code, reason) => l(options.describeClose ? options.describeClose(code, reason.toString()) : `connection closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`)),
     close: () => ws.close(1000),
   };
+}
+
+export interface OpenOptions {
+  token?: string;
+  origin?: string;
+  timeoutMs?: number;
+  /** The error for an HTTP answer instead of the upgrade (401/403: the token or origin was refused). */
+  refused: (status: number) => Error;
+  /** The error for a socket that could not connect (`detail`: the errno code or message). */
+  unreachable: (detail: string) => Error;
+}
+
+/**
+ * Opens a WebSocket with `Authorization: Bearer <token>`; resolves once it is open. A refusal or a failure to
+ * connect rejects with the caller's own error (the control client and the remote runner word them differently).
+ */
+export function openWebSocket(url: string, options: OpenOptions): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, {
+      ...(options.token !== undefined ? { headers: { authorization: `Bearer ${options.token}` } } : {}),
+      ...(options.origin !== undefined ? { origin: options.origin } : {}),
+      handshakeTimeout: options.timeoutMs ?? 5000,
+    });
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      socket.terminate();
+      reject(err);
+    };
+    socket.once('unexpected-response', (_req, res) => {
+      res.resume();
+      fail(options.refused(res.statusCode ?? 0));
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => fail(options.unreachable(err.code ?? err.message)));
+    socket.once('open', () => {
+      if (settled) return;
+      settled = true;
+      resolve(socket);
+    });
+  });
 }

@@ -4,7 +4,7 @@
 // change of availability (onAvailability: the supervisor marks the extension degraded, and active again when a
 // runner is back), never an exit that would make the supervisor restart and eventually fail the extension.
 import { PlinthError } from '../../errors.ts';
-import { checkTimeout } from '../options.ts';
+import { checkTimeout, grantedEnv } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { REMOTE_METHODS, type ExecuteParams, type ExecuteResult, type InitializeParams } from './protocol.ts';
@@ -37,16 +37,7 @@ export class RemoteSandbox implements Sandbox {
 
   async start(): Promise<void> {
     if (this.#state !== 'idle') throw new PlinthError('PLINTH_ERR_SHUTDOWN', `extension ${this.spec.id}: the sandbox was stopped before it started`, { extension: this.spec.id });
-    // ctx.env is synchronous in the SDK: the granted names are asked of the ContextHandler now, once (as for isolates).
-    const env: Record<string, string | null> = {};
-    for (const name of this.spec.permissions.env ?? []) {
-      try {
-        const value = await this.#context({ op: 'env', name });
-        env[name] = typeof value === 'string' ? value : null;
-      } catch {
-        // not granted after all: the name stays unknown to the runner
-      }
-    }
+    const env = await grantedEnv(this.spec, this.#context);
     const params: InitializeParams = {
       instanceId: this.spec.instanceId,
       config: this.spec.config,
