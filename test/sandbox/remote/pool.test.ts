@@ -26,9 +26,12 @@ async function pool(strategy: PoolStrategy, tags: string[], env: Record<string, 
     procs[tag] = r;
     await registered(r);
   }
-  assert.equal(h.host.list().find((e) => e.id === 'echo-remote')?.pool?.ready, tags.length);
+  assert.equal(poolOf(h)?.ready, tags.length);
   return { h, procs };
 }
+
+/** The echo-remote extension's pool, as the host lists it. */
+const poolOf = (h: RemoteHost) => h.host.list().find((e) => e.id === 'echo-remote')?.pool;
 
 async function count(h: RemoteHost, calls: number, stage = 'echo', input: Json = {}): Promise<Record<string, number>> {
   const outs = await Promise.all(Array.from({ length: calls }, () => h.host.call('echo-remote', stage, input) as Promise<{ runner: string }>));
@@ -47,7 +50,7 @@ describe('runner pools', () => {
     const { h, procs } = await pool('round-robin', ['a', 'b', 'c']);
     try {
       assert.deepEqual(await count(h, 90), { a: 30, b: 30, c: 30 });
-      const info = h.host.list().find((e) => e.id === 'echo-remote')!.pool!;
+      const info = poolOf(h)!;
       assert.deepEqual(info.instances.map((i) => [i.instance, i.calls]), [['runner-a', 30], ['runner-b', 30], ['runner-c', 30]]);
     } finally {
       await stopAll(h, procs);
@@ -58,8 +61,8 @@ describe('runner pools', () => {
     const { h, procs } = await pool('least-outstanding', ['a', 'b']);
     try {
       const slow = h.host.call('echo-remote', 'slow', { ms: 2000 }) as Promise<{ runner: string }>;
-      await waitFor(() => h.host.list().find((e) => e.id === 'echo-remote')?.pool?.outstanding === 1, 'the slow call in flight');
-      const busy = h.host.list().find((e) => e.id === 'echo-remote')!.pool!.instances.find((i) => i.outstanding === 1)!.instance.replace('runner-', '');
+      await waitFor(() => poolOf(h)?.outstanding === 1, 'the slow call in flight');
+      const busy = poolOf(h)!.instances.find((i) => i.outstanding === 1)!.instance.replace('runner-', '');
       const idle = busy === 'a' ? 'b' : 'a';
       const seen: Record<string, number> = {};
       for (let i = 0; i < 20; i++) {
@@ -78,7 +81,7 @@ describe('runner pools', () => {
   it('health-based: a runner whose health probes fail gets no calls while a healthy one is there', async () => {
     const { h, procs } = await pool('health-based', ['good', 'sick'], { sick: { RUNNER_UNHEALTHY: '1' } });
     try {
-      const instances = () => h.host.list().find((e) => e.id === 'echo-remote')!.pool!.instances;
+      const instances = () => poolOf(h)!.instances;
       await waitFor(() => instances().find((i) => i.instance === 'runner-sick')?.healthy === false && instances().find((i) => i.instance === 'runner-good')?.healthy === true, 'a probe of each runner');
       assert.deepEqual(await count(h, 40), { good: 40 });
       // The extension is still active: one healthy runner is enough.
@@ -102,7 +105,7 @@ describe('runner pools', () => {
       const failures = answers.filter((a) => a === 'PLINTH_ERR_STAGE_FAILED').length;
       assert.ok(failures >= 1 && failures <= 3, `the broken runner failed ${failures} call(s) before its breaker opened: ${answers.join(' ')}`);
       assert.deepEqual(new Set(answers.slice(-30)), new Set(['good']));
-      const broken = h.host.list().find((e) => e.id === 'echo-remote')!.pool!.instances.find((i) => i.instance === 'runner-broken')!;
+      const broken = poolOf(h)!.instances.find((i) => i.instance === 'runner-broken')!;
       assert.equal(broken.breaker, 'open');
       assert.equal(broken.failures, failures);
     } finally {
@@ -114,15 +117,15 @@ describe('runner pools', () => {
     const { h, procs } = await pool('round-robin', ['x', 'y']);
     try {
       const slow = h.host.call('echo-remote', 'slow', { ms: 1500 }) as Promise<{ runner: string }>;
-      await waitFor(() => h.host.list().find((e) => e.id === 'echo-remote')?.pool?.outstanding === 1, 'the slow call in flight');
-      const busy = h.host.list().find((e) => e.id === 'echo-remote')!.pool!.instances.find((i) => i.outstanding === 1)!.instance.replace('runner-', '');
+      await waitFor(() => poolOf(h)?.outstanding === 1, 'the slow call in flight');
+      const busy = poolOf(h)!.instances.find((i) => i.outstanding === 1)!.instance.replace('runner-', '');
       const other = busy === 'x' ? 'y' : 'x';
       procs[busy]!.kill('SIGTERM');
-      await waitFor(() => h.host.list().find((e) => e.id === 'echo-remote')?.pool?.instances.find((i) => i.instance === `runner-${busy}`)?.state === 'draining', 'the runner to drain');
+      await waitFor(() => poolOf(h)?.instances.find((i) => i.instance === `runner-${busy}`)?.state === 'draining', 'the runner to drain');
       assert.deepEqual(await count(h, 30), { [other]: 30 });
       assert.equal((await slow).runner, busy, 'the call in flight finished on the draining runner');
       assert.equal((await procs[busy]!.exited).code, 0);
-      await waitFor(() => h.host.list().find((e) => e.id === 'echo-remote')?.pool?.instances.length === 1, 'the drained runner to leave');
+      await waitFor(() => poolOf(h)?.instances.length === 1, 'the drained runner to leave');
       assert.equal(h.host.get('echo-remote')?.state, 'active');
     } finally {
       await stopAll(h, procs);
