@@ -25,6 +25,7 @@
   const ObjectFreeze = Object.freeze;
   const ObjectHasOwn = Object.hasOwn;
   const ObjectDefineProperty = Object.defineProperty;
+  const ObjectSetPrototypeOf = Object.setPrototypeOf;
   const ReflectApply = Reflect.apply;
   const PromiseCtor = Promise;
   const ErrorCtor = Error;
@@ -198,57 +199,100 @@
     }
   }
 
-  function makeCtx(callId, extra) {
-    const log = ObjectFreeze({
+  // What ctx offers that does not depend on the call: made once.
+  const ctxExtension = ObjectFreeze({ __proto__: null, id: identity.id, version: identity.version });
+  // Synchronous as in the SDK: the host asked its ContextHandler for every granted name when the sandbox started;
+  // any other name is one the handler did not grant.
+  const ctxEnv = ObjectFreeze(function env(name) {
+    if (typeof name === 'string' && ObjectHasOwn(envValues, name)) {
+      const v = envValues[name];
+      return v === null ? undefined : v;
+    }
+    // The same message and hint the host's handler gives a worker (grants): the name to add.
+    const shown = primitiveText(name);
+    throw ctxError('PLINTH_ERR_PERMISSION_DENIED', 'Error', 'extension ' + identity.id + ': environment variable ' + shown + ' is not granted', 'add "' + shown + '" under permissions.env to "plinth.permissions" in its package.json (and re-sign it)');
+  });
+
+  function makeLog(callId) {
+    return ObjectFreeze({
       __proto__: null,
       debug: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'debug', message: logText(message), fields: fields }, true); },
       info: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'info', message: logText(message), fields: fields }, true); },
       warn: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'warn', message: logText(message), fields: fields }, true); },
       error: function (message, fields) { request(callId, { __proto__: null, op: 'log', level: 'error', message: logText(message), fields: fields }, true); },
     });
-    const fs = ObjectFreeze({
+  }
+
+  function makeFs(callId) {
+    return ObjectFreeze({
       __proto__: null,
       readText: function (path) { return request(callId, { __proto__: null, op: 'fs.readText', path: path }); },
       writeText: function (path, text) { return request(callId, { __proto__: null, op: 'fs.writeText', path: path, text: text }); },
       appendText: function (path, text) { return request(callId, { __proto__: null, op: 'fs.appendText', path: path, text: text }); },
     });
-    const kv = ObjectFreeze({
+  }
+
+  function makeKv(callId) {
+    return ObjectFreeze({
       __proto__: null,
       get: function (key) { return request(callId, { __proto__: null, op: 'kv.get', key: key }); },
       set: function (key, value) { return request(callId, { __proto__: null, op: 'kv.set', key: key, value: value }); },
       delete: function (key) { return request(callId, { __proto__: null, op: 'kv.delete', key: key }); },
     });
-    const ctx = {
-      __proto__: null,
-      extension: ObjectFreeze({ __proto__: null, id: identity.id, version: identity.version }),
-      log: log,
-      fs: fs,
-      kv: kv,
-      emit: ObjectFreeze(function emit(topic, payload) {
-        return request(callId, { __proto__: null, op: 'emit', topic: topic, payload: payload === undefined ? null : payload });
-      }),
-      fetch: ObjectFreeze(function fetch(url, init) {
-        return request(callId, { __proto__: null, op: 'fetch', url: url, init: init });
-      }),
-      // Synchronous as in the SDK: the host asked its ContextHandler for every granted name when the sandbox
-      // started; any other name is one the handler did not grant.
-      env: ObjectFreeze(function env(name) {
-        if (typeof name === 'string' && ObjectHasOwn(envValues, name)) {
-          const v = envValues[name];
-          return v === null ? undefined : v;
-        }
-        // The same message and hint the host's handler gives a worker (grants): the name to add.
-        const shown = primitiveText(name);
-        throw ctxError('PLINTH_ERR_PERMISSION_DENIED', 'Error', 'extension ' + identity.id + ': environment variable ' + shown + ' is not granted', 'add "' + shown + '" under permissions.env to "plinth.permissions" in its package.json (and re-sign it)');
-      }),
-    };
-    if (extra !== undefined) {
-      ctx.stage = extra.stage;
-      ctx.signal = extra.signal;
-      ctx.runId = extra.runId;
-      ctx.traceId = extra.traceId;
+  }
+
+  // A call's ctx. Its parts are made on first use (a stage that never logs makes no logger): building all of them
+  // for every call was a third of the isolate's CPU per call for a small stage (issue 14). They live behind getters
+  // of one frozen prototype that find the call through a private field, so ctx holds no per-call closures until
+  // used; the prototype has no constructor to forge a ctx for another call with, and a getter called on anything
+  // but a ctx throws (the private-field brand check).
+  class Ctx {
+    #call;
+    constructor(call) {
+      this.#call = call;
+      if (call.stage !== undefined) {
+        this.stage = call.stage;
+        this.runId = call.runId;
+        this.traceId = call.traceId;
+      }
+      ObjectFreeze(this);
     }
-    return ObjectFreeze(ctx);
+    get extension() { return ctxExtension; }
+    get env() { return ctxEnv; }
+    get log() { const c = this.#call; return (c.log ??= makeLog(c.callId)); }
+    get fs() { const c = this.#call; return (c.fs ??= makeFs(c.callId)); }
+    get kv() { const c = this.#call; return (c.kv ??= makeKv(c.callId)); }
+    get emit() {
+      const c = this.#call;
+      return (c.emit ??= ObjectFreeze(function emit(topic, payload) {
+        return request(c.callId, { __proto__: null, op: 'emit', topic: topic, payload: payload === undefined ? null : payload });
+      }));
+    }
+    get fetch() {
+      const c = this.#call;
+      return (c.fetch ??= ObjectFreeze(function fetch(url, init) {
+        return request(c.callId, { __proto__: null, op: 'fetch', url: url, init: init });
+      }));
+    }
+    // Only a stage's ctx has a signal (hooks have none), made on first read; dispatch('abort') fires it then.
+    get signal() {
+      const c = this.#call;
+      if (c.stage === undefined) return undefined;
+      if (c.signal === undefined) {
+        c.signal = makeSignal();
+        if (c.aborted !== undefined) c.signal.fire(c.aborted);
+      }
+      return c.signal.signal;
+    }
+  }
+  const CtxPrototype = Ctx.prototype;
+  ObjectDefineProperty(CtxPrototype, 'constructor', { value: undefined, writable: false, enumerable: false, configurable: false });
+  ObjectSetPrototypeOf(CtxPrototype, null);
+  ObjectFreeze(CtxPrototype);
+
+  /** A call's record: what its ctx has made so far, and whether it was aborted (before its signal was read). */
+  function callRecord(callId, stage, runId, traceId) {
+    return { __proto__: null, callId: callId, stage: stage, runId: runId, traceId: traceId, log: undefined, fs: undefined, kv: undefined, emit: undefined, fetch: undefined, signal: undefined, aborted: undefined };
   }
 
 
@@ -427,9 +471,9 @@
           done(callId, 'unknown', '');
           return;
         }
-        const s = makeSignal();
-        calls[callId] = s;
-        const ctx = makeCtx(callId, { __proto__: null, stage: name, signal: s.signal, runId: meta.runId === null ? undefined : meta.runId, traceId: meta.traceId });
+        const call = callRecord(callId, name, meta.runId === null ? undefined : meta.runId, meta.traceId);
+        calls[callId] = call;
+        const ctx = new Ctx(call);
         result = ReflectApply(fn, stages, [input, ctx]);
       } else {
         const hook = HOOKS[kind];
@@ -440,7 +484,7 @@
         }
         if (typeof fn !== 'function') throw new TypeErrorCtor('the default export\'s ' + hook + ' is not a function');
         // A ctx of this call's own: its ops end with the call (a ctx kept from an earlier call no longer answers).
-        const hookCtx = makeCtx(callId, undefined);
+        const hookCtx = new Ctx(callRecord(callId, undefined, undefined, undefined));
         result = kind === 'initialize' || kind === 'event' ? ReflectApply(fn, ext, [input, hookCtx]) : ReflectApply(fn, ext, [hookCtx]);
       }
     } catch (e) {
@@ -463,10 +507,11 @@
   }
 
   function abort(callId, message) {
-    const s = calls[callId];
-    if (s === undefined) return;
+    const call = calls[callId];
+    if (call === undefined) return;
     delete calls[callId];
-    s.fire(message);
+    if (call.signal !== undefined) call.signal.fire(message);
+    else call.aborted = message;
   }
 
   // The one entry point the sandbox process holds (as a Reference). It never throws into isolated-vm.

@@ -111,6 +111,31 @@ describe('lifecycle', () => {
     assert.ok(await call(sandbox, 'echo'), 'still serving');
   });
 
+  it('a signal first read after its call was cancelled is already aborted', async () => {
+    const { sandbox, host } = await started(await fixture('probe'));
+    const controller = new AbortController();
+    const pending = sandbox.call('late_signal', {}, { timeoutMs: 5000, traceId: 't', signal: controller.signal });
+    await waitFor(() => host.kv.get('waiting') === true, 'the stage to begin waiting', 5000);
+    controller.abort();
+    await rejectsWith(pending, 'PLINTH_ERR_CANCELLED');
+    host.kv.set('cancelled', true);
+    await waitFor(() => host.kv.get('aborted') !== undefined, 'the guest to read its signal', 5000);
+    assert.equal(host.kv.get('aborted'), 'AbortError');
+  });
+
+  it('ctx parts are made once per call and cannot be forged for another call', async () => {
+    const { sandbox } = await started(await fixture('probe'));
+    assert.deepEqual(await call(sandbox, 'ctx_shape'), {
+      constructor: 'undefined',
+      protoFrozen: true,
+      protoOfProto: null,
+      forged: 'TypeError',
+      sameParts: true,
+      destructured: true,
+      own: ['runId', 'stage', 'traceId'],
+    });
+  });
+
   it('a dedicated process hosts one extension and goes away with it', async () => {
     const { sandbox } = await started(await fixture('probe'), { process: 'dedicated' });
     const pid = sandbox.process.pid;
