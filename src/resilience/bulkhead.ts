@@ -35,18 +35,46 @@ export class Bulkhead {
    * `bound` may be a function (called only if the call has to wait: no signal, no timer otherwise) or a WaitBound
    * (a timer of its own only while waiting).
    */
-  async run<T>(action: () => Promise<T>, bound?: AbortSignal | (() => AbortSignal) | WaitBound): Promise<T> {
+  run<T>(action: () => Promise<T>, bound?: AbortSignal | (() => AbortSignal) | WaitBound): Promise<T> {
     // A caller takes a free slot only when nobody is queued, and a released slot is handed straight to the first
     // waiter (never put back for a newcomer to grab between the release and the waiter's wake-up: issue 8).
-    if (this.#active >= this.#limit || this.#queue.length > 0) await (isWaitBound(bound) ? this.#waitUntil(bound) : this.#wait(typeof bound === 'function' ? bound() : bound));
-    else this.#active++;
+    if (this.#active >= this.#limit || this.#queue.length > 0) return this.#runQueued(action, bound);
+    // A free slot: no async frame of its own (this is every call's path; issue 14), one settlement handler.
+    this.#active++;
+    let running: Promise<T>;
+    try {
+      running = action();
+    } catch (err) {
+      this.#release();
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the action's own error, as thrown
+      return Promise.reject(err);
+    }
+    return running.then(
+      (value) => {
+        this.#release();
+        return value;
+      },
+      (err: unknown) => {
+        this.#release();
+        throw err;
+      },
+    );
+  }
+
+  async #runQueued<T>(action: () => Promise<T>, bound?: AbortSignal | (() => AbortSignal) | WaitBound): Promise<T> {
+    await (isWaitBound(bound) ? this.#waitUntil(bound) : this.#wait(typeof bound === 'function' ? bound() : bound));
     try {
       return await action();
     } finally {
-      const next = this.#queue.shift();
-      if (next) next();
-      else this.#active--;
+      this.#release();
     }
+  }
+
+  /** The slot goes to the first waiter, or back to the pool. */
+  #release(): void {
+    const next = this.#queue.shift();
+    if (next) next();
+    else this.#active--;
   }
 
   #waitUntil(bound: WaitBound): Promise<void> {

@@ -60,10 +60,8 @@ process.once('exit', () => {
   for (const child of liveChildren) child.kill('SIGKILL');
 });
 
-interface RawPending {
-  resolve: (result: InvokeResult) => void;
-  reject: (err: unknown) => void;
-}
+/** Told once how a raw invoke ended: its result, or why it failed. */
+export type InvokeDone = (err: unknown, result?: InvokeResult) => void;
 
 export class ProcessHandle {
   readonly child: ChildProcess;
@@ -84,7 +82,7 @@ export class ProcessHandle {
   #end: ProcessEnd | undefined;
   #inflight = 0;
   #ready = false;
-  readonly #rawPending = new Map<string, RawPending>();
+  readonly #rawPending = new Map<string, InvokeDone>();
   #nextRawId = 1;
 
   constructor(options: ResolvedProcessOptions, onExit: (handle: ProcessHandle) => void) {
@@ -114,8 +112,12 @@ export class ProcessHandle {
     this.link.onRaw((m, payload) => this.#rawReply(m, payload));
     this.peer = new Peer(this.link);
     this.peer.onClose((reason) => {
-      for (const p of this.#rawPending.values()) p.reject(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `link closed during the call: ${reason}`));
+      const pending = [...this.#rawPending.values()];
       this.#rawPending.clear();
+      for (const done of pending) {
+        this.#release();
+        done(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', `link closed during the call: ${reason}`));
+      }
     });
     let readyResolve!: () => void;
     let readyReject!: (err: unknown) => void;
@@ -213,20 +215,15 @@ export class ProcessHandle {
 
   /**
    * A stage call (or hook) on the raw path: the params as the envelope, the input's JSON text as the payload; the
-   * result's JSON text comes back as the reply's payload and is parsed here, once.
+   * result's JSON text comes back as the reply's payload and is parsed here, once. `done` hears the end (a callback,
+   * not a promise: this is the per-call path, and the sandbox's own call record already is the promise).
    */
-  async invoke(params: InvokeParams, inputJson: string | undefined): Promise<InvokeResult> {
-    if (this.peer.closed || this.link.closed) throw new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', 'link closed: the sandbox process is gone');
+  invoke(params: InvokeParams, inputJson: string | undefined, done: InvokeDone): void {
+    if (this.peer.closed || this.link.closed) return done(new PlinthError('PLINTH_ERR_SANDBOX_CRASHED', 'link closed: the sandbox process is gone'));
     const id = `c${this.#nextRawId++}`;
     this.#hold();
-    try {
-      return await new Promise<InvokeResult>((resolve, reject) => {
-        this.#rawPending.set(id, { resolve, reject });
-        this.link.sendRaw({ jsonrpc: '2.0', id, method: INVOKE_METHOD, params }, inputJson);
-      });
-    } finally {
-      this.#release();
-    }
+    this.#rawPending.set(id, done);
+    this.link.sendRaw({ jsonrpc: '2.0', id, method: INVOKE_METHOD, params }, inputJson);
   }
 
   /** Takes the replies to raw invokes (string ids); everything else goes on to the Peer. */
@@ -235,16 +232,17 @@ export class ProcessHandle {
       if (payload !== undefined) this.#malformed('a raw payload on a message that is not an invoke reply');
       return payload !== undefined;
     }
-    const pending = this.#rawPending.get(m.id);
-    if (!pending) {
+    const done = this.#rawPending.get(m.id);
+    if (!done) {
       this.#malformed(`a reply to invoke ${m.id.slice(0, 32)}, which is not pending`);
       return true;
     }
     this.#rawPending.delete(m.id);
+    this.#release();
     const error = m.error as { data?: unknown } | undefined;
     if (error !== undefined) {
       if (payload !== undefined || typeof error !== 'object' || error === null) return this.#malformed('an invoke error with a payload'), true;
-      pending.reject(error.data !== undefined ? PlinthError.fromJSON(error.data) : new PlinthError('PLINTH_ERR_LINK_PROTOCOL', 'the sandbox process answered invoke with a protocol error'));
+      done(error.data !== undefined ? PlinthError.fromJSON(error.data) : new PlinthError('PLINTH_ERR_LINK_PROTOCOL', 'the sandbox process answered invoke with a protocol error'));
       return true;
     }
     const r = m.result as Partial<InvokeReply> | undefined;
@@ -263,7 +261,7 @@ export class ProcessHandle {
         return true;
       }
     }
-    pending.resolve({ value, absent: r.absent, cpuMs: r.cpuMs, wallMs: r.wallMs });
+    done(undefined, { value, absent: r.absent, cpuMs: r.cpuMs, wallMs: r.wallMs });
     return true;
   }
 

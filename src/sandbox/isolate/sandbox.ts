@@ -8,7 +8,7 @@ import { checkTimeout, grantedEnv, startTimedOut } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { MAX_INPUT_CHARS, type CtxResult, type ExitParams, type InvokeKind, type InvokeParams, type InvokeResult, type LoadParams, type LoadResult } from './protocol.ts';
-import type { HostedSandbox, ProcessEnd, ProcessHandle } from './handle.ts';
+import type { HostedSandbox, InvokeDone, ProcessEnd, ProcessHandle } from './handle.ts';
 import { IsolateProcess } from './registry.ts';
 
 const debug = debuglog('plinth:sandbox');
@@ -110,7 +110,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
       // Loading runs module evaluation, initialize() and start(), together bounded by startTimeoutMs in the process.
       const bound = this.spec.limits.startTimeoutMs ?? this.spec.limits.callTimeoutMs;
       const params: LoadParams = { spec: this.spec, maxResultBytes: this.#process.options.maxResultBytes, env };
-      const result = (await this.#track(gen, 0, bound, () => gen.request('load', params))) as unknown as LoadResult;
+      const result = (await this.#track(gen, 0, bound, (done) => void gen.request('load', params).then((r) => done(undefined, r as InvokeResult), done))) as unknown as LoadResult;
       this.#usage.loadCpuMs = result.cpuMs;
       if (this.#state !== 'starting') {
         // Stopped while it loaded: what loaded must not stay in the process, uncounted (issue 8).
@@ -133,7 +133,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
    * Runs `send` with the host's own wall: if no answer arrives by the deadline plus the grace period, the whole
    * sandbox process is killed (its isolate thread is stuck where dispose() cannot reach it).
    */
-  #track(gen: ProcessHandle, callId: number, timeoutMs: number, send: () => Promise<unknown>, signal?: AbortSignal): Promise<InvokeResult> {
+  #track(gen: ProcessHandle, callId: number, timeoutMs: number, send: (done: InvokeDone) => void, signal?: AbortSignal): Promise<InvokeResult> {
     return new Promise<InvokeResult>((resolve, reject) => {
       const deadline = Date.now() + timeoutMs;
       let done = false;
@@ -171,14 +171,12 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
         }
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      send().then(
-        (r) => entry.settle(undefined, r as InvokeResult),
-        (err: unknown) => {
-          // A closed link means the process died: its exit handler settles this call with the reason's code.
-          if (gen.peer.closed) return;
-          entry.settle(err instanceof PlinthError ? err : this.#error('PLINTH_ERR_SANDBOX_CRASHED', String(err)));
-        },
-      );
+      send((err, r) => {
+        if (err === undefined) return entry.settle(undefined, r);
+        // A closed link means the process died: its exit handler settles this call with the reason's code.
+        if (gen.peer.closed) return;
+        entry.settle(err instanceof PlinthError ? err : this.#error('PLINTH_ERR_SANDBOX_CRASHED', err instanceof Error ? err.message : JSON.stringify(err)));
+      });
     });
   }
 
@@ -188,16 +186,10 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
     if (!gen || gen.exited) throw this.#error('PLINTH_ERR_SANDBOX_CRASHED', 'its sandbox process is gone');
     checkTimeout(this.spec.id, timeoutMs);
     const callId = this.#nextCallId++;
-    const params: InvokeParams = {
-      instanceId: this.spec.instanceId,
-      callId,
-      kind,
-      ...(name === undefined ? {} : { name }),
-      timeoutMs,
-      cpuLimitMs: this.#cpuLimitMs ?? timeoutMs,
-      ...(options.runId === undefined ? {} : { runId: options.runId }),
-      ...(options.traceId === undefined ? {} : { traceId: options.traceId }),
-    };
+    const params: InvokeParams = { instanceId: this.spec.instanceId, callId, kind, timeoutMs, cpuLimitMs: this.#cpuLimitMs ?? timeoutMs };
+    if (name !== undefined) params.name = name;
+    if (options.runId !== undefined) params.runId = options.runId;
+    if (options.traceId !== undefined) params.traceId = options.traceId;
     // Serialised once, here; it travels as the frame's raw payload and is parsed once, inside the isolate.
     const inputJson = input === undefined ? undefined : JSON.stringify(input);
     if (inputJson !== undefined && inputJson.length > MAX_INPUT_CHARS) {
@@ -206,7 +198,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
         hint: 'pass a smaller input (write large data to a file the extension may read, and pass its path)',
       });
     }
-    const result = await this.#track(gen, callId, timeoutMs, () => gen.invoke(params, inputJson), options.signal);
+    const result = await this.#track(gen, callId, timeoutMs, (done) => gen.invoke(params, inputJson, done), options.signal);
     this.#usage.calls++;
     this.#usage.cpuMs += result.cpuMs;
     return result;
