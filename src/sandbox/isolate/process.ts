@@ -230,9 +230,9 @@ function track(g: Guest, callId: number, kind: ActiveCall['kind'], timeoutMs: nu
         reject(e);
       },
     };
-    const ended = () => {
-      if (g.calls.delete(callId) && g.calls.size === 0) g.idleCpuFrom = cpuNow(g);
-    };
+    // When the last call ends, the watchdog takes the idle CPU baseline on its next tick (no isolate.cpuTime read
+    // here, on every call's path; at most WATCHDOG_TICK_MS of idle CPU goes uncounted against the 1 s idle budget).
+    const ended = () => g.calls.delete(callId);
     g.idleCpuFrom = undefined;
     g.calls.set(callId, call);
     begin(call);
