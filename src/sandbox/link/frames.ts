@@ -14,11 +14,15 @@
 // deserialiser, which would let a compromised process hand over a Map that passes `type: object`), and anything
 // malformed is a FrameError for the owner to treat as a crash of the other end (the link is closed at once).
 // Frames written in one tick go out together, in one write at the end of the tick (one frame as it is, several
-// concatenated: a single copy is cheaper than a write, or a corked writev, per frame).
+// concatenated: a single copy is cheaper than a write, or a corked writev, per frame), at most MAX_FRAMES_PER_WRITE
+// at a time: the other end starts on the first frames while this one encodes the rest (the worker runtime's
+// MAX_BATCH explains the ping-pong one batch of every call in flight makes).
 import type { Duplex } from 'node:stream';
 import type { Transport } from './index.ts';
 
 export const FRAME_HEADER_BYTES = 8;
+/** Frames queued in one tick that go out in one write at most. */
+export const MAX_FRAMES_PER_WRITE = 16;
 
 export interface FrameCaps {
   /** Largest envelope accepted, in bytes. */
@@ -173,11 +177,14 @@ export class FrameLink implements Transport {
 
   #write(frame: Buffer): void {
     if (this.#closed || this.#socket.destroyed) return;
-    if (this.#queued.push(frame) === 1) process.nextTick(this.#flush);
+    const queued = this.#queued.push(frame);
+    if (queued === 1) process.nextTick(this.#flush);
+    else if (queued >= MAX_FRAMES_PER_WRITE) this.#flush();
   }
 
   readonly #flush = (): void => {
     const queued = this.#queued;
+    if (queued.length === 0) return; // written already, as a full batch
     this.#queued = [];
     if (this.#closed || this.#socket.destroyed) return;
     this.#socket.write(queued.length === 1 ? queued[0]! : Buffer.concat(queued));

@@ -29,7 +29,7 @@ import { PlinthError, type ErrorCode } from '../../errors.ts';
 import { checkTimeout, startTimedOut } from '../options.ts';
 import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
 import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
-import { isCtxHello, MAX_RESULT_BYTES, type CallMessage, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
+import { isCtxHello, MAX_BATCH, MAX_RESULT_BYTES, type CallMessage, type CtxFailure, type CtxHello, type HostMessage, type Task, type TaskResult, type ThreadData, type ThreadMessage, type WireError } from './protocol.ts';
 import { plainJsonText } from './plain-json.ts';
 
 export { MAX_RESULT_BYTES } from './protocol.ts';
@@ -172,6 +172,7 @@ class WorkerSandbox implements Sandbox {
       stages: spec.stages,
       syncTimeoutMs: SYNC_OP_TIMEOUT_MS,
       maxResultBytes: MAX_RESULT_BYTES,
+      maxBatch: MAX_BATCH,
     };
     const memoryMb = spec.limits.memoryMb;
     const pool = new Piscina<Task, TaskResult>({
@@ -406,14 +407,16 @@ class WorkerSandbox implements Sandbox {
       p.link = link;
       if (link.running++ === 0) link.hello.port.ref();
       this.#running.set(p.callId, p);
-      if (link.outbox.push(p.message) === 1) process.nextTick(() => this.#flushOutbox(link));
+      const queued = link.outbox.push(p.message);
+      if (queued === 1) process.nextTick(() => this.#flushOutbox(link));
+      else if (queued >= MAX_BATCH) this.#flushOutbox(link);
     }
   }
 
   /**
    * Posts the calls dispatched to a thread during this tick as one message (issue 12: a postMessage per call was
-   * the largest single cost of a call at 100 in flight). Plain data and JSON text only: nothing is transferred,
-   * nothing can fail to clone.
+   * the largest single cost of a call at 100 in flight), at most MAX_BATCH at a time. Plain data and JSON text
+   * only: nothing is transferred, nothing can fail to clone.
    */
   #flushOutbox(link: Link): void {
     if (link.outbox.length === 0) return;

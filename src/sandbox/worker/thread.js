@@ -498,14 +498,17 @@ async function answer(message) {
   if (unacknowledgedLogs.size > 0) await Promise.all(unacknowledgedLogs);
   /** @type {ThreadMessage} */
   const done = result.ok ? { kind: 'done', callId: message.callId, ok: true, json: result.json } : { kind: 'done', callId: message.callId, ok: false, error: result.error };
-  if (answered.push(done) === 1) process.nextTick(flushAnswers);
+  const queued = answered.push(done);
+  if (queued === 1) process.nextTick(flushAnswers);
+  else if (queued >= data.maxBatch) flushAnswers();
 }
 
-/** Answers of this tick, posted together at its end (one message per tick instead of one per call). */
+/** Answers of this tick, posted together at its end (one message per tick instead of one per call), at most maxBatch at a time. */
 /** @type {ThreadMessage[]} */
 let answered = [];
 
 function flushAnswers() {
+  if (answered.length === 0) return; // posted already, as a full batch
   const batch = answered;
   answered = [];
   port.postMessage(batch.length === 1 ? batch[0] : batch);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FRAME_HEADER_BYTES, FrameDecoder, FrameError, FrameLink, encodeFrame, type Frame } from '../../../src/sandbox/link/frames.ts';
+import { FRAME_HEADER_BYTES, FrameDecoder, FrameError, FrameLink, MAX_FRAMES_PER_WRITE, encodeFrame, type Frame } from '../../../src/sandbox/link/frames.ts';
 import { waitFor } from '../../helpers.ts';
 
 const caps = { maxEnvelopeBytes: 1024, maxPayloadBytes: 4096 };
@@ -102,6 +102,24 @@ describe('FrameLink over a real socket', () => {
     a.send({ n: 3 });
     await waitFor(() => got.length === 3, 'three frames', 5000);
     assert.deepEqual(got, [[{ n: 1 }, undefined], [{ n: 2 }, '[1,2]'], [{ n: 3 }, undefined]]);
+    close();
+  });
+
+  it(`frames of one tick go out in writes of at most ${MAX_FRAMES_PER_WRITE}, in order`, async () => {
+    const { a, b, raw, close } = await pair();
+    const writes: number[] = [];
+    const write = raw.write.bind(raw);
+    raw.write = ((chunk: Buffer, ...rest: never[]) => {
+      writes.push(chunk.length);
+      return write(chunk, ...rest);
+    });
+    const got: unknown[] = [];
+    b.onMessage((m) => got.push(m));
+    const n = 2 * MAX_FRAMES_PER_WRITE + 3;
+    for (let i = 0; i < n; i++) a.send({ i });
+    await waitFor(() => got.length === n, `${n} frames`, 5000);
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => ({ i })));
+    assert.equal(writes.length, 3, 'two full batches, then the rest at the end of the tick');
     close();
   });
 
