@@ -231,7 +231,15 @@ export class Host {
     return this.#reg.findByCapability(capability);
   }
 
-  async call(id: string, stage: string, input: Json, request: CallRequest = {}): Promise<Json> {
+  call(id: string, stage: string, input: Json, request: CallRequest = {}): Promise<Json> {
+    // Every call's path: a running extension, nobody observing calls. No async frame here (an async function that
+    // returns a promise costs two more turns and their allocations; issue 14).
+    const ext = this.#reg.get(id);
+    if (ext && this.#callObservers.size === 0 && this.#stageRecorders.size === 0) return ext.call(stage, input, request);
+    return this.#call(id, stage, input, request);
+  }
+
+  async #call(id: string, stage: string, input: Json, request: CallRequest): Promise<Json> {
     // Still starting (a background start): wait for this one only; its start is bounded by its own limits.
     const starting = this.#reg.get(id) ? undefined : this.#reg.starting(id);
     if (starting) await starting;

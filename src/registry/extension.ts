@@ -393,9 +393,40 @@ export class ManagedExtension {
     checkTimeout(this.id, timeoutMs);
     const deadline = Date.now() + timeoutMs;
 
+    // Admitted by the breaker first (an open breaker fails fast without queueing), then waits for a serving
+    // sandbox and a slot of the bulkhead; the breaker hears the outcome with the time the sandbox took, not the
+    // time queued. An error that is not a PlinthError is STAGE_FAILED with its message; only the deadline is
+    // STAGE_TIMEOUT. The wait is bounded by an AbortSignal (the deadline, or the caller's cancel) made only when the
+    // call really has to wait (issue 14: a timer per call cost more than the breaker and the bulkhead together);
+    // once running, the sandbox's own deadline timer bounds it and the caller's signal goes to the sandbox.
+    const permit: BreakerPermit = this.breaker.admit();
+    let started: number | undefined;
+    let signal: AbortSignal | undefined;
     this.#inflight++;
     try {
-      return await this.#run(stage, value, request, schemas, timeoutMs, deadline);
+      const waiting = this.#whenServing(() => (signal ??= untilDeadline(deadline, request.signal)));
+      if (waiting) await waiting;
+      // A wait for a slot: one plain timer, and only if it has to wait (no AbortSignal.timeout/any per queued call).
+      const slot = { deadline, signal: request.signal, timedOut: () => this.#waitTimedOut(stage, timeoutMs) };
+      const output = await this.#bulkhead.run(() => {
+        const sandbox = this.#sandbox;
+        if (!sandbox) throw this.#unavailable();
+        started = performance.now();
+        return sandbox.call(stage, value, { timeoutMs: Math.max(1, deadline - Date.now()), traceId: request.traceId ?? randomUUID(), runId: request.runId, signal: request.signal });
+      }, slot);
+      if (!schemas.output(output)) {
+        throw new PlinthError('PLINTH_ERR_STAGE_OUTPUT_INVALID', `extension ${this.id}, stage ${stage}: the output does not match its output schema`, {
+          extension: this.id,
+          problems: toProblems(schemas.output.errors),
+        });
+      }
+      permit.record('success', performance.now() - started!);
+      return output;
+    } catch (err) {
+      const e = this.#callError(err, stage, signal, request.signal, timeoutMs);
+      // Waiting for a slot or a restart until the deadline says nothing of the calls the breaker watches.
+      permit.record(started === undefined && e.code === 'PLINTH_ERR_STAGE_TIMEOUT' ? 'ignored' : outcomeOf(e), performance.now() - (started ?? performance.now()));
+      throw e;
     } finally {
       if (--this.#inflight === 0) for (const resolve of this.#drained.splice(0)) resolve();
     }
@@ -412,47 +443,6 @@ export class ManagedExtension {
         resolve(true);
       });
     });
-  }
-
-  /**
-   * Admitted by the breaker first (an open breaker fails fast without queueing), then waits for a serving sandbox
-   * and a slot of the bulkhead; the breaker hears the outcome with the time the sandbox took, not the time queued.
-   * An error that is not a PlinthError is STAGE_FAILED with its message; only the deadline is STAGE_TIMEOUT.
-   * The wait is bounded by an AbortSignal (the deadline, or the caller's cancel) made only when the call really has
-   * to wait (issue 14: a timer per call cost more than the breaker and the bulkhead together); once running, the
-   * sandbox's own deadline timer bounds it and the caller's signal goes to the sandbox.
-   */
-  async #run(stage: string, value: Json, request: CallRequest, schemas: NonNullable<ExtensionPackage['schemas']['stages'][string]>, timeoutMs: number, deadline: number): Promise<Json> {
-    const permit: BreakerPermit = this.breaker.admit();
-    let started: number | undefined;
-    let signal: AbortSignal | undefined;
-    const waitSignal = () => (signal ??= untilDeadline(deadline, request.signal));
-    // A wait for a slot: one plain timer, and only if it has to wait (no AbortSignal.timeout/any per queued call).
-    const slot = { deadline, signal: request.signal, timedOut: () => this.#waitTimedOut(stage, timeoutMs) };
-    try {
-      const waiting = this.#whenServing(waitSignal);
-      if (waiting) await waiting;
-      const output = await this.#bulkhead.run(async () => {
-        const sandbox = this.#sandbox;
-        if (!sandbox) throw this.#unavailable();
-        started = performance.now();
-        const output = await sandbox.call(stage, value, { timeoutMs: Math.max(1, deadline - Date.now()), traceId: request.traceId ?? randomUUID(), runId: request.runId, signal: request.signal });
-        if (!schemas.output(output)) {
-          throw new PlinthError('PLINTH_ERR_STAGE_OUTPUT_INVALID', `extension ${this.id}, stage ${stage}: the output does not match its output schema`, {
-            extension: this.id,
-            problems: toProblems(schemas.output.errors),
-          });
-        }
-        return output;
-      }, slot);
-      permit.record('success', performance.now() - (started ?? performance.now()));
-      return output;
-    } catch (err) {
-      const e = this.#callError(err, stage, signal, request.signal, timeoutMs);
-      // Waiting for a slot or a restart until the deadline says nothing of the calls the breaker watches.
-      permit.record(started === undefined && e.code === 'PLINTH_ERR_STAGE_TIMEOUT' ? 'ignored' : outcomeOf(e), performance.now() - (started ?? performance.now()));
-      throw e;
-    }
   }
 
   /** What a failed call reports: its own PlinthError, the deadline, the caller's cancel, or STAGE_FAILED. */

@@ -8,7 +8,7 @@ import { checkTimeout, grantedEnv, startTimedOut } from '../options.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { MAX_INPUT_CHARS, type CtxResult, type ExitParams, type InvokeKind, type InvokeParams, type InvokeResult, type LoadParams, type LoadResult } from './protocol.ts';
-import type { HostedSandbox, InvokeDone, ProcessEnd, ProcessHandle } from './handle.ts';
+import type { HostedSandbox, ProcessEnd, ProcessHandle } from './handle.ts';
 import { IsolateProcess } from './registry.ts';
 
 const debug = debuglog('plinth:sandbox');
@@ -33,11 +33,14 @@ export interface IsolateUsage {
 
 type State = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'dead';
 
-interface PendingCall {
+interface PendingCall<T = unknown> {
   callId: number;
   deadline: number;
-  settle(err: PlinthError | undefined, result?: InvokeResult): void;
+  settle(err: PlinthError | undefined, result?: T): void;
 }
+
+const wholeResult = (r: InvokeResult): InvokeResult => r;
+const valueOf = (r: InvokeResult): Json => r.value;
 
 export class IsolateSandbox implements Sandbox, HostedSandbox {
   readonly runtime = 'isolate' as const;
@@ -110,7 +113,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
       // Loading runs module evaluation, initialize() and start(), together bounded by startTimeoutMs in the process.
       const bound = this.spec.limits.startTimeoutMs ?? this.spec.limits.callTimeoutMs;
       const params: LoadParams = { spec: this.spec, maxResultBytes: this.#process.options.maxResultBytes, env };
-      const result = (await this.#track(gen, 0, bound, (done) => void gen.request('load', params).then((r) => done(undefined, r as InvokeResult), done))) as unknown as LoadResult;
+      const result = await this.#track<LoadResult>(gen, 0, bound, (done) => void gen.request('load', params).then((r) => done(undefined, r as LoadResult), done));
       this.#usage.loadCpuMs = result.cpuMs;
       if (this.#state !== 'starting') {
         // Stopped while it loaded: what loaded must not stay in the process, uncounted (issue 8).
@@ -133,8 +136,8 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
    * Runs `send` with the host's own wall: if no answer arrives by the deadline plus the grace period, the whole
    * sandbox process is killed (its isolate thread is stuck where dispose() cannot reach it).
    */
-  #track(gen: ProcessHandle, callId: number, timeoutMs: number, send: (done: InvokeDone) => void, signal?: AbortSignal): Promise<InvokeResult> {
-    return new Promise<InvokeResult>((resolve, reject) => {
+  #track<T>(gen: ProcessHandle, callId: number, timeoutMs: number, send: (done: (err: unknown, result?: T) => void) => void, signal?: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       const deadline = Date.now() + timeoutMs;
       let done = false;
       const timer = setTimeout(() => {
@@ -150,7 +153,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
         entry.settle(this.#error('PLINTH_ERR_CANCELLED', 'the call was cancelled by its caller'));
         if (!gen.exited) gen.peer.notify('abort', { instanceId: this.spec.instanceId, callId });
       };
-      const entry: PendingCall = {
+      const entry: PendingCall<T> = {
         callId,
         deadline,
         settle: (err, result) => {
@@ -180,7 +183,18 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
     });
   }
 
-  async #invoke(kind: InvokeKind, name: string | undefined, input: Json | undefined, timeoutMs: number, options: Partial<CallOptions> = {}, allowStopping = false): Promise<InvokeResult> {
+  /** One call into the isolate; `pick` takes what the caller wants of the result (never throws: a failure rejects). */
+  #invoke<T>(pick: (r: InvokeResult) => T, kind: InvokeKind, name: string | undefined, input: Json | undefined, timeoutMs: number, options: Partial<CallOptions> = {}, allowStopping = false): Promise<T> {
+    try {
+      return this.#send(pick, kind, name, input, timeoutMs, options, allowStopping);
+    } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- a PlinthError (or JSON.stringify's own error)
+      return Promise.reject(err);
+    }
+  }
+
+  // No async frame on the per-call path (issue 14): one promise per call, the call record's (#track).
+  #send<T>(pick: (r: InvokeResult) => T, kind: InvokeKind, name: string | undefined, input: Json | undefined, timeoutMs: number, options: Partial<CallOptions>, allowStopping: boolean): Promise<T> {
     const gen = this.#gen;
     if (this.#state !== 'running' && !(allowStopping && this.#state === 'stopping')) throw this.#unavailable();
     if (!gen || gen.exited) throw this.#error('PLINTH_ERR_SANDBOX_CRASHED', 'its sandbox process is gone');
@@ -198,10 +212,20 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
         hint: 'pass a smaller input (write large data to a file the extension may read, and pass its path)',
       });
     }
-    const result = await this.#track(gen, callId, timeoutMs, (done) => gen.invoke(params, inputJson, done), options.signal);
-    this.#usage.calls++;
-    this.#usage.cpuMs += result.cpuMs;
-    return result;
+    return this.#track<T>(
+      gen,
+      callId,
+      timeoutMs,
+      (done) =>
+        gen.invoke(params, inputJson, (err, result) => {
+          if (result === undefined) return done(err);
+          // Counted when the isolate answered (a call cancelled meanwhile used its CPU all the same).
+          this.#usage.calls++;
+          this.#usage.cpuMs += result.cpuMs;
+          done(undefined, pick(result));
+        }),
+      options.signal,
+    );
   }
 
   #unavailable(): PlinthError {
@@ -216,19 +240,19 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
     }
   }
 
-  async call(stage: string, input: Json, options: CallOptions): Promise<Json> {
+  call(stage: string, input: Json, options: CallOptions): Promise<Json> {
     if (this.#state === 'running' && !this.spec.stages.includes(stage)) {
-      throw new PlinthError('PLINTH_ERR_STAGE_UNKNOWN', `extension ${this.spec.id} declares no stage "${stage}" (it declares: ${this.spec.stages.join(', ') || 'none'})`, { extension: this.spec.id });
+      return Promise.reject(new PlinthError('PLINTH_ERR_STAGE_UNKNOWN', `extension ${this.spec.id} declares no stage "${stage}" (it declares: ${this.spec.stages.join(', ') || 'none'})`, { extension: this.spec.id }));
     }
-    return (await this.#invoke('stage', stage, input, options.timeoutMs, options)).value;
+    return this.#invoke(valueOf, 'stage', stage, input, options.timeoutMs, options);
   }
 
   async deliver(event: PlinthEvent, options: CallOptions): Promise<void> {
-    await this.#invoke('event', undefined, event as unknown as Json, options.timeoutMs, options);
+    await this.#invoke(wholeResult, 'event', undefined, event as unknown as Json, options.timeoutMs, options);
   }
 
   async health(timeoutMs: number): Promise<HealthResult> {
-    const result = await this.#invoke('health', undefined, undefined, timeoutMs);
+    const result = await this.#invoke(wholeResult, 'health', undefined, undefined, timeoutMs);
     if (result.absent) return true;
     const v = result.value as { healthy?: unknown; detail?: unknown } | null;
     const healthy = v !== null && typeof v === 'object' && v.healthy === true;
@@ -251,7 +275,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
       if (this.#state !== 'dead') this.#state = 'stopping';
       const gen = this.#gen;
       if (wasRunning && gen && !gen.exited) {
-        await this.#invoke('stop', undefined, undefined, timeoutMs, {}, true).catch((err: unknown) => debug('extension %s: stop() failed: %s', this.spec.id, String(err)));
+        await this.#invoke(wholeResult, 'stop', undefined, undefined, timeoutMs, {}, true).catch((err: unknown) => debug('extension %s: stop() failed: %s', this.spec.id, String(err)));
         if (!gen.exited) await gen.request('dispose', { instanceId: this.spec.instanceId }).catch(() => undefined);
       }
     };
