@@ -13,8 +13,8 @@
 // caps before anything is buffered, the envelope is decoded with JSON.parse (the only decoder: no structured
 // deserialiser, which would let a compromised process hand over a Map that passes `type: object`), and anything
 // malformed is a FrameError for the owner to treat as a crash of the other end (the link is closed at once).
-// Frames written in one tick go out together, in one write at the end of the tick (one frame as it is, several
-// concatenated: a single copy is cheaper than a write, or a corked writev, per frame), at most MAX_FRAMES_PER_WRITE
+// Frames written in one tick go out together, encoded into one buffer and written once at the end of the tick (one
+// copy of each text is cheaper than a write, or a corked writev, per frame), at most MAX_FRAMES_PER_WRITE
 // at a time: the other end starts on the first frames while this one encodes the rest (the worker runtime's
 // MAX_BATCH explains the ping-pong one batch of every call in flight makes).
 import type { Duplex } from 'node:stream';
@@ -38,14 +38,32 @@ export class FrameError extends Error {
 
 /** One frame's bytes. `payload`: raw JSON text, sent as it is. */
 export function encodeFrame(envelope: string, payload?: string): Buffer {
-  const envBytes = Buffer.byteLength(envelope, 'utf8');
-  const payBytes = payload === undefined ? 0 : Buffer.byteLength(payload, 'utf8');
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + envBytes + payBytes);
-  frame.writeUInt32BE(envBytes, 0);
-  frame.writeUInt32BE(payBytes, 4);
-  frame.write(envelope, FRAME_HEADER_BYTES, envBytes, 'utf8');
-  if (payload !== undefined) frame.write(payload, FRAME_HEADER_BYTES + envBytes, payBytes, 'utf8');
-  return frame;
+  return encodeFrames([envelope], [payload]);
+}
+
+/** Frames back to back in one buffer (one allocation and one copy of each text, however many frames). */
+function encodeFrames(envelopes: readonly string[], payloads: ReadonlyArray<string | undefined>): Buffer {
+  const n = envelopes.length;
+  const sizes = new Array<number>(2 * n);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const payload = payloads[i];
+    sizes[2 * i] = Buffer.byteLength(envelopes[i]!, 'utf8');
+    sizes[2 * i + 1] = payload === undefined ? 0 : Buffer.byteLength(payload, 'utf8');
+    total += FRAME_HEADER_BYTES + sizes[2 * i]! + sizes[2 * i + 1]!;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const envBytes = sizes[2 * i]!;
+    const payBytes = sizes[2 * i + 1]!;
+    out.writeUInt32BE(envBytes, off);
+    out.writeUInt32BE(payBytes, off + 4);
+    off += FRAME_HEADER_BYTES;
+    off += out.write(envelopes[i]!, off, envBytes, 'utf8');
+    if (payBytes > 0) off += out.write(payloads[i]!, off, payBytes, 'utf8');
+  }
+  return out;
 }
 
 export interface Frame {
@@ -78,6 +96,23 @@ export class FrameDecoder {
 
   push(chunk: Buffer, onFrame: (frame: Frame) => void): void {
     if (chunk.length === 0) return;
+    if (this.#buffered === 0) {
+      // Nothing held: the frames whole inside this chunk (every frame, mostly) are decoded in place, without a view
+      // or a copy of their bytes; only a partial frame at its end is held.
+      let off = 0;
+      while (chunk.length - off >= FRAME_HEADER_BYTES) {
+        const envBytes = chunk.readUInt32BE(off);
+        const payBytes = chunk.readUInt32BE(off + 4);
+        this.#check(envBytes, payBytes);
+        const envStart = off + FRAME_HEADER_BYTES;
+        const end = envStart + envBytes + payBytes;
+        if (end > chunk.length) break;
+        off = end;
+        this.#emit(chunk.toString('utf8', envStart, envStart + envBytes), payBytes === 0 ? undefined : chunk.toString('utf8', envStart + envBytes, end), onFrame);
+      }
+      if (off === chunk.length) return;
+      if (off > 0) chunk = chunk.subarray(off);
+    }
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
     for (;;) {
@@ -86,9 +121,7 @@ export class FrameDecoder {
         const header = this.#take(FRAME_HEADER_BYTES);
         this.#envBytes = header.readUInt32BE(0);
         this.#payBytes = header.readUInt32BE(4);
-        if (this.#envBytes === 0) throw new FrameError('a frame without an envelope');
-        if (this.#envBytes > this.#caps.maxEnvelopeBytes) throw new FrameError(`a frame envelope of ${this.#envBytes} bytes, over the cap of ${this.#caps.maxEnvelopeBytes}`);
-        if (this.#payBytes > this.#caps.maxPayloadBytes) throw new FrameError(`a frame payload of ${this.#payBytes} bytes, over the cap of ${this.#caps.maxPayloadBytes}`);
+        this.#check(this.#envBytes, this.#payBytes);
       }
       if (this.#buffered < this.#envBytes + this.#payBytes) return;
       const body = this.#take(this.#envBytes + this.#payBytes);
@@ -96,16 +129,27 @@ export class FrameDecoder {
       const payload = this.#payBytes === 0 ? undefined : body.toString('utf8', this.#envBytes);
       this.#envBytes = -1;
       this.#payBytes = -1;
-      let message: unknown;
-      try {
-        message = JSON.parse(envText);
-      } catch (err) {
-        throw new FrameError(`a frame envelope that is not JSON (${(err as Error).message.slice(0, 200)})`);
-      }
-      if (typeof message !== 'object' || message === null) throw new FrameError('a frame envelope that is neither a JSON object nor an array');
-      if (Array.isArray(message) && payload !== undefined) throw new FrameError('a raw payload beside a batch');
-      onFrame({ message: message as Record<string, unknown> | unknown[], payload });
+      this.#emit(envText, payload, onFrame);
     }
+  }
+
+  /** Both lengths of a header against the caps, before anything of the frame is buffered. */
+  #check(envBytes: number, payBytes: number): void {
+    if (envBytes === 0) throw new FrameError('a frame without an envelope');
+    if (envBytes > this.#caps.maxEnvelopeBytes) throw new FrameError(`a frame envelope of ${envBytes} bytes, over the cap of ${this.#caps.maxEnvelopeBytes}`);
+    if (payBytes > this.#caps.maxPayloadBytes) throw new FrameError(`a frame payload of ${payBytes} bytes, over the cap of ${this.#caps.maxPayloadBytes}`);
+  }
+
+  #emit(envText: string, payload: string | undefined, onFrame: (frame: Frame) => void): void {
+    let message: unknown;
+    try {
+      message = JSON.parse(envText);
+    } catch (err) {
+      throw new FrameError(`a frame envelope that is not JSON (${(err as Error).message.slice(0, 200)})`);
+    }
+    if (typeof message !== 'object' || message === null) throw new FrameError('a frame envelope that is neither a JSON object nor an array');
+    if (Array.isArray(message) && payload !== undefined) throw new FrameError('a raw payload beside a batch');
+    onFrame({ message: message as Record<string, unknown> | unknown[], payload });
   }
 
   /** The next `n` buffered bytes (n <= buffered), as one Buffer (copied only when they span chunks). */
@@ -143,7 +187,8 @@ export class FrameLink implements Transport {
   readonly #socket: Duplex;
   readonly #decoder: FrameDecoder;
   /** Frames written this tick, flushed together on the next. */
-  #queued: Buffer[] = [];
+  #queuedEnvelopes: string[] = [];
+  #queuedPayloads: Array<string | undefined> = [];
   #closed = false;
   readonly #messageListeners: Array<(message: unknown) => void> = [];
   readonly #rawListeners: Array<(message: Record<string, unknown>, payload: string | undefined) => boolean> = [];
@@ -175,28 +220,31 @@ export class FrameLink implements Transport {
     for (const l of this.#messageListeners) l(frame.message);
   }
 
-  #write(frame: Buffer): void {
+  #write(envelope: string, payload: string | undefined): void {
     if (this.#closed || this.#socket.destroyed) return;
-    const queued = this.#queued.push(frame);
+    const queued = this.#queuedEnvelopes.push(envelope);
+    this.#queuedPayloads.push(payload);
     if (queued === 1) process.nextTick(this.#flush);
     else if (queued >= MAX_FRAMES_PER_WRITE) this.#flush();
   }
 
   readonly #flush = (): void => {
-    const queued = this.#queued;
-    if (queued.length === 0) return; // written already, as a full batch
-    this.#queued = [];
+    const envelopes = this.#queuedEnvelopes;
+    if (envelopes.length === 0) return; // written already, as a full batch
+    const payloads = this.#queuedPayloads;
+    this.#queuedEnvelopes = [];
+    this.#queuedPayloads = [];
     if (this.#closed || this.#socket.destroyed) return;
-    this.#socket.write(queued.length === 1 ? queued[0]! : Buffer.concat(queued));
+    this.#socket.write(encodeFrames(envelopes, payloads));
   };
 
   send(message: unknown): void {
-    this.#write(encodeFrame(JSON.stringify(message)));
+    this.#write(JSON.stringify(message), undefined);
   }
 
   /** The raw-text path: `message` as the envelope, `rawJson` (already JSON text) as the payload, unchanged. */
   sendRaw(message: object, rawJson: string | undefined): void {
-    this.#write(encodeFrame(JSON.stringify(message), rawJson));
+    this.#write(JSON.stringify(message), rawJson);
   }
 
   onMessage(listener: (message: unknown) => void): void {
