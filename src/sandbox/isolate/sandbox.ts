@@ -36,8 +36,13 @@ type State = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'dead';
 interface PendingCall<T = unknown> {
   callId: number;
   deadline: number;
+  timeoutMs: number;
+  gen: ProcessHandle;
   settle(err: PlinthError | undefined, result?: T): void;
 }
+
+/** How often the host's wall looks at the calls in flight (a sweep, not a timer per call: issue 14). */
+const WALL_SWEEP_MS = 100;
 
 const wholeResult = (r: InvokeResult): InvokeResult => r;
 const valueOf = (r: InvokeResult): Json => r.value;
@@ -55,6 +60,8 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
   #exit: SandboxExit | undefined;
   #nextCallId = 1;
   readonly #pending = new Map<number, PendingCall>();
+  /** The host's wall: a sweep while calls are in flight (it stops itself when it finds none). */
+  #wall: NodeJS.Timeout | undefined;
   readonly #exitListeners: Array<(exit: SandboxExit) => void> = [];
   readonly #usage: IsolateUsage = { calls: 0, cpuMs: 0, loadCpuMs: 0 };
 
@@ -134,21 +141,13 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
 
   /**
    * Runs `send` with the host's own wall: if no answer arrives by the deadline plus the grace period, the whole
-   * sandbox process is killed (its isolate thread is stuck where dispose() cannot reach it).
+   * sandbox process is killed (its isolate thread is stuck where dispose() cannot reach it). The wall is a sweep
+   * every WALL_SWEEP_MS while calls are in flight, so a stuck process is killed within that much after its bound.
    */
   #track<T>(gen: ProcessHandle, callId: number, timeoutMs: number, send: (done: (err: unknown, result?: T) => void) => void, signal?: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const deadline = Date.now() + timeoutMs;
       let done = false;
-      const timer = setTimeout(() => {
-        gen.kill({
-          reason: 'killed',
-          code: 'PLINTH_ERR_STAGE_TIMEOUT',
-          detail: `extension ${this.spec.id}: a call ran past its timeout of ${timeoutMs} ms and the sandbox process did not answer within ${this.#process.options.graceMs} ms more`,
-          trigger: { instanceId: this.spec.instanceId, callId },
-        });
-      }, timeoutMs + this.#process.options.graceMs);
-      timer.unref();
       const onAbort = () => {
         entry.settle(this.#error('PLINTH_ERR_CANCELLED', 'the call was cancelled by its caller'));
         if (!gen.exited) gen.peer.notify('abort', { instanceId: this.spec.instanceId, callId });
@@ -156,10 +155,11 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
       const entry: PendingCall<T> = {
         callId,
         deadline,
+        timeoutMs,
+        gen,
         settle: (err, result) => {
           if (done) return;
           done = true;
-          clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
           this.#pending.delete(callId);
           if (err) reject(err);
@@ -167,6 +167,10 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
         },
       };
       this.#pending.set(callId, entry);
+      if (this.#wall === undefined) {
+        this.#wall = setInterval(() => this.#sweepWall(), WALL_SWEEP_MS);
+        this.#wall.unref();
+      }
       if (signal) {
         if (signal.aborted) {
           entry.settle(this.#error('PLINTH_ERR_CANCELLED', 'the call was cancelled by its caller before it ran'));
@@ -181,6 +185,26 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
         entry.settle(err instanceof PlinthError ? err : this.#error('PLINTH_ERR_SANDBOX_CRASHED', err instanceof Error ? err.message : JSON.stringify(err)));
       });
     });
+  }
+
+  #sweepWall(): void {
+    if (this.#pending.size === 0) {
+      clearInterval(this.#wall);
+      this.#wall = undefined;
+      return;
+    }
+    const now = Date.now();
+    const graceMs = this.#process.options.graceMs;
+    for (const p of this.#pending.values()) {
+      if (now < p.deadline + graceMs) continue;
+      p.gen.kill({
+        reason: 'killed',
+        code: 'PLINTH_ERR_STAGE_TIMEOUT',
+        detail: `extension ${this.spec.id}: a call ran past its timeout of ${p.timeoutMs} ms and the sandbox process did not answer within ${graceMs} ms more`,
+        trigger: { instanceId: this.spec.instanceId, callId: p.callId },
+      });
+      return;
+    }
   }
 
   /** One call into the isolate; `pick` takes what the caller wants of the result (never throws: a failure rejects). */
