@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Peer } from '../link/index.ts';
 import { FrameLink } from '../link/frames.ts';
+import { CallTable } from '../link/call-table.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
 import type { Json } from '../../sdk/index.ts';
@@ -82,7 +83,7 @@ export class ProcessHandle {
   #end: ProcessEnd | undefined;
   #inflight = 0;
   #ready = false;
-  readonly #rawPending = new Map<string, InvokeDone>();
+  readonly #rawPending = new CallTable<string, InvokeDone>();
   #nextRawId = 1;
 
   constructor(options: ResolvedProcessOptions, onExit: (handle: ProcessHandle) => void) {
@@ -112,7 +113,7 @@ export class ProcessHandle {
     this.link.onRaw((m, payload) => this.#rawReply(m, payload));
     this.peer = new Peer(this.link);
     this.peer.onClose((reason) => {
-      const pending = [...this.#rawPending.values()];
+      const pending = this.#rawPending.values();
       this.#rawPending.clear();
       for (const done of pending) {
         this.#release();

@@ -23,6 +23,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Peer } from '../link/index.ts';
 import { FrameLink } from '../link/frames.ts';
+import { CallTable } from '../link/call-table.ts';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import type { ContextOp, SandboxExit, SandboxSpec } from '../types.ts';
 import { SHIM_FILENAME, SHIM_SOURCE } from './shim.ts';
@@ -69,7 +70,7 @@ interface Guest {
   spec: SandboxSpec;
   isolate: ivm.Isolate;
   dispatch: ivm.Reference<(...args: unknown[]) => unknown> | undefined;
-  calls: Map<number, ActiveCall>;
+  calls: CallTable<number, ActiveCall>;
   maxResultBytes: number;
   dead: boolean;
   /**
@@ -424,7 +425,7 @@ async function load(params: LoadParams): Promise<LoadResult> {
       process.kill(process.pid, 'SIGKILL');
     },
   });
-  const g: Guest = { spec, isolate, dispatch: undefined, calls: new Map(), maxResultBytes: params.maxResultBytes, dead: false };
+  const g: Guest = { spec, isolate, dispatch: undefined, calls: new CallTable<number, ActiveCall>(), maxResultBytes: params.maxResultBytes, dead: false };
   guests.set(spec.instanceId, g);
   // Module evaluation, initialize() and start() share one budget: startTimeoutMs (wall clock and CPU).
   const loadDeadline = Date.now() + (spec.limits.startTimeoutMs ?? spec.limits.callTimeoutMs);

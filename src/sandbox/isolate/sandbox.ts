@@ -5,6 +5,7 @@
 import { debuglog } from 'node:util';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
 import { checkTimeout, grantedEnv, startTimedOut } from '../options.ts';
+import { CallTable } from '../link/call-table.ts';
 import type { CallOptions, ContextHandler, ContextOp, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
 import type { HealthResult, Json, PlinthEvent } from '../../sdk/index.ts';
 import { MAX_INPUT_CHARS, type CtxResult, type ExitParams, type InvokeKind, type InvokeParams, type InvokeResult, type LoadParams, type LoadResult } from './protocol.ts';
@@ -59,7 +60,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
   #start: Promise<void> | undefined;
   #exit: SandboxExit | undefined;
   #nextCallId = 1;
-  readonly #pending = new Map<number, PendingCall>();
+  readonly #pending = new CallTable<number, PendingCall>();
   /** The host's wall: a sweep while calls are in flight (it stops itself when it finds none). */
   #wall: NodeJS.Timeout | undefined;
   readonly #exitListeners: Array<(exit: SandboxExit) => void> = [];
@@ -313,7 +314,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
       clearTimeout(timer);
     }
     this.#state = 'stopped';
-    for (const p of [...this.#pending.values()]) p.settle(this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped during the call'));
+    for (const p of this.#pending.values()) p.settle(this.#error('PLINTH_ERR_SHUTDOWN', 'the sandbox was stopped during the call'));
     this.#detach();
     if (this.#dedicated) await this.#process.shutdown();
   }
@@ -334,7 +335,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
   #die(exit: SandboxExit, codeFor: (p: PendingCall) => ErrorCode, message: string | ((p: PendingCall) => string)): void {
     const wasRunning = this.#state === 'running';
     if (this.#state === 'starting' || this.#state === 'running') this.#state = 'dead';
-    for (const p of [...this.#pending.values()]) p.settle(this.#error(codeFor(p), typeof message === 'string' ? message : message(p)));
+    for (const p of this.#pending.values()) p.settle(this.#error(codeFor(p), typeof message === 'string' ? message : message(p)));
     this.#detach();
     if (wasRunning && !this.#exit) {
       this.#exit = exit;
@@ -353,7 +354,7 @@ export class IsolateSandbox implements Sandbox, HostedSandbox {
     if (end.reason === 'stopped') {
       const wasAlive = this.#state === 'running' || this.#state === 'starting';
       if (wasAlive) this.#state = 'dead';
-      for (const p of [...this.#pending.values()]) p.settle(this.#error('PLINTH_ERR_SHUTDOWN', end.detail));
+      for (const p of this.#pending.values()) p.settle(this.#error('PLINTH_ERR_SHUTDOWN', end.detail));
       if (wasAlive) this.#exit = { reason: 'stopped', detail: end.detail };
       this.#detach();
       return;

@@ -4,6 +4,7 @@
 // (https://www.jsonrpc.org/specification): §4 requests and notifications, §5 responses and error ids, §6 batches.
 import type { ChildProcess } from 'node:child_process';
 import { PlinthError } from '../../errors.ts';
+import { CallTable } from './call-table.ts';
 
 export interface Transport {
   /** A message object, or an array of them (a batch reply, §6). Object transports send it as is; text ones as JSON. */
@@ -107,7 +108,7 @@ export class Peer {
   readonly #transport: Transport;
   readonly #options: PeerOptions;
   readonly #handlers = new Map<string, Handler>();
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new CallTable<number, Pending>();
   /** Requests of the other side being served, by their id (a Map tells 1 from "1"; no JSON key per request). */
   readonly #serving = new Map<string | number | null, Serving>();
   #nextId = 1;

@@ -26,6 +26,7 @@ import type { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { PlinthError, type ErrorCode } from '../../errors.ts';
+import { CallTable } from '../link/call-table.ts';
 import { checkTimeout, startTimedOut } from '../options.ts';
 import type { Json, PlinthEvent, HealthResult } from '../../sdk/index.ts';
 import type { CallOptions, ContextHandler, Sandbox, SandboxExit, SandboxSpec } from '../types.ts';
@@ -131,7 +132,7 @@ class WorkerSandbox implements Sandbox {
   /** Called once every thread has handed over its port (start() waits for that). */
   #allLinked: (() => void) | undefined;
   readonly #queue: Pending[] = [];
-  readonly #running = new Map<number, Pending>();
+  readonly #running = new CallTable<number, Pending>();
   #nextCallId = 1;
   readonly #exitListeners: Array<(exit: SandboxExit) => void> = [];
   #exit: SandboxExit | undefined;
@@ -290,7 +291,7 @@ class WorkerSandbox implements Sandbox {
       clearTimeout(timer);
     }
     this.#state = 'stopped';
-    for (const p of [...this.#running.values()]) this.#settle(p, this.#error('PLINTH_ERR_SHUTDOWN', `extension ${this.spec.id} was stopped during ${p.label}`));
+    for (const p of this.#running.values()) this.#settle(p, this.#error('PLINTH_ERR_SHUTDOWN', `extension ${this.spec.id} was stopped during ${p.label}`));
     await this.#destroy();
   }
 
@@ -573,9 +574,9 @@ class WorkerSandbox implements Sandbox {
     const code: ErrorCode = reason === 'out-of-memory' ? 'PLINTH_ERR_OUT_OF_MEMORY' : 'PLINTH_ERR_SANDBOX_CRASHED';
     // A thread's death is seen on its `exit` / the pool's `error`, which do not say which call it was running; when
     // only one was, that one is the culprit.
-    if (!culprit && this.#running.size === 1) culprit = this.#running.values().next().value;
+    if (!culprit && this.#running.size === 1) culprit = this.#running.values()[0];
     const hint = reason === 'out-of-memory' ? 'raise limits.memoryMb, or process the data in smaller pieces' : 'the extension is restarted; see extensionStack for where it failed';
-    for (const p of [...this.#running.values()]) {
+    for (const p of this.#running.values()) {
       const err = this.#error(code, `${detail} (during ${p.label}${p === culprit ? '' : ', which was running on it'})`, hint, extensionStack);
       clearTimers(p);
       this.#settle(p, err);

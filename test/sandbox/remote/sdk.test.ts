@@ -71,7 +71,7 @@ describe('the SDK', () => {
 
   it('loads no host internals: only src/sdk, the JSON-RPC link, the remote protocol and the error table', async () => {
     const files = [...(await runtimeImports(path.join(ROOT, 'src', 'sdk', 'index.ts')))].map((f) => path.relative(path.join(ROOT, 'src'), f)).sort();
-    assert.deepEqual(files, ['errors.ts', 'sandbox/link/index.ts', 'sandbox/link/ws.ts', 'sandbox/remote/protocol.ts', 'sdk/index.ts', 'sdk/runner.ts']);
+    assert.deepEqual(files, ['errors.ts', 'sandbox/link/call-table.ts', 'sandbox/link/index.ts', 'sandbox/link/ws.ts', 'sandbox/remote/protocol.ts', 'sdk/index.ts', 'sdk/runner.ts']);
   });
 
   it('runExtension: a token the host refuses is final (registered rejects with CONTROL_AUTH) and the runner stops; a missing package.json too', async () => {
