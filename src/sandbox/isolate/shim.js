@@ -10,7 +10,8 @@
 //   SharedArrayBuffer-backed argument is copied (into JSON text) before the host checks anything;
 // - every thrown value is turned into plain, length-capped strings here; nothing the extension throws escapes into
 //   isolated-vm's own conversion (a looping `message` getter there could outlive dispose());
-// - ctx and everything on it are frozen null-prototype objects.
+// - ctx and everything on it are frozen: its parts are null-prototype objects, and its own prototype (the getters
+//   that make the parts on first use) is frozen, constructor-less and has a null prototype itself.
 // This file is compiled inside each isolate, never by Node: process.ts reads it once and injects it as the body of a
 // closure, `return (<this file>)(hostRequest, hostDone, ...)`. It is therefore one parenthesised function expression
 // and nothing else, linted as a script with no globals but the language's own (an isolate has no Node APIs). The
